@@ -1,0 +1,230 @@
+//! The write paths: turning a request body into a stored object.
+//!
+//! Order matters: everything that can refuse the object (validation in
+//! `shared`, then the cross-object checks that need the store) runs before
+//! the single conditional etcd write, so a refused request writes nothing.
+//! Writes are compare-and-swap on the etcd revision the decision was based
+//! on; a lost race is retried from a fresh read, a few times.
+
+use serde_json::{Map, Value};
+use shared::store::{Entry, Store};
+use shared::validate::{validate, UpstreamRef, Valid};
+use shared::Kind;
+
+use crate::error::AdminError;
+use crate::ids::unix_seconds;
+use crate::patch::merge_patch;
+use crate::response::COMPUTED_SSL_FIELDS;
+
+/// How many times a write that lost a race is retried before answering 409.
+const ATTEMPTS: usize = 5;
+
+/// A validated object, ready to be written.
+pub(crate) struct Prepared {
+    pub(crate) value: Value,
+    pub(crate) valid: Valid,
+}
+
+/// Whether a `PUT` created the object or replaced it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Written {
+    Created,
+    Replaced,
+}
+
+/// `PUT /{kind}/{id}`: creates or replaces, keeping the original `create_time`.
+pub(crate) async fn put(store: &Store, kind: Kind, id: &str, body: Map<String, Value>) -> Result<(Written, Prepared), AdminError> {
+    let now = unix_seconds();
+    let mut prepared = prepare(kind, id, body, now, now)?;
+    check_references(store, &prepared.valid).await?;
+    for _ in 0..ATTEMPTS {
+        let written = match store.get(kind, id).await? {
+            None => store.create(kind, id, &prepared.value).await?.then_some(Written::Created),
+            Some(existing) => {
+                set_times(&mut prepared.value, create_time(&existing, now), now);
+                store
+                    .compare_and_put(kind, id, &prepared.value, existing.mod_revision)
+                    .await?
+                    .then_some(Written::Replaced)
+            }
+        };
+        if let Some(written) = written {
+            return Ok((written, prepared));
+        }
+    }
+    Err(conflict(kind, id))
+}
+
+/// `POST /{kind}`: creates the object under a fresh id; returns the id.
+pub(crate) async fn post(
+    store: &Store,
+    kind: Kind,
+    body: Map<String, Value>,
+    next_id: impl Fn() -> String,
+) -> Result<(String, Prepared), AdminError> {
+    if body.contains_key("id") {
+        return Err(AdminError::IdOnPost(kind));
+    }
+    let now = unix_seconds();
+    let mut id = next_id();
+    let mut prepared = prepare(kind, &id, body, now, now)?;
+    check_references(store, &prepared.valid).await?;
+    for _ in 0..ATTEMPTS {
+        if store.create(kind, &id, &prepared.value).await? {
+            return Ok((id, prepared));
+        }
+        // Another control plane took this id meanwhile: pick the next one.
+        id = next_id();
+        set_id(&mut prepared.value, &id);
+    }
+    Err(conflict(kind, &id))
+}
+
+/// `PATCH /{kind}/{id}`: merges `patch` into the stored object (RFC 7386),
+/// then validates the result as if it had been `PUT`.
+pub(crate) async fn patch(store: &Store, kind: Kind, id: &str, patch: Map<String, Value>) -> Result<Prepared, AdminError> {
+    let patch = Value::Object(patch);
+    for _ in 0..ATTEMPTS {
+        let existing = store.get(kind, id).await?.ok_or_else(|| not_found(kind, id))?;
+        let mut merged = existing.value.clone();
+        merge_patch(&mut merged, &patch);
+        let Value::Object(merged) = merged else {
+            return Err(AdminError::InvalidJson("the patch must be a JSON object".into()));
+        };
+        let now = unix_seconds();
+        let prepared = prepare(kind, id, merged, create_time(&existing, now), now)?;
+        check_references(store, &prepared.valid).await?;
+        if store
+            .compare_and_put(kind, id, &prepared.value, existing.mod_revision)
+            .await?
+        {
+            return Ok(prepared);
+        }
+    }
+    Err(conflict(kind, id))
+}
+
+/// `DELETE /{kind}/{id}`; an upstream still used by a route is kept unless
+/// `force`.
+pub(crate) async fn delete(store: &Store, kind: Kind, id: &str, force: bool) -> Result<(), AdminError> {
+    if kind == Kind::Upstreams && !force {
+        let routes = routes_using_upstream(store, id).await?;
+        if !routes.is_empty() {
+            return Err(AdminError::UpstreamInUse {
+                upstream: id.to_owned(),
+                routes: routes.join(", "),
+            });
+        }
+    }
+    if store.delete(kind, id).await? {
+        Ok(())
+    } else {
+        Err(not_found(kind, id))
+    }
+}
+
+/// Sets the fields this API maintains, then validates: the value checked is
+/// exactly the value stored (and what the gateway's watcher will check).
+fn prepare(kind: Kind, id: &str, mut body: Map<String, Value>, created: i64, now: i64) -> Result<Prepared, AdminError> {
+    if kind == Kind::Ssls {
+        for field in COMPUTED_SSL_FIELDS {
+            body.remove(field);
+        }
+    }
+    let mut value = Value::Object(body);
+    set_times(&mut value, created, now);
+    // Validated before `id` is overwritten, so a body naming another id is refused.
+    let valid = validate(kind, id, &value)?;
+    set_id(&mut value, id);
+    Ok(Prepared { value, valid })
+}
+
+/// The checks that need other stored objects.
+async fn check_references(store: &Store, valid: &Valid) -> Result<(), AdminError> {
+    if let Valid::Route(route) = valid {
+        if let UpstreamRef::Id(upstream) = &route.upstream {
+            if store.get(Kind::Upstreams, upstream).await?.is_none() {
+                return Err(AdminError::MissingUpstream(upstream.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ids of the stored routes whose `upstream_id` is `upstream`.
+async fn routes_using_upstream(store: &Store, upstream: &str) -> Result<Vec<String>, AdminError> {
+    let routes = store.list(Kind::Routes).await?;
+    Ok(routes
+        .into_iter()
+        .filter(|route| references(&route.value, upstream))
+        .map(|route| route.id)
+        .collect())
+}
+
+/// Whether a stored route's `upstream_id` names `upstream` (APISIX also
+/// accepts numeric ids, so compare their text).
+fn references(route: &Value, upstream: &str) -> bool {
+    match route.get("upstream_id") {
+        Some(Value::String(id)) => id == upstream,
+        Some(Value::Number(id)) => id.to_string() == upstream,
+        _ => false,
+    }
+}
+
+fn set_times(value: &mut Value, created: i64, now: i64) {
+    if let Value::Object(fields) = value {
+        fields.insert("create_time".into(), created.into());
+        fields.insert("update_time".into(), now.into());
+    }
+}
+
+fn set_id(value: &mut Value, id: &str) {
+    if let Value::Object(fields) = value {
+        fields.insert("id".into(), id.into());
+    }
+}
+
+/// The stored object's `create_time`, or `now` if it has none.
+fn create_time(existing: &Entry, now: i64) -> i64 {
+    existing
+        .value
+        .get("create_time")
+        .and_then(Value::as_i64)
+        .unwrap_or(now)
+}
+
+pub(crate) fn not_found(kind: Kind, id: &str) -> AdminError {
+    AdminError::NotFound {
+        kind,
+        id: id.to_owned(),
+    }
+}
+
+fn conflict(kind: Kind, id: &str) -> AdminError {
+    AdminError::Conflict {
+        kind,
+        id: id.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn references_compare_ids_as_text() {
+        assert!(references(&json!({"upstream_id": "1"}), "1"));
+        assert!(references(&json!({"upstream_id": 1}), "1"));
+        assert!(!references(&json!({"upstream_id": "10"}), "1"));
+        assert!(!references(&json!({"upstream": {"nodes": {}}}), "1"));
+    }
+
+    #[test]
+    fn times_and_id_are_set_by_the_server() {
+        let mut value = json!({"create_time": 1, "update_time": 2, "uri": "/"});
+        set_times(&mut value, 10, 20);
+        set_id(&mut value, "r1");
+        assert_eq!(value, json!({"create_time": 10, "update_time": 20, "uri": "/", "id": "r1"}));
+    }
+}

@@ -1,0 +1,75 @@
+//! What the data plane knows about one client connection, established once at
+//! accept time and shared by every request on it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use regex::RegexSet;
+use rustls_pki_types::CertificateDer;
+use shared::x509::CertSummary;
+
+/// One accepted client connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote_addr: SocketAddr,
+    pub local_addr: SocketAddr,
+    /// `None` on the plain-HTTP listener.
+    pub tls: Option<TlsInfo>,
+}
+
+/// The outcome of the TLS handshake.
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    /// The SNI the client sent, normalised; `None` when it sent none and the
+    /// fallback SNI was used.
+    pub server_name: Option<String>,
+    /// The SSL object whose configuration completed the handshake.
+    pub ssl_id: Arc<str>,
+    /// `TLSv1.2` or `TLSv1.3`, as nginx `$ssl_protocol`.
+    pub protocol: &'static str,
+    pub client_cert: ClientCert,
+    /// What that SSL object demands of client certificates.
+    pub mtls: MtlsPolicy,
+}
+
+/// The client certificate presented on this connection, if any.
+#[derive(Debug, Clone)]
+pub enum ClientCert {
+    /// None was sent.
+    None,
+    /// Sent, and it chains to the SSL object's `client.ca` within `depth`.
+    Verified(Arc<PeerCert>),
+    /// Sent but not trusted (only possible when the SSL object lets the
+    /// handshake through without one, i.e. with `skip_mtls_uri_regex`).
+    Failed { reason: String, cert: Arc<PeerCert> },
+}
+
+impl ClientCert {
+    /// The certificate when it was verified.
+    pub fn verified(&self) -> Option<&PeerCert> {
+        match self {
+            ClientCert::Verified(cert) => Some(cert),
+            _ => None,
+        }
+    }
+}
+
+/// The client's leaf certificate.
+#[derive(Debug, Clone)]
+pub struct PeerCert {
+    pub der: CertificateDer<'static>,
+    pub summary: CertSummary,
+}
+
+/// The client-certificate policy of the SSL object that served the handshake.
+#[derive(Debug, Clone)]
+pub enum MtlsPolicy {
+    /// No `client` section: no certificate is requested.
+    Off,
+    /// `client.ca` without `skip_mtls_uri_regex`: the handshake already
+    /// refused anyone without a verified certificate.
+    Required,
+    /// `client.ca` with `skip_mtls_uri_regex`: paths matching one of the
+    /// regexes pass without a verified certificate, others get HTTP 400.
+    Optional { skip: Arc<RegexSet> },
+}

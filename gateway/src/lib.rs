@@ -1,0 +1,18 @@
+//! The Portcullis data plane: everything between a client's TCP connection
+//! and the upstream.
+//!
+//! A connection walks the modules in request order: [`listener`] accepts it,
+//! [`tls`] resolves the SNI and finishes the handshake with that SSL object's
+//! pre-built configuration, [`proxy`] runs each request through the phases
+//! (mTLS gate, [`router`], [`plugins`], [`upstream`]). All configuration comes
+//! from one immutable [`snapshot::Snapshot`], rebuilt off the hot path when
+//! etcd changes and swapped whole.
+
+pub mod context;
+pub mod listener;
+pub mod plugins;
+pub mod proxy;
+pub mod router;
+pub mod snapshot;
+pub mod tls;
+pub mod upstream;

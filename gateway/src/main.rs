@@ -1,0 +1,131 @@
+//! `gateway`: the Portcullis process. Depending on `deployment.role` it runs
+//! the admin API (control plane), the proxy (data plane), or both.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use clap::Parser;
+use gateway::listener::{Listener, Protocol, ShutdownSignal};
+use gateway::proxy::Proxy;
+use gateway::snapshot::{self, Snapshot};
+use shared::config::{AdminConfig, Config};
+use shared::store::Store;
+use tokio::task::JoinSet;
+
+/// Portcullis, the mTLS-first API gateway.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Path to config.yaml.
+    #[arg(short = 'c', long = "config", default_value = "conf/config.yaml")]
+    config: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing();
+    let config = Config::load(&args.config)?;
+    let runtime = runtime(config.proxy.worker_threads)?;
+    runtime.block_on(run(config))
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder.enable_all().build().context("cannot start the async runtime")
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let role = config.deployment.role;
+    let store = Store::connect(&config.deployment.etcd).await?;
+    let (trigger, shutdown) = ShutdownSignal::new();
+    let mut tasks = JoinSet::new();
+
+    if let Some(admin) = config.deployment.admin.as_ref().filter(|_| role.serves_admin()) {
+        start_admin(admin, store.clone(), shutdown.clone(), &mut tasks).await?;
+    }
+    if role.serves_traffic() {
+        start_data_plane(&config, store, shutdown, &mut tasks).await?;
+    }
+    tracing::info!(?role, "portcullis started");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    let _ = trigger.send(true);
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn start_admin(
+    admin: &AdminConfig,
+    store: Store,
+    shutdown: ShutdownSignal,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let socket = tokio::net::TcpListener::bind(&admin.listen)
+        .await
+        .with_context(|| format!("cannot listen on deployment.admin.listen {}", admin.listen))?;
+    tracing::info!(addr = %socket.local_addr()?, "admin API listening");
+    let state = admin::AdminState::new(store, admin.keys.clone());
+    tasks.spawn(async move {
+        if let Err(err) = admin::serve(socket, state, shutdown.fired()).await {
+            tracing::error!(%err, "admin API stopped");
+        }
+    });
+    Ok(())
+}
+
+async fn start_data_plane(
+    config: &Config,
+    store: Store,
+    shutdown: ShutdownSignal,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let fallback_sni = config.proxy.fallback_sni.clone();
+    let current = Arc::new(ArcSwap::from_pointee(Snapshot::empty(fallback_sni.as_deref())));
+    let states = shared::watch::spawn(store);
+    tokio::spawn(snapshot::follow(states, Arc::clone(&current), fallback_sni));
+
+    let proxy = Arc::new(Proxy::new(Arc::clone(&current)));
+    let listeners = config
+        .proxy
+        .http_listen
+        .iter()
+        .map(|addr| (addr, Protocol::Http))
+        .chain(config.proxy.https_listen.iter().map(|addr| (addr, Protocol::Https)));
+    for (addr, protocol) in listeners {
+        let listener = Listener::bind(addr, protocol)
+            .await
+            .with_context(|| format!("cannot listen on {addr} ({protocol:?})"))?;
+        tracing::info!(addr = %listener.local_addr()?, ?protocol, "proxy listening");
+        tasks.spawn(listener.serve(Arc::clone(&proxy), Arc::clone(&current), shutdown.clone()));
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops the gateway");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

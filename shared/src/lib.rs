@@ -1,0 +1,30 @@
+//! The Portcullis model, shared by the control plane (`admin`) and the data
+//! plane (`gateway`).
+//!
+//! This crate owns everything both sides must agree on:
+//!
+//! * [`resource`]: the stored objects (`Ssl`, `Route`, `Upstream`) as they are
+//!   written to etcd and returned by the admin API;
+//! * [`schema`] and [`validate`]: the single place where a JSON object becomes
+//!   a validated value (JSON schema first, then semantic checks such as "the
+//!   private key matches the certificate"). The admin API and the etcd watcher
+//!   call the same functions, so whatever the gateway loads, the admin API
+//!   would have accepted;
+//! * [`x509`]: PEM and X.509 helpers (parsing, key/cert matching, the
+//!   operator-facing certificate summary);
+//! * [`keys`]: the etcd key layout under the configured prefix;
+//! * [`store`] and [`watch`]: the etcd client wrapper and the list-then-watch
+//!   loop that keeps a [`state::ConfigState`] up to date;
+//! * [`config`]: the `config.yaml` file types.
+
+pub mod config;
+pub mod keys;
+pub mod resource;
+pub mod schema;
+pub mod state;
+pub mod store;
+pub mod validate;
+pub mod watch;
+pub mod x509;
+
+pub use resource::Kind;

@@ -1,0 +1,67 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// An SSL object (APISIX `ssls`): server certificates for a set of SNIs, with
+/// optional client-certificate verification; or (`type: client`) a client
+/// identity used towards upstreams.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Ssl {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(rename = "type", default)]
+    pub kind: SslType,
+    pub cert: String,
+    /// The private key, PEM. Never returned by the admin API.
+    pub key: String,
+    /// Extra certificate/key pairs (e.g. ECDSA next to RSA for the same SNIs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snis: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientSettings>,
+    #[serde(default = "enabled")]
+    pub status: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_protocols: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_time: Option<i64>,
+}
+
+/// `type` of an SSL object.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SslType {
+    #[default]
+    Server,
+    Client,
+}
+
+/// `client`: verification of client certificates for this SSL object's SNIs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ClientSettings {
+    /// Trusted CA certificates, PEM (one or more).
+    pub ca: String,
+    /// nginx `ssl_verify_depth`: the longest chain accepted, counted in
+    /// certificates above the leaf (1 = issued directly by a trusted CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u32>,
+    /// Paths that may be served without a verified client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_mtls_uri_regex: Option<Vec<String>>,
+}
+
+fn enabled() -> u8 {
+    1
+}

@@ -1,0 +1,260 @@
+//! The etcd store: JSON objects at `<prefix>/<kind>/<id>`.
+//!
+//! Only the admin API writes. Every call is bounded by the configured request
+//! timeout, so an unreachable etcd surfaces as [`StoreError::Unavailable`]
+//! (HTTP 503 on the admin API) instead of a hang.
+
+use std::future::Future;
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
+    WatchOptions, WatchStream,
+};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::config::EtcdConfig;
+use crate::keys::KeyLayout;
+use crate::resource::Kind;
+
+/// Why a store operation failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// etcd could not be reached, did not answer in time, or refused the call.
+    #[error("etcd unavailable ({endpoints}): {reason}")]
+    Unavailable { endpoints: String, reason: String },
+    /// A stored value is not a JSON object (written by hand?).
+    #[error("stored value at {key} is not a JSON object: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// One stored object.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub id: String,
+    pub key: String,
+    pub value: Value,
+    /// etcd `mod_revision`: the compare-and-swap token.
+    pub mod_revision: i64,
+}
+
+/// What a `put` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    Replaced,
+}
+
+/// Every key under the prefix at one revision, as the watcher loads it.
+#[derive(Debug)]
+pub struct Listing {
+    pub revision: i64,
+    pub kvs: Vec<RawEntry>,
+}
+
+/// A key/value pair as etcd holds it, not yet trusted.
+#[derive(Clone, Debug)]
+pub struct RawEntry {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub mod_revision: i64,
+}
+
+impl From<&KeyValue> for RawEntry {
+    fn from(kv: &KeyValue) -> Self {
+        RawEntry {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision(),
+        }
+    }
+}
+
+/// A cheap-to-clone handle on etcd.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    layout: KeyLayout,
+    endpoints: String,
+    timeout: Duration,
+}
+
+impl Store {
+    /// Prepares a client for the configured endpoints; etcd-client balances
+    /// over (and fails over between) them. The connection itself is made
+    /// lazily, so this succeeds while etcd is down.
+    pub async fn connect(config: &EtcdConfig) -> Result<Store, StoreError> {
+        let timeout = config.request_timeout();
+        let endpoints = config.endpoints.join(",");
+        let options = ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_timeout(timeout)
+            .with_keep_alive(Duration::from_secs(5), timeout)
+            .with_keep_alive_while_idle(true);
+        let client = Client::connect(&config.endpoints, Some(options))
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                endpoints: endpoints.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Store {
+            client,
+            layout: KeyLayout::new(&config.prefix),
+            endpoints,
+            timeout,
+        })
+    }
+
+    pub fn layout(&self) -> &KeyLayout {
+        &self.layout
+    }
+
+    pub async fn get(&self, kind: Kind, id: &str) -> Result<Option<Entry>, StoreError> {
+        let key = self.layout.object(kind, id);
+        let mut client = self.client.clone();
+        let resp = self.bounded(client.get(key, None)).await?;
+        resp.kvs().first().map(|kv| self.entry(kind, kv)).transpose()
+    }
+
+    /// Every object of `kind`, ordered by key. Values that are not JSON
+    /// objects are skipped with a logged warning.
+    pub async fn list(&self, kind: Kind) -> Result<Vec<Entry>, StoreError> {
+        let mut client = self.client.clone();
+        let options = GetOptions::new().with_prefix();
+        let resp = self
+            .bounded(client.get(self.layout.dir(kind), Some(options)))
+            .await?;
+        let entries = resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| match self.entry(kind, kv) {
+                Ok(entry) => Some(entry),
+                Err(err) => {
+                    tracing::warn!(%err, "skipping unreadable object");
+                    None
+                }
+            })
+            .collect();
+        Ok(entries)
+    }
+
+    /// Writes unconditionally; says whether the object is new.
+    pub async fn put(&self, kind: Kind, id: &str, value: &Value) -> Result<PutOutcome, StoreError> {
+        let mut client = self.client.clone();
+        let options = PutOptions::new().with_prev_key();
+        let resp = self
+            .bounded(client.put(self.layout.object(kind, id), value.to_string(), Some(options)))
+            .await?;
+        Ok(match resp.prev_key() {
+            Some(_) => PutOutcome::Replaced,
+            None => PutOutcome::Created,
+        })
+    }
+
+    /// Writes only if the object does not exist yet; `false` when it does.
+    pub async fn create(&self, kind: Kind, id: &str, value: &Value) -> Result<bool, StoreError> {
+        let key = self.layout.object(kind, id);
+        // create_revision 0 <=> the key does not exist.
+        let absent = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
+        self.put_when(absent, key, value).await
+    }
+
+    /// Writes only if the object's `mod_revision` is still `expected`;
+    /// `false` when someone else changed (or deleted) it meanwhile.
+    pub async fn compare_and_put(
+        &self,
+        kind: Kind,
+        id: &str,
+        value: &Value,
+        expected: i64,
+    ) -> Result<bool, StoreError> {
+        let key = self.layout.object(kind, id);
+        let unchanged = Compare::mod_revision(key.clone(), CompareOp::Equal, expected);
+        self.put_when(unchanged, key, value).await
+    }
+
+    /// Deletes; `false` when there was nothing to delete.
+    pub async fn delete(&self, kind: Kind, id: &str) -> Result<bool, StoreError> {
+        let mut client = self.client.clone();
+        let resp = self
+            .bounded(client.delete(self.layout.object(kind, id), None))
+            .await?;
+        Ok(resp.deleted() > 0)
+    }
+
+    /// Every key under the prefix, with the revision they were read at.
+    pub async fn load_all(&self) -> Result<Listing, StoreError> {
+        let mut client = self.client.clone();
+        let options = GetOptions::new().with_prefix();
+        let resp = self
+            .bounded(client.get(self.layout.root(), Some(options)))
+            .await?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        let kvs = resp.kvs().iter().map(RawEntry::from).collect();
+        Ok(Listing { revision, kvs })
+    }
+
+    /// Opens a watch on the whole prefix from `start_revision` (inclusive).
+    pub async fn watch_from(&self, start_revision: i64) -> Result<WatchStream, StoreError> {
+        let mut client = self.client.clone();
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(start_revision)
+            .with_progress_notify();
+        self.bounded(client.watch(self.layout.root(), Some(options)))
+            .await
+    }
+
+    /// The endpoints, for error messages.
+    pub fn endpoints(&self) -> &str {
+        &self.endpoints
+    }
+
+    async fn put_when(&self, compare: Compare, key: String, value: &Value) -> Result<bool, StoreError> {
+        let mut client = self.client.clone();
+        let txn = Txn::new()
+            .when([compare])
+            .and_then([TxnOp::put(key, value.to_string(), None)]);
+        let resp = self.bounded(client.txn(txn)).await?;
+        Ok(resp.succeeded())
+    }
+
+    fn entry(&self, kind: Kind, kv: &KeyValue) -> Result<Entry, StoreError> {
+        let raw = RawEntry::from(kv);
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: raw.key.clone(),
+            reason,
+        };
+        let id = match self.layout.parse(&raw.key) {
+            Some((k, id)) if k == kind => id.to_owned(),
+            _ => return Err(corrupt("key outside the layout".into())),
+        };
+        let value: Value = serde_json::from_slice(&raw.value).map_err(|e| corrupt(e.to_string()))?;
+        if !value.is_object() {
+            return Err(corrupt("not an object".into()));
+        }
+        Ok(Entry {
+            id,
+            key: raw.key.clone(),
+            value,
+            mod_revision: raw.mod_revision,
+        })
+    }
+
+    /// Bounds an etcd call by the request timeout and maps its failure.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, StoreError> {
+        let unavailable = |reason: String| StoreError::Unavailable {
+            endpoints: self.endpoints.clone(),
+            reason,
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(unavailable(err.to_string())),
+            Err(_) => Err(unavailable(format!("no answer within {:?}", self.timeout))),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+use thiserror::Error;
+
+/// Why an object was refused. The message names the offending field and is
+/// returned verbatim to the operator as `{"error_msg": "..."}`.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ValidationError {
+    /// The body is not JSON, or is JSON of the wrong shape.
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    /// The JSON schema refused the object.
+    #[error("invalid configuration: {0}")]
+    Schema(String),
+    /// A semantic check on one field failed.
+    #[error("invalid {field}: {reason}")]
+    Field { field: String, reason: String },
+}
+
+impl ValidationError {
+    pub fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ValidationError::Field {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! A client for the admin API, authenticated like an operator's curl.
+
+use std::net::SocketAddr;
+
+use http::Method;
+use serde_json::Value;
+
+/// Admin API client (plain HTTP/1.1 to the admin listener).
+#[derive(Clone, Debug)]
+pub struct AdminClient {
+    addr: SocketAddr,
+    key: Option<String>,
+}
+
+/// One admin API response.
+#[derive(Clone, Debug)]
+pub struct AdminResponse {
+    pub status: u16,
+    /// The JSON body; `Null` when the body is empty or not JSON.
+    pub body: Value,
+    pub text: String,
+}
+
+impl AdminClient {
+    pub(crate) fn new(addr: SocketAddr, key: &str) -> AdminClient {
+        AdminClient {
+            addr,
+            key: Some(key.to_owned()),
+        }
+    }
+
+    /// The same client with another `X-API-KEY`, or none.
+    pub fn with_key(&self, key: Option<&str>) -> AdminClient {
+        AdminClient {
+            addr: self.addr,
+            key: key.map(str::to_owned),
+        }
+    }
+
+    /// `path` is like `/apisix/admin/ssls/1`.
+    pub async fn put(&self, path: &str, body: Value) -> crate::Result<AdminResponse> {
+        self.send(Method::PUT, path, Some(body.to_string())).await
+    }
+
+    /// PUT with a body sent verbatim (for invalid JSON).
+    pub async fn put_raw(&self, path: &str, body: &str) -> crate::Result<AdminResponse> {
+        self.send(Method::PUT, path, Some(body.to_owned())).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> crate::Result<AdminResponse> {
+        self.send(Method::POST, path, Some(body.to_string())).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> crate::Result<AdminResponse> {
+        self.send(Method::PATCH, path, Some(body.to_string())).await
+    }
+
+    pub async fn get(&self, path: &str) -> crate::Result<AdminResponse> {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn delete(&self, path: &str) -> crate::Result<AdminResponse> {
+        self.send(Method::DELETE, path, None).await
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<String>) -> crate::Result<AdminResponse> {
+        let headers: Vec<(&str, &str)> = self.key.iter().map(|k| ("X-API-KEY", k.as_str())).collect();
+        let reply = crate::http::send(self.addr, method, path, &headers, body).await?;
+        let text = String::from_utf8_lossy(&reply.body).into_owned();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(AdminResponse {
+            status: reply.status,
+            body,
+            text,
+        })
+    }
+}

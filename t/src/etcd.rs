@@ -1,0 +1,145 @@
+//! A real single-node etcd on free loopback ports.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use http::Method;
+use tempfile::TempDir;
+
+use crate::net::free_addr;
+use crate::process::Process;
+
+/// How long etcd may take to answer its health check.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts with fresh ports when another process grabbed ours first.
+const START_ATTEMPTS: usize = 3;
+
+/// A real single-node etcd (the `etcd` binary) on free loopback ports, data
+/// in a temporary directory. Killed on drop.
+#[derive(Debug)]
+pub struct Etcd {
+    client: SocketAddr,
+    peer: SocketAddr,
+    process: Option<Process>,
+    // Last: the directory must outlive the process writing into it.
+    dir: TempDir,
+}
+
+impl Etcd {
+    /// Starts etcd and waits until it answers.
+    pub async fn start() -> crate::Result<Etcd> {
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-etcd-")
+            .tempdir()
+            .context("cannot create a temporary directory for etcd")?;
+        let mut etcd = Etcd {
+            client: free_addr(),
+            peer: free_addr(),
+            process: None,
+            dir,
+        };
+        for attempt in 1..=START_ATTEMPTS {
+            match etcd.launch().await {
+                Ok(()) => return Ok(etcd),
+                Err(e) if attempt < START_ATTEMPTS => {
+                    eprintln!("etcd did not start ({e:#}); retrying on other ports");
+                    etcd.client = free_addr();
+                    etcd.peer = free_addr();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// `http://127.0.0.1:PORT`, the client URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.client)
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub async fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.terminate(Duration::from_secs(10)).await;
+        }
+    }
+
+    /// Stops etcd if it runs, then starts it again on the same ports with the
+    /// same data, and waits until it is healthy.
+    pub async fn restart(&mut self) -> crate::Result<()> {
+        self.stop().await;
+        self.launch().await
+    }
+
+    /// Runs `etcdctl --endpoints=.. ARGS`; returns its stdout, or an error
+    /// with its stderr when it exits non-zero.
+    pub fn etcdctl(&self, args: &[&str]) -> crate::Result<String> {
+        let output = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint()))
+            .arg("--dial-timeout=3s")
+            .arg("--command-timeout=10s")
+            .args(args)
+            .output()
+            .context("cannot run etcdctl (run ./scripts/deps to install etcd-client)")?;
+        if !output.status.success() {
+            bail!(
+                "etcdctl {} failed ({}): {}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// The etcd log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("etcd.log")
+    }
+
+    async fn launch(&mut self) -> crate::Result<()> {
+        let peer_url = format!("http://{}", self.peer);
+        let mut cmd = Command::new("etcd");
+        cmd.arg("--name=t")
+            .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={}", self.endpoint()))
+            .arg(format!("--advertise-client-urls={}", self.endpoint()))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=t={peer_url}"))
+            // Quick single-node elections keep restarts fast.
+            .arg("--heartbeat-interval=50")
+            .arg("--election-timeout=500");
+        let mut process = Process::spawn("etcd", cmd, &self.log_path())
+            .context("cannot start etcd (run ./scripts/deps to install etcd-server)")?;
+        let client = self.client;
+        let ready = process.wait_ready(READY_TIMEOUT, || healthy(client)).await;
+        self.process = Some(process);
+        if let Err(e) = ready {
+            self.stop().await;
+            bail!("{e:#}; etcd log:\n{}", tail(&self.log()));
+        }
+        Ok(())
+    }
+}
+
+/// Whether etcd on `client` answers its health check.
+async fn healthy(client: SocketAddr) -> bool {
+    let health = crate::http::send(client, Method::GET, "/health", &[], None).await;
+    matches!(health, Ok(reply) if reply.status == 200
+        && String::from_utf8_lossy(&reply.body).contains(r#""health":"true""#))
+}
+
+/// The last lines of a log, enough to see why a process failed.
+pub(crate) fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}

@@ -1,0 +1,298 @@
+//! The real `gateway` binary with a generated `config.yaml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tempfile::TempDir;
+
+use crate::admin::AdminClient;
+use crate::etcd::{tail, Etcd};
+use crate::net::{accepts, free_addr};
+use crate::process::Process;
+
+/// How long the gateway may take to open its listeners.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a graceful shutdown may take before the gateway is killed.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+/// Attempts with fresh ports when another process grabbed ours first.
+const START_ATTEMPTS: usize = 3;
+
+/// Makes default etcd prefixes unique within a test binary.
+static NEXT_PREFIX: AtomicUsize = AtomicUsize::new(0);
+
+/// Options for a gateway process.
+#[derive(Clone, Debug)]
+pub struct GatewayOptions {
+    /// `traditional` (default) | `data_plane` | `control_plane`.
+    pub role: &'static str,
+    /// etcd prefix; default: a unique `/portcullis-test-<n>`.
+    pub prefix: String,
+    pub fallback_sni: Option<String>,
+    /// Default `test-admin-key`.
+    pub admin_key: String,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        let n = NEXT_PREFIX.fetch_add(1, Ordering::Relaxed);
+        GatewayOptions {
+            role: "traditional",
+            prefix: format!("/portcullis-test-{}-{n}", std::process::id()),
+            fallback_sni: None,
+            admin_key: "test-admin-key".to_owned(),
+        }
+    }
+}
+
+/// The ports one gateway listens on.
+#[derive(Clone, Copy, Debug)]
+struct Ports {
+    admin: SocketAddr,
+    http: SocketAddr,
+    https: SocketAddr,
+}
+
+impl Ports {
+    fn pick() -> Ports {
+        Ports {
+            admin: free_addr(),
+            http: free_addr(),
+            https: free_addr(),
+        }
+    }
+}
+
+/// The real `gateway` binary (`target/debug/gateway`, or
+/// `$PORTCULLIS_GATEWAY_BIN`) with a generated config.yaml in a temporary
+/// directory, on free ports. Killed on drop; its stdout and stderr go to a
+/// log file, printed when a test panics.
+#[derive(Debug)]
+pub struct Gateway {
+    opts: GatewayOptions,
+    etcd_endpoint: String,
+    ports: Ports,
+    config: PathBuf,
+    process: Option<Process>,
+    last_exit: Option<ExitStatus>,
+    // Last: the directory must outlive the process writing into it.
+    dir: TempDir,
+}
+
+impl Gateway {
+    /// Starts a gateway with default options.
+    pub async fn start(etcd: &Etcd) -> crate::Result<Gateway> {
+        Gateway::start_with(etcd, GatewayOptions::default()).await
+    }
+
+    /// Starts a gateway and waits until its listeners accept.
+    pub async fn start_with(etcd: &Etcd, opts: GatewayOptions) -> crate::Result<Gateway> {
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-gateway-")
+            .tempdir()
+            .context("cannot create a temporary directory for the gateway")?;
+        let mut gateway = Gateway {
+            config: dir.path().join("config.yaml"),
+            opts,
+            etcd_endpoint: etcd.endpoint(),
+            ports: Ports::pick(),
+            process: None,
+            last_exit: None,
+            dir,
+        };
+        for attempt in 1..=START_ATTEMPTS {
+            gateway.write_config()?;
+            match gateway.launch().await {
+                Ok(()) => return Ok(gateway),
+                Err(e) if attempt < START_ATTEMPTS && gateway.port_conflict() => {
+                    eprintln!("gateway did not start ({e:#}); retrying on other ports");
+                    gateway.ports = Ports::pick();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.ports.admin
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.ports.http
+    }
+
+    pub fn https_addr(&self) -> SocketAddr {
+        self.ports.https
+    }
+
+    /// An admin client authenticated with the configured key.
+    pub fn admin(&self) -> AdminClient {
+        AdminClient::new(self.ports.admin, &self.opts.admin_key)
+    }
+
+    /// The etcd prefix this gateway uses.
+    pub fn prefix(&self) -> &str {
+        &self.opts.prefix
+    }
+
+    /// Everything the gateway printed so far, across restarts.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for the exit (killed after 15 s).
+    pub async fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let (status, graceful) = process.terminate(STOP_GRACE).await;
+            if !graceful {
+                eprintln!("gateway did not stop within {STOP_GRACE:?} of SIGTERM");
+            }
+            self.last_exit = status;
+        }
+    }
+
+    /// The exit status of the last stopped (or crashed) process.
+    pub fn last_exit(&mut self) -> Option<ExitStatus> {
+        if let Some(status) = self.process.as_mut().and_then(Process::exited) {
+            self.last_exit = Some(status);
+        }
+        self.last_exit
+    }
+
+    /// Stops the gateway if it runs and starts it again with the same config
+    /// and ports; waits until its listeners accept.
+    pub async fn restart(&mut self) -> crate::Result<()> {
+        self.stop().await;
+        self.launch().await
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.log")
+    }
+
+    fn write_config(&self) -> crate::Result<()> {
+        let yaml = render_config(&self.opts, &self.etcd_endpoint, self.ports);
+        std::fs::write(&self.config, yaml)
+            .with_context(|| format!("cannot write {}", self.config.display()))
+    }
+
+    async fn launch(&mut self) -> crate::Result<()> {
+        let mut cmd = Command::new(gateway_bin()?);
+        cmd.arg("-c").arg(&self.config);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        let mut process = Process::spawn("gateway", cmd, &self.log_path())?;
+        let listeners = self.listeners();
+        let ready = process
+            .wait_ready(READY_TIMEOUT, || all_accept(listeners.clone()))
+            .await;
+        self.process = Some(process);
+        if let Err(e) = ready {
+            self.stop().await;
+            bail!("{e:#}; gateway log:\n{}", tail(&self.log()));
+        }
+        Ok(())
+    }
+
+    /// The listeners the configured role opens.
+    fn listeners(&self) -> Vec<SocketAddr> {
+        let mut addrs = Vec::new();
+        if self.opts.role != "data_plane" {
+            addrs.push(self.ports.admin);
+        }
+        if self.opts.role != "control_plane" {
+            addrs.extend([self.ports.http, self.ports.https]);
+        }
+        addrs
+    }
+
+    /// Whether the last failure looks like a port taken by someone else.
+    fn port_conflict(&self) -> bool {
+        let log = self.log().to_lowercase();
+        log.contains("address already in use") || log.contains("addrinuse")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- gateway log ({}) ----\n{}\n---- end of gateway log ----",
+                self.config.display(),
+                tail(&self.log())
+            );
+        }
+    }
+}
+
+async fn all_accept(addrs: Vec<SocketAddr>) -> bool {
+    for addr in addrs {
+        if !accepts(addr).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// The config file for `opts`; the shape of `conf/config.yaml`.
+fn render_config(opts: &GatewayOptions, etcd_endpoint: &str, ports: Ports) -> String {
+    let q = |s: &str| serde_json::Value::from(s).to_string();
+    let mut yaml = format!(
+        "deployment:\n  role: {role}\n  etcd:\n    endpoints: [{etcd}]\n    prefix: {prefix}\n    timeout: 3\n",
+        role = opts.role,
+        etcd = q(etcd_endpoint),
+        prefix = q(&opts.prefix),
+    );
+    if opts.role != "data_plane" {
+        yaml += &format!(
+            "  admin:\n    listen: {listen}\n    keys:\n      - name: admin\n        key: {key}\n",
+            listen = q(&ports.admin.to_string()),
+            key = q(&opts.admin_key),
+        );
+    }
+    yaml += &format!(
+        "proxy:\n  http_listen: [{http}]\n  https_listen: [{https}]\n  worker_threads: 2\n",
+        http = q(&ports.http.to_string()),
+        https = q(&ports.https.to_string()),
+    );
+    if let Some(sni) = &opts.fallback_sni {
+        yaml += &format!("  fallback_sni: {}\n", q(sni));
+    }
+    yaml
+}
+
+/// `$PORTCULLIS_GATEWAY_BIN`, else the `gateway` built beside this test binary
+/// (same target dir and profile), else `<workspace>/target/debug/gateway`.
+fn gateway_bin() -> crate::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("PORTCULLIS_GATEWAY_BIN") {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("PORTCULLIS_GATEWAY_BIN={} is not a file", path.display());
+        }
+        return Ok(path);
+    }
+    // Test binaries live in <target>/<profile>/deps/.
+    let beside_tests = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("gateway")));
+    let in_workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/gateway");
+    beside_tests
+        .into_iter()
+        .chain([in_workspace.clone()])
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "the gateway binary is missing ({}): run `cargo build -p portcullis-gateway` first",
+                in_workspace.display()
+            )
+        })
+}
