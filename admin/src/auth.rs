@@ -34,13 +34,19 @@ impl KeyRing {
             .keys
             .iter()
             .filter(|k| !k.key.is_empty())
-            .fold(Choice::from(0), |acc, k| acc | k.key.as_bytes().ct_eq(presented));
+            .fold(Choice::from(0), |acc, k| {
+                acc | k.key.as_bytes().ct_eq(presented)
+            });
         matched.into()
     }
 }
 
 /// Middleware: refuses requests without a valid `X-API-KEY` with 401.
-pub(crate) async fn require_api_key(State(keys): State<KeyRing>, request: Request, next: Next) -> Response {
+pub(crate) async fn require_api_key(
+    State(keys): State<KeyRing>,
+    request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(API_KEY_HEADER)

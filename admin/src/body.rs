@@ -9,7 +9,9 @@ use serde_json::{Map, Value};
 use crate::error::AdminError;
 
 /// Turns the raw body (or why it could not be read) into a JSON object.
-pub(crate) fn json_object(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, AdminError> {
+pub(crate) fn json_object(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Map<String, Value>, AdminError> {
     let bytes = body.map_err(read_error)?;
     parse_object(&bytes)
 }
@@ -24,7 +26,9 @@ fn read_error(rejection: BytesRejection) -> AdminError {
 
 pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, AdminError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(AdminError::InvalidJson("the body is empty, expected a JSON object".into()));
+        return Err(AdminError::InvalidJson(
+            "the body is empty, expected a JSON object".into(),
+        ));
     }
     match serde_json::from_slice(bytes) {
         Ok(Value::Object(object)) => Ok(object),

@@ -24,6 +24,9 @@ pub(crate) enum AdminError {
     #[error("unknown resource {0:?}: expected ssls, routes or upstreams")]
     UnknownResource(String),
 
+    #[error("no admin API endpoint at {0}: use /apisix/admin/{{ssls,routes,upstreams}}[/<id>]")]
+    NoSuchPath(String),
+
     #[error("{method} {path} is not supported by the admin API")]
     NoSuchEndpoint { method: String, path: String },
 
@@ -65,7 +68,9 @@ impl AdminError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AdminError::UnknownResource(_) | AdminError::NotFound { .. } => StatusCode::NOT_FOUND,
+            AdminError::UnknownResource(_)
+            | AdminError::NoSuchPath(_)
+            | AdminError::NotFound { .. } => StatusCode::NOT_FOUND,
             AdminError::NoSuchEndpoint { .. } => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::BodyTooLarge
             | AdminError::UnreadableBody(_)
@@ -115,21 +120,43 @@ mod tests {
         };
         let unavailable = AdminError::from(unavailable);
         assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(unavailable.to_string().starts_with("etcd unavailable: connection refused"));
+        assert!(unavailable
+            .to_string()
+            .starts_with("etcd unavailable: connection refused"));
         let invalid = ValidationError::field("sni", "not a host name");
         assert_eq!(AdminError::from(invalid).status(), StatusCode::BAD_REQUEST);
     }
 
+    #[tokio::test]
+    async fn the_body_is_apisix_error_msg() {
+        let response = AdminError::Unauthorized.into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body, json!({"error_msg": "failed to check token"}));
+    }
+
     #[test]
     fn messages_name_the_problem() {
-        assert_eq!(AdminError::Unauthorized.to_string(), "failed to check token");
+        assert_eq!(
+            AdminError::Unauthorized.to_string(),
+            "failed to check token"
+        );
         let in_use = AdminError::UpstreamInUse {
             upstream: "u1".into(),
             routes: "1, 2".into(),
         };
         let msg = in_use.to_string();
-        assert!(msg.contains("u1") && msg.contains("1, 2") && msg.contains("force=true"), "{msg}");
+        assert!(
+            msg.contains("u1") && msg.contains("1, 2") && msg.contains("force=true"),
+            "{msg}"
+        );
         let missing = AdminError::MissingUpstream("9".into()).to_string();
-        assert!(missing.starts_with("invalid upstream_id") && missing.contains('9'), "{missing}");
+        assert!(
+            missing.starts_with("invalid upstream_id") && missing.contains('9'),
+            "{missing}"
+        );
     }
 }

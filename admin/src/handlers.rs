@@ -3,8 +3,8 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::http::{Method, StatusCode};
 use axum::Json;
 use serde_json::{Map, Value};
 use shared::validate::check_id;
@@ -26,9 +26,16 @@ pub(crate) async fn list(State(state): State<AdminState>, Path(resource): Path<S
 }
 
 /// `GET /{kind}/{id}`
-pub(crate) async fn get(State(state): State<AdminState>, Path((resource, id)): Path<(String, String)>) -> Reply {
+pub(crate) async fn get(
+    State(state): State<AdminState>,
+    Path((resource, id)): Path<(String, String)>,
+) -> Reply {
     let (kind, id) = target(&resource, id)?;
-    let entry = state.store.get(kind, &id).await?.ok_or_else(|| not_found(kind, &id))?;
+    let entry = state
+        .store
+        .get(kind, &id)
+        .await?
+        .ok_or_else(|| not_found(kind, &id))?;
     ok(StatusCode::OK, response::entry(kind, &entry))
 }
 
@@ -47,7 +54,10 @@ pub(crate) async fn put(
     };
     tracing::info!(%kind, %id, ?written, "admin: object stored");
     let key = state.store.layout().object(kind, &id);
-    ok(status, response::written(kind, &key, &prepared.value, &prepared.valid))
+    ok(
+        status,
+        response::written(&key, &prepared.value, &prepared.valid),
+    )
 }
 
 /// `POST /{kind}`: stores under a generated id, 201.
@@ -61,7 +71,10 @@ pub(crate) async fn post(
     let (id, prepared) = write::post(&state.store, kind, body, || state.ids.next()).await?;
     tracing::info!(%kind, %id, "admin: object created");
     let key = state.store.layout().object(kind, &id);
-    ok(StatusCode::CREATED, response::written(kind, &key, &prepared.value, &prepared.valid))
+    ok(
+        StatusCode::CREATED,
+        response::written(&key, &prepared.value, &prepared.valid),
+    )
 }
 
 /// `PATCH /{kind}/{id}`: JSON merge patch, re-validated, 200.
@@ -75,7 +88,10 @@ pub(crate) async fn patch(
     let prepared = write::patch(&state.store, kind, &id, body).await?;
     tracing::info!(%kind, %id, "admin: object patched");
     let key = state.store.layout().object(kind, &id);
-    ok(StatusCode::OK, response::written(kind, &key, &prepared.value, &prepared.valid))
+    ok(
+        StatusCode::OK,
+        response::written(&key, &prepared.value, &prepared.valid),
+    )
 }
 
 /// `DELETE /{kind}/{id}`: `{"deleted": "1", "key": ...}`, 404 when absent.
@@ -88,16 +104,19 @@ pub(crate) async fn delete(
     let force = wants_force(query.as_deref());
     write::delete(&state.store, kind, &id, force).await?;
     tracing::info!(%kind, %id, force, "admin: object deleted");
-    ok(StatusCode::OK, response::deleted(&state.store.layout().object(kind, &id)))
+    ok(
+        StatusCode::OK,
+        response::deleted(&state.store.layout().object(kind, &id)),
+    )
 }
 
 /// Any path outside the API.
-pub(crate) async fn no_such_path(uri: Uri) -> AdminError {
-    AdminError::UnknownResource(uri.path().to_owned())
+pub(crate) async fn no_such_path(OriginalUri(uri): OriginalUri) -> AdminError {
+    AdminError::NoSuchPath(uri.path().to_owned())
 }
 
 /// A known path with a method it does not support.
-pub(crate) async fn no_such_method(method: Method, uri: Uri) -> AdminError {
+pub(crate) async fn no_such_method(method: Method, OriginalUri(uri): OriginalUri) -> AdminError {
     AdminError::NoSuchEndpoint {
         method: method.to_string(),
         path: uri.path().to_owned(),
@@ -140,8 +159,17 @@ mod tests {
 
     #[test]
     fn paths_name_known_resources_and_sane_ids() {
-        assert_eq!(target("routes", "1".into()).ok(), Some((Kind::Routes, "1".to_owned())));
-        assert!(matches!(target("plugins", "1".into()), Err(AdminError::UnknownResource(_))));
-        assert!(matches!(target("ssls", "a/b".into()), Err(AdminError::Invalid(_))));
+        assert_eq!(
+            target("routes", "1".into()).ok(),
+            Some((Kind::Routes, "1".to_owned()))
+        );
+        assert!(matches!(
+            target("plugins", "1".into()),
+            Err(AdminError::UnknownResource(_))
+        ));
+        assert!(matches!(
+            target("ssls", "a/b".into()),
+            Err(AdminError::Invalid(_))
+        ));
     }
 }

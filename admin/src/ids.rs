@@ -18,7 +18,9 @@ impl IdGenerator {
         let now = unix_micros();
         let previous = self
             .last
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| Some(now.max(last + 1)))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(now.max(last + 1))
+            })
             .unwrap_or_else(|last| last);
         format!("{:020}", now.max(previous + 1))
     }

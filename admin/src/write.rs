@@ -33,13 +33,21 @@ pub(crate) enum Written {
 }
 
 /// `PUT /{kind}/{id}`: creates or replaces, keeping the original `create_time`.
-pub(crate) async fn put(store: &Store, kind: Kind, id: &str, body: Map<String, Value>) -> Result<(Written, Prepared), AdminError> {
+pub(crate) async fn put(
+    store: &Store,
+    kind: Kind,
+    id: &str,
+    body: Map<String, Value>,
+) -> Result<(Written, Prepared), AdminError> {
     let now = unix_seconds();
     let mut prepared = prepare(kind, id, body, now, now)?;
     check_references(store, &prepared.valid).await?;
     for _ in 0..ATTEMPTS {
         let written = match store.get(kind, id).await? {
-            None => store.create(kind, id, &prepared.value).await?.then_some(Written::Created),
+            None => store
+                .create(kind, id, &prepared.value)
+                .await?
+                .then_some(Written::Created),
             Some(existing) => {
                 set_times(&mut prepared.value, create_time(&existing, now), now);
                 store
@@ -82,14 +90,24 @@ pub(crate) async fn post(
 
 /// `PATCH /{kind}/{id}`: merges `patch` into the stored object (RFC 7386),
 /// then validates the result as if it had been `PUT`.
-pub(crate) async fn patch(store: &Store, kind: Kind, id: &str, patch: Map<String, Value>) -> Result<Prepared, AdminError> {
+pub(crate) async fn patch(
+    store: &Store,
+    kind: Kind,
+    id: &str,
+    patch: Map<String, Value>,
+) -> Result<Prepared, AdminError> {
     let patch = Value::Object(patch);
     for _ in 0..ATTEMPTS {
-        let existing = store.get(kind, id).await?.ok_or_else(|| not_found(kind, id))?;
+        let existing = store
+            .get(kind, id)
+            .await?
+            .ok_or_else(|| not_found(kind, id))?;
         let mut merged = existing.value.clone();
         merge_patch(&mut merged, &patch);
         let Value::Object(merged) = merged else {
-            return Err(AdminError::InvalidJson("the patch must be a JSON object".into()));
+            return Err(AdminError::InvalidJson(
+                "the patch must be a JSON object".into(),
+            ));
         };
         let now = unix_seconds();
         let prepared = prepare(kind, id, merged, create_time(&existing, now), now)?;
@@ -106,7 +124,12 @@ pub(crate) async fn patch(store: &Store, kind: Kind, id: &str, patch: Map<String
 
 /// `DELETE /{kind}/{id}`; an upstream still used by a route is kept unless
 /// `force`.
-pub(crate) async fn delete(store: &Store, kind: Kind, id: &str, force: bool) -> Result<(), AdminError> {
+pub(crate) async fn delete(
+    store: &Store,
+    kind: Kind,
+    id: &str,
+    force: bool,
+) -> Result<(), AdminError> {
     if kind == Kind::Upstreams && !force {
         let routes = routes_using_upstream(store, id).await?;
         if !routes.is_empty() {
@@ -125,7 +148,13 @@ pub(crate) async fn delete(store: &Store, kind: Kind, id: &str, force: bool) -> 
 
 /// Sets the fields this API maintains, then validates: the value checked is
 /// exactly the value stored (and what the gateway's watcher will check).
-fn prepare(kind: Kind, id: &str, mut body: Map<String, Value>, created: i64, now: i64) -> Result<Prepared, AdminError> {
+fn prepare(
+    kind: Kind,
+    id: &str,
+    mut body: Map<String, Value>,
+    created: i64,
+    now: i64,
+) -> Result<Prepared, AdminError> {
     if kind == Kind::Ssls {
         for field in COMPUTED_SSL_FIELDS {
             body.remove(field);
@@ -225,6 +254,9 @@ mod tests {
         let mut value = json!({"create_time": 1, "update_time": 2, "uri": "/"});
         set_times(&mut value, 10, 20);
         set_id(&mut value, "r1");
-        assert_eq!(value, json!({"create_time": 10, "update_time": 20, "uri": "/", "id": "r1"}));
+        assert_eq!(
+            value,
+            json!({"create_time": 10, "update_time": 20, "uri": "/", "id": "r1"})
+        );
     }
 }

@@ -253,8 +253,24 @@ impl Store {
         };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(unavailable(err.to_string())),
+            Ok(Err(err)) => Err(unavailable(describe(&err))),
             Err(_) => Err(unavailable(format!("no answer within {:?}", self.timeout))),
         }
     }
+}
+
+/// A one-line reason for an etcd error: the gRPC message rather than the
+/// status's debug dump, and the transport error's causes.
+fn describe(err: &etcd_client::Error) -> String {
+    if let etcd_client::Error::GRpcStatus(status) = err {
+        return format!("{:?}: {}", status.code(), status.message());
+    }
+    let mut reason = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    reason
 }

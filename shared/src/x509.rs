@@ -8,6 +8,10 @@
 
 mod dn;
 mod key;
+#[cfg(test)]
+pub(crate) mod test_pki;
+#[cfg(test)]
+mod tests;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -90,7 +94,7 @@ pub(crate) fn parse_x509<'a>(
     der: &'a CertificateDer<'_>,
 ) -> Result<X509Certificate<'a>, X509Error> {
     match X509Certificate::from_der(der.as_ref()) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err(X509Error::Certificate(
             "trailing data after the certificate".into(),
         )),

@@ -63,8 +63,14 @@ impl AdminClient {
         self.send(Method::DELETE, path, None).await
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<String>) -> crate::Result<AdminResponse> {
-        let headers: Vec<(&str, &str)> = self.key.iter().map(|k| ("X-API-KEY", k.as_str())).collect();
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> crate::Result<AdminResponse> {
+        let headers: Vec<(&str, &str)> =
+            self.key.iter().map(|k| ("X-API-KEY", k.as_str())).collect();
         let reply = crate::http::send(self.addr, method, path, &headers, body).await?;
         let text = String::from_utf8_lossy(&reply.body).into_owned();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);

@@ -72,7 +72,8 @@ pub fn openssl(args: &[&str], stdin: &str) -> crate::Result<String> {
 pub fn openssl_output(args: &[&str], stdin: &str) -> crate::Result<CommandOutput> {
     let mut cmd = Command::new("timeout");
     cmd.args(["15", "openssl"]).args(args);
-    let output = run_with_stdin(&mut cmd, stdin).context("cannot run openssl (run ./scripts/deps to install it)")?;
+    let output = run_with_stdin(&mut cmd, stdin)
+        .context("cannot run openssl (run ./scripts/deps to install it)")?;
     Ok(CommandOutput {
         exit_code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

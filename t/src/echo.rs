@@ -35,13 +35,22 @@ pub struct EchoServer {
 }
 
 impl EchoServer {
+    /// Starts on a free loopback port.
     pub async fn start() -> crate::Result<EchoServer> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind the echo server")?;
+        EchoServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `addr` (e.g. a fixed port for the quickstart).
+    pub async fn bind(addr: SocketAddr) -> crate::Result<EchoServer> {
+        let listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot bind the echo server to {addr}"))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let hits = Arc::new(AtomicUsize::new(0));
         let (shutdown, stopped) = oneshot::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let counter = Arc::clone(&hits);
         let thread = std::thread::Builder::new()
             .name(format!("echo-{addr}"))
@@ -81,7 +90,11 @@ impl Drop for EchoServer {
 }
 
 /// Accepts until `stopped` fires; dropping the `JoinSet` then closes every connection.
-async fn serve(listener: std::net::TcpListener, hits: Arc<AtomicUsize>, mut stopped: oneshot::Receiver<()>) {
+async fn serve(
+    listener: std::net::TcpListener,
+    hits: Arc<AtomicUsize>,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let Ok(listener) = TcpListener::from_std(listener) else {
         return;
     };
@@ -104,7 +117,10 @@ async fn serve(listener: std::net::TcpListener, hits: Arc<AtomicUsize>, mut stop
     }
 }
 
-async fn echo(req: Request<Incoming>, hits: Arc<AtomicUsize>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn echo(
+    req: Request<Incoming>,
+    hits: Arc<AtomicUsize>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     hits.fetch_add(1, Ordering::SeqCst);
     if let Some(delay) = requested_delay(req.uri().path()) {
         tokio::time::sleep(delay).await;
@@ -128,9 +144,10 @@ async fn echo(req: Request<Incoming>, hits: Arc<AtomicUsize>) -> Result<Response
     let json = json!({ "method": method, "uri": uri, "headers": headers, "body": body });
     let mut response = Response::new(Full::new(Bytes::from(json.to_string())));
     *response.status_mut() = StatusCode::OK;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }
 

@@ -96,6 +96,22 @@ impl Etcd {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// The current revision of the store.
+    pub fn revision(&self) -> crate::Result<i64> {
+        let out = self.etcdctl(&["get", "--write-out=json", "/"])?;
+        let json: serde_json::Value = serde_json::from_str(&out).context("etcdctl get -w json")?;
+        json["header"]["revision"]
+            .as_i64()
+            .with_context(|| format!("no header.revision in {out}"))
+    }
+
+    /// Compacts the history up to the current revision; returns that revision.
+    pub fn compact(&self) -> crate::Result<i64> {
+        let revision = self.revision()?;
+        self.etcdctl(&["compact", &revision.to_string()])?;
+        Ok(revision)
+    }
+
     /// The etcd log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
@@ -109,7 +125,10 @@ impl Etcd {
         let peer_url = format!("http://{}", self.peer);
         let mut cmd = Command::new("etcd");
         cmd.arg("--name=t")
-            .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join("data").display()
+            ))
             .arg(format!("--listen-client-urls={}", self.endpoint()))
             .arg(format!("--advertise-client-urls={}", self.endpoint()))
             .arg(format!("--listen-peer-urls={peer_url}"))

@@ -155,6 +155,20 @@ impl Gateway {
         }
     }
 
+    /// Freezes the gateway (SIGSTOP), e.g. to let its etcd watch fall behind.
+    pub fn pause(&self) {
+        if let Some(process) = &self.process {
+            process.pause();
+        }
+    }
+
+    /// Thaws a paused gateway (SIGCONT).
+    pub fn resume(&self) {
+        if let Some(process) = &self.process {
+            process.resume();
+        }
+    }
+
     /// The exit status of the last stopped (or crashed) process.
     pub fn last_exit(&mut self) -> Option<ExitStatus> {
         if let Some(status) = self.process.as_mut().and_then(Process::exited) {
@@ -270,9 +284,10 @@ fn render_config(opts: &GatewayOptions, etcd_endpoint: &str, ports: Ports) -> St
     yaml
 }
 
-/// `$PORTCULLIS_GATEWAY_BIN`, else the `gateway` built beside this test binary
-/// (same target dir and profile), else `<workspace>/target/debug/gateway`.
-fn gateway_bin() -> crate::Result<PathBuf> {
+/// The gateway binary under test: `$PORTCULLIS_GATEWAY_BIN`, else the
+/// `gateway` built beside this test binary (same target dir and profile), else
+/// `<workspace>/target/debug/gateway`.
+pub fn gateway_bin() -> crate::Result<PathBuf> {
     if let Some(path) = std::env::var_os("PORTCULLIS_GATEWAY_BIN") {
         let path = PathBuf::from(path);
         if !path.is_file() {

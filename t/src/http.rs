@@ -29,10 +29,15 @@ pub(crate) async fn send(
     headers: &[(&str, &str)],
     body: Option<String>,
 ) -> crate::Result<Reply> {
-    tokio::time::timeout(REQUEST_TIMEOUT, exchange(addr, method.clone(), path, headers, body))
-        .await
-        .with_context(|| format!("{method} http://{addr}{path}: no response within {REQUEST_TIMEOUT:?}"))?
-        .with_context(|| format!("{method} http://{addr}{path}"))
+    tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        exchange(addr, method.clone(), path, headers, body),
+    )
+    .await
+    .with_context(|| {
+        format!("{method} http://{addr}{path}: no response within {REQUEST_TIMEOUT:?}")
+    })?
+    .with_context(|| format!("{method} http://{addr}{path}"))
 }
 
 async fn exchange(

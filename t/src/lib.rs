@@ -10,6 +10,7 @@ mod admin;
 mod curl;
 mod echo;
 mod etcd;
+pub mod fixtures;
 mod gateway;
 mod http;
 mod net;
@@ -21,7 +22,7 @@ pub use admin::{AdminClient, AdminResponse};
 pub use curl::{curl, openssl, openssl_output, CommandOutput, CurlOutput};
 pub use echo::EchoServer;
 pub use etcd::Etcd;
-pub use gateway::{Gateway, GatewayOptions};
+pub use gateway::{gateway_bin, Gateway, GatewayOptions};
 pub use net::free_port;
 pub use wait::wait_until;
 

@@ -1,6 +1,6 @@
 //! Loopback ports for the processes under test.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 /// Ports already handed out by this test binary: the kernel may give the same
 /// free port to two tests that bind `:0` and release it before their child
 /// process binds it, so this process never hands out a port twice.
-static HANDED_OUT: Mutex<HashSet<u16>> = Mutex::new(HashSet::new());
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// A loopback TCP port nothing listens on right now (bind `127.0.0.1:0`, then release it).
 pub fn free_port() -> u16 {

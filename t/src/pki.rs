@@ -6,8 +6,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 use rcgen::{
-    date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use tempfile::TempDir;
 
@@ -53,7 +53,10 @@ impl Ca {
     fn sign(&self, cn: &str, sans: &[&str], usage: ExtendedKeyUsagePurpose) -> Leaf {
         let key = KeyPair::generate().expect("generate a leaf key");
         let mut params = base_params(cn, sans);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![usage];
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &self.issuer).expect("sign a leaf");
@@ -66,7 +69,9 @@ impl Ca {
 
 impl std::fmt::Debug for Ca {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ca").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+        f.debug_struct("Ca")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
     }
 }
 

@@ -29,7 +29,9 @@ impl Process {
             .append(true)
             .open(log)
             .with_context(|| format!("cannot open the log file {}", log.display()))?;
-        let err = out.try_clone().context("cannot duplicate a log file handle")?;
+        let err = out
+            .try_clone()
+            .context("cannot duplicate a log file handle")?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let child = cmd
             .spawn()
@@ -41,7 +43,11 @@ impl Process {
     }
 
     /// Waits until `ready` holds; fails early when the child exits first.
-    pub(crate) async fn wait_ready<F, Fut>(&mut self, timeout: Duration, mut ready: F) -> crate::Result<()>
+    pub(crate) async fn wait_ready<F, Fut>(
+        &mut self,
+        timeout: Duration,
+        mut ready: F,
+    ) -> crate::Result<()>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = bool>,
@@ -73,6 +79,8 @@ impl Process {
             return (Some(status), true);
         }
         self.signal(Signal::SIGTERM);
+        // A paused child only acts on SIGTERM once thawed.
+        self.resume();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Some(status) = self.exited() {
@@ -83,6 +91,16 @@ impl Process {
         eprintln!("{} ignored SIGTERM for {grace:?}: killing it", self.name);
         let _ = self.child.kill();
         (self.child.wait().ok(), false)
+    }
+
+    /// Freezes the child (SIGSTOP): its sockets stay open but nothing is read.
+    pub(crate) fn pause(&self) {
+        self.signal(Signal::SIGSTOP);
+    }
+
+    /// Thaws a paused child (SIGCONT).
+    pub(crate) fn resume(&self) {
+        self.signal(Signal::SIGCONT);
     }
 
     fn signal(&self, signal: Signal) {

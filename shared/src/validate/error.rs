@@ -1,3 +1,5 @@
+//! The operator-facing reasons an object is refused.
+
 use thiserror::Error;
 
 /// Why an object was refused. The message names the offending field and is
@@ -20,6 +22,18 @@ impl ValidationError {
         ValidationError::Field {
             field: field.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// The same error for a field nested under `parent` (an inline upstream's
+    /// `nodes` becomes `upstream.nodes`).
+    pub fn within(self, parent: &str) -> Self {
+        match self {
+            ValidationError::Field { field, reason } => ValidationError::Field {
+                field: format!("{parent}.{field}"),
+                reason,
+            },
+            other => other,
         }
     }
 }

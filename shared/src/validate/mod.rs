@@ -17,6 +17,7 @@ mod upstream;
 
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use error::ValidationError;
@@ -67,6 +68,40 @@ pub fn check_id(id: &str, value: &Value) -> Result<(), ValidationError> {
         None => Ok(()),
         Some(Value::String(s)) if s == id => Ok(()),
         Some(Value::Number(n)) if n.to_string() == id => Ok(()),
-        Some(_) => Err(ValidationError::field("id", "wrong route id")),
+        Some(_) => Err(ValidationError::field(
+            "id",
+            "the id in the body does not match the id in the URL",
+        )),
     }
 }
+
+/// Deserialises an object that passed its schema into its resource type.
+///
+/// APISIX accepts integer ids; the resource types hold strings, so `id`,
+/// `upstream_id` and an inline `upstream.id` are turned into strings first,
+/// and `id` is set to the validated id of the object when there is one.
+fn deserialize<T: DeserializeOwned>(value: &Value, id: Option<&str>) -> Result<T, ValidationError> {
+    let mut value = value.clone();
+    if let Value::Object(map) = &mut value {
+        if let Some(id) = id {
+            map.insert("id".into(), Value::String(id.to_owned()));
+        }
+        stringify_ids(map);
+        if let Some(Value::Object(inline)) = map.get_mut("upstream") {
+            stringify_ids(inline);
+        }
+    }
+    serde_json::from_value(value).map_err(|e| ValidationError::Json(e.to_string()))
+}
+
+fn stringify_ids(map: &mut serde_json::Map<String, Value>) {
+    for field in ["id", "upstream_id"] {
+        if let Some(Value::Number(n)) = map.get(field) {
+            let id = n.to_string();
+            map.insert(field.into(), Value::String(id));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -69,7 +69,7 @@ fn is_ipv6_literal(name: &str) -> bool {
 /// A lowercase DNS name without trailing dot: labels of `[a-z0-9_-]`, not
 /// starting or ending with `-`, within the RFC 1035 length limits. `raw` is
 /// the operator's spelling, for the message.
-fn check_dns_name(name: &str, raw: &str) -> Result<(), String> {
+pub(super) fn check_dns_name(name: &str, raw: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("{raw:?} is not a host name"));
     }
@@ -171,5 +171,104 @@ impl UriPattern {
             UriPattern::Exact(exact) => path == exact,
             UriPattern::Prefix(prefix) => path.starts_with(prefix.as_str()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(raw: &str) -> HostPattern {
+        HostPattern::parse(raw).unwrap_or_else(|e| panic!("{raw:?}: {e}"))
+    }
+
+    #[test]
+    fn host_patterns_are_normalised() {
+        assert_eq!(
+            host("API.Example.COM."),
+            HostPattern::Exact("api.example.com".into())
+        );
+        assert_eq!(
+            host("*.Example.com"),
+            HostPattern::Wildcard("example.com".into())
+        );
+        assert_eq!(host("*"), HostPattern::Any);
+        assert_eq!(host("[::1]"), HostPattern::Exact("[::1]".into()));
+        assert_eq!(host("127.0.0.1"), HostPattern::Exact("127.0.0.1".into()));
+    }
+
+    #[test]
+    fn malformed_host_patterns_are_refused() {
+        let long_label = "a".repeat(64);
+        let long_name = ["a".repeat(63).as_str(); 4].join(".") + ".b";
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            ".a",
+            "**.example.com",
+            "a.*.example.com",
+            "*example.com",
+            "foo*.example.com",
+            "a b.com",
+            "a/b.com",
+            "a.com:443",
+            "-a.com",
+            "a-.com",
+            "ex\u{e4}mple.com",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(HostPattern::parse(&["a".repeat(63).as_str(); 4].join(".")[..253]).is_ok());
+    }
+
+    #[test]
+    fn wildcard_covers_exactly_one_label() {
+        let wildcard = host("*.example.com");
+        assert!(wildcard.matches("api.example.com"));
+        assert!(!wildcard.matches("a.b.example.com"));
+        assert!(!wildcard.matches("example.com"));
+        assert!(!wildcard.matches(".example.com"));
+        assert!(!wildcard.matches("apiexample.com"));
+        assert!(host("*").matches("anything.at.all"));
+        assert!(host("api.example.com").matches("api.example.com"));
+        assert!(!host("api.example.com").matches("www.example.com"));
+    }
+
+    #[test]
+    fn normalize_host_strips_port_and_trailing_dot() {
+        assert_eq!(normalize_host("API.Example.com.:8443"), "api.example.com");
+        assert_eq!(normalize_host("example.com."), "example.com");
+        assert_eq!(normalize_host("example.com"), "example.com");
+        assert_eq!(normalize_host("[::1]:8080"), "[::1]");
+        assert_eq!(normalize_host("[::1]"), "[::1]");
+        assert_eq!(normalize_host("::1"), "::1");
+        assert_eq!(normalize_host("10.0.0.1:80"), "10.0.0.1");
+    }
+
+    #[test]
+    fn uri_patterns() {
+        assert_eq!(
+            UriPattern::parse("/a/b"),
+            Ok(UriPattern::Exact("/a/b".into()))
+        );
+        assert_eq!(
+            UriPattern::parse("/api/*"),
+            Ok(UriPattern::Prefix("/api/".into()))
+        );
+        assert_eq!(UriPattern::parse("/*"), Ok(UriPattern::Prefix("/".into())));
+        for bad in [
+            "", "a/b", "*", "/a*/b", "/a/**", "/a b", "/a?x=1", "/a#f", "/a\n",
+        ] {
+            assert!(UriPattern::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        let prefix = UriPattern::Prefix("/api/".into());
+        assert!(prefix.matches("/api/"));
+        assert!(prefix.matches("/api/x/y"));
+        assert!(!prefix.matches("/api"));
+        assert!(UriPattern::Exact("/a".into()).matches("/a"));
+        assert!(!UriPattern::Exact("/a".into()).matches("/a/"));
     }
 }

@@ -1,9 +1,11 @@
+//! Routes: URI and host patterns, methods, plugins and where to send traffic.
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{HostPattern, UriPattern, ValidUpstream, ValidationError};
+use super::{deserialize, upstream, HostPattern, UriPattern, ValidUpstream, ValidationError};
 use crate::resource::Route;
 
 /// A validated route. Plugin configurations have passed their plugin's schema.
@@ -32,6 +34,88 @@ pub enum UpstreamRef {
 }
 
 pub(super) fn validate(id: &str, value: &Value) -> Result<ValidRoute, ValidationError> {
-    let _ = (id, value);
-    todo!("validate helper")
+    let spec: Route = deserialize(value, Some(id))?;
+    let uris = uris(&spec)?;
+    let hosts = hosts(&spec)?;
+    let upstream = upstream_ref(&spec, value)?;
+    let mut methods: Vec<String> = spec
+        .methods
+        .iter()
+        .flatten()
+        .map(|m| m.to_ascii_uppercase())
+        .collect();
+    methods.dedup();
+    Ok(ValidRoute {
+        id: id.to_owned(),
+        enabled: spec.status == 1,
+        uris,
+        hosts,
+        methods,
+        priority: spec.priority,
+        upstream,
+        plugins: spec.plugins.clone(),
+        spec,
+    })
+}
+
+/// Exactly one of `uri` / `uris`.
+fn uris(spec: &Route) -> Result<Vec<UriPattern>, ValidationError> {
+    let parse = |field: String, raw: &str| {
+        UriPattern::parse(raw).map_err(|reason| ValidationError::field(field, reason))
+    };
+    match (&spec.uri, &spec.uris) {
+        (Some(_), Some(_)) => Err(ValidationError::field(
+            "uri",
+            "give either `uri` or `uris`, not both",
+        )),
+        (None, None) => Err(ValidationError::field(
+            "uri",
+            "one of `uri` or `uris` is required",
+        )),
+        (Some(uri), None) => Ok(vec![parse("uri".into(), uri)?]),
+        (None, Some(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| parse(format!("uris[{i}]"), raw))
+            .collect(),
+    }
+}
+
+/// At most one of `host` / `hosts`; none means any host.
+fn hosts(spec: &Route) -> Result<Vec<HostPattern>, ValidationError> {
+    let parse = |field: String, raw: &str| {
+        HostPattern::parse(raw).map_err(|reason| ValidationError::field(field, reason))
+    };
+    match (&spec.host, &spec.hosts) {
+        (Some(_), Some(_)) => Err(ValidationError::field(
+            "host",
+            "give either `host` or `hosts`, not both",
+        )),
+        (None, None) => Ok(Vec::new()),
+        (Some(host), None) => Ok(vec![parse("host".into(), host)?]),
+        (None, Some(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| parse(format!("hosts[{i}]"), raw))
+            .collect(),
+    }
+}
+
+/// Exactly one of `upstream` (validated here) / `upstream_id` (checked for
+/// existence by the admin API, resolved by the gateway).
+fn upstream_ref(spec: &Route, value: &Value) -> Result<UpstreamRef, ValidationError> {
+    match (value.get("upstream"), &spec.upstream_id) {
+        (Some(_), Some(_)) => Err(ValidationError::field(
+            "upstream",
+            "give either `upstream` or `upstream_id`, not both",
+        )),
+        (None, None) => Err(ValidationError::field(
+            "upstream",
+            "one of `upstream` or `upstream_id` is required",
+        )),
+        (None, Some(upstream_id)) => Ok(UpstreamRef::Id(upstream_id.clone())),
+        (Some(inline), None) => upstream::validate(None, inline)
+            .map(|valid| UpstreamRef::Inline(Arc::new(valid)))
+            .map_err(|e| e.within("upstream")),
+    }
 }

@@ -1,12 +1,21 @@
-use std::sync::Arc;
+//! SSL objects: certificates, keys, SNIs and client-certificate settings.
 
-use regex::RegexSet;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use regex::{Regex, RegexSet};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
-use super::{HostPattern, ValidationError};
-use crate::resource::{Ssl, SslType};
-use crate::x509::CertSummary;
+use super::{deserialize, HostPattern, ValidationError};
+use crate::resource::{ClientSettings, Ssl, SslType};
+use crate::x509::{self, CertSummary};
+
+/// Compiled size limit of each `skip_mtls_uri_regex` (and of the set): the
+/// regexes run on every request without a client certificate.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// A validated SSL object: every PEM parsed, every key matched to its
 /// certificate, every regex compiled.
@@ -60,6 +69,223 @@ pub enum TlsVersion {
 }
 
 pub(super) fn validate(id: &str, value: &Value) -> Result<ValidSsl, ValidationError> {
-    let _ = (id, value);
-    todo!("validate helper")
+    let spec: Ssl = deserialize(value, Some(id))?;
+    let mut notes = Notes {
+        now: unix_now(),
+        warnings: Vec::new(),
+    };
+    let snis = snis(&spec)?;
+    let pairs = pairs(&spec, &mut notes)?;
+    let client = spec
+        .client
+        .as_ref()
+        .map(|c| client_auth(c, &mut notes))
+        .transpose()?;
+    let protocols = protocols(spec.ssl_protocols.as_deref().unwrap_or_default())?;
+    Ok(ValidSsl {
+        id: id.to_owned(),
+        kind: spec.kind,
+        enabled: spec.status == 1,
+        snis,
+        pairs,
+        client,
+        protocols,
+        warnings: notes.warnings,
+        spec,
+    })
+}
+
+/// `type: server` needs exactly one of `sni`/`snis`; `type: client` needs
+/// none and ignores them.
+fn snis(spec: &Ssl) -> Result<Vec<HostPattern>, ValidationError> {
+    let parse = |field: String, raw: &str| {
+        HostPattern::parse(raw).map_err(|reason| ValidationError::field(field, reason))
+    };
+    match (spec.kind, &spec.sni, &spec.snis) {
+        (SslType::Client, _, _) => Ok(Vec::new()),
+        (SslType::Server, Some(_), Some(_)) => Err(ValidationError::field(
+            "sni",
+            "give either `sni` or `snis`, not both",
+        )),
+        (SslType::Server, None, None) => Err(ValidationError::field(
+            "sni",
+            "one of `sni` or `snis` is required for a server certificate",
+        )),
+        (SslType::Server, Some(sni), None) => Ok(vec![parse("sni".into(), sni)?]),
+        (SslType::Server, None, Some(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| parse(format!("snis[{i}]"), raw))
+            .collect(),
+    }
+}
+
+fn pairs(spec: &Ssl, notes: &mut Notes) -> Result<Vec<CertKeyPair>, ValidationError> {
+    if spec.certs.len() != spec.keys.len() {
+        return Err(ValidationError::field(
+            "keys",
+            format!(
+                "has {} entries but `certs` has {}: each extra certificate needs its key",
+                spec.keys.len(),
+                spec.certs.len()
+            ),
+        ));
+    }
+    let mut pairs = vec![pair("cert", &spec.cert, "key", &spec.key, notes)?];
+    for (i, (cert, key)) in spec.certs.iter().zip(&spec.keys).enumerate() {
+        let (cert_field, key_field) = (format!("certs[{i}]"), format!("keys[{i}]"));
+        pairs.push(pair(&cert_field, cert, &key_field, key, notes)?);
+    }
+    Ok(pairs)
+}
+
+fn pair(
+    cert_field: &str,
+    cert_pem: &str,
+    key_field: &str,
+    key_pem: &str,
+    notes: &mut Notes,
+) -> Result<CertKeyPair, ValidationError> {
+    let x509_error = |field: &str| {
+        let field = field.to_owned();
+        move |e: x509::X509Error| ValidationError::field(field, e.to_string())
+    };
+    let chain = x509::parse_certs(cert_pem).map_err(x509_error(cert_field))?;
+    let key = x509::parse_key(key_pem).map_err(x509_error(key_field))?;
+    let leaf_der = chain
+        .first()
+        .ok_or_else(|| ValidationError::field(cert_field, "no certificate"))?;
+    let matches = x509::key_matches_cert(&key, leaf_der).map_err(|e| match e {
+        x509::X509Error::Key(_) => ValidationError::field(key_field, e.to_string()),
+        _ => ValidationError::field(cert_field, e.to_string()),
+    })?;
+    if !matches {
+        return Err(ValidationError::field(
+            key_field,
+            format!("{key_field} does not match {cert_field}"),
+        ));
+    }
+    let leaf = CertSummary::from_der(leaf_der).map_err(x509_error(cert_field))?;
+    notes.certificate(cert_field, "certificate", &leaf);
+    for (i, der) in chain.iter().enumerate().skip(1) {
+        if let Ok(summary) = CertSummary::from_der(der) {
+            let what = format!("chain certificate #{i}");
+            notes.certificate(cert_field, &what, &summary);
+        }
+    }
+    Ok(CertKeyPair {
+        chain,
+        key: Arc::new(key),
+        leaf,
+    })
+}
+
+/// What validation noticed that does not make the object invalid.
+struct Notes {
+    /// Unix seconds, read once per object.
+    now: i64,
+    warnings: Vec<String>,
+}
+
+impl Notes {
+    /// Adds the warnings an operator should see about one certificate.
+    fn certificate(&mut self, field: &str, what: &str, cert: &CertSummary) {
+        if cert.version == 1 {
+            self.warnings.push(format!(
+                "{field}: {what} {} is X.509 v1 (no extensions: no subjectAltName, no basic \
+                 constraints); accepted, but consider re-issuing it as v3",
+                cert.subject
+            ));
+        }
+        if cert.is_expired_at(self.now) {
+            self.warnings.push(format!(
+                "{field}: {what} {} expired at {}",
+                cert.subject,
+                rfc3339(cert.not_after)
+            ));
+        } else if self.now < cert.not_before {
+            self.warnings.push(format!(
+                "{field}: {what} {} is not valid before {}",
+                cert.subject,
+                rfc3339(cert.not_before)
+            ));
+        }
+    }
+}
+
+fn client_auth(
+    settings: &ClientSettings,
+    notes: &mut Notes,
+) -> Result<ClientAuth, ValidationError> {
+    let ca = x509::parse_certs(&settings.ca)
+        .map_err(|e| ValidationError::field("client.ca", e.to_string()))?;
+    let ca_summaries = ca
+        .iter()
+        .map(CertSummary::from_der)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ValidationError::field("client.ca", e.to_string()))?;
+    for (i, summary) in ca_summaries.iter().enumerate() {
+        notes.certificate("client.ca", &format!("CA certificate #{i}"), summary);
+    }
+    let depth = settings.depth.unwrap_or(1);
+    if depth == 0 {
+        return Err(ValidationError::field("client.depth", "must be at least 1"));
+    }
+    let skip_mtls_uri_regex =
+        skip_regexes(settings.skip_mtls_uri_regex.as_deref().unwrap_or_default())?;
+    Ok(ClientAuth {
+        ca,
+        ca_summaries,
+        depth,
+        skip_mtls_uri_regex,
+    })
+}
+
+/// Compiles each regex on its own first, to name the one that fails.
+fn skip_regexes(patterns: &[String]) -> Result<Option<RegexSet>, ValidationError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    for (i, pattern) in patterns.iter().enumerate() {
+        regex::RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map(|_: Regex| ())
+            .map_err(|e| {
+                ValidationError::field(format!("client.skip_mtls_uri_regex[{i}]"), e.to_string())
+            })?;
+    }
+    regex::RegexSetBuilder::new(patterns)
+        .size_limit(REGEX_SIZE_LIMIT * patterns.len())
+        .build()
+        .map(Some)
+        .map_err(|e| ValidationError::field("client.skip_mtls_uri_regex", e.to_string()))
+}
+
+fn protocols(names: &[String]) -> Result<Vec<TlsVersion>, ValidationError> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| match name.as_str() {
+            "TLSv1.2" => Ok(TlsVersion::Tls12),
+            "TLSv1.3" => Ok(TlsVersion::Tls13),
+            other => Err(ValidationError::field(
+                format!("ssl_protocols[{i}]"),
+                format!("{other:?} is not supported (use \"TLSv1.2\" or \"TLSv1.3\")"),
+            )),
+        })
+        .collect()
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| format!("unix time {unix}"))
 }

@@ -84,17 +84,23 @@ fn string_bytes(value: &Any<'_>) -> Option<Vec<u8>> {
         // one byte per character, read as Latin-1.
         18 | 19 | 20 | 22 | 23 | 24 | 26 => Some(chars_to_utf8(data.iter().map(|&b| u32::from(b)))),
         // UniversalString: UCS-4.
-        28 if data.len() % 4 == 0 => Some(chars_to_utf8(
-            data.chunks_exact(4)
-                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])),
-        )),
+        28 => ucs(data, 4),
         // BMPString: UCS-2.
-        30 if data.len() % 2 == 0 => Some(chars_to_utf8(
-            data.chunks_exact(2)
-                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))),
-        )),
+        30 => ucs(data, 2),
         _ => None,
     }
+}
+
+/// Big-endian `width`-byte code units; `None` when the length is not a
+/// multiple of `width`.
+fn ucs(data: &[u8], width: usize) -> Option<Vec<u8>> {
+    let units = data.chunks_exact(width);
+    if !units.remainder().is_empty() {
+        return None;
+    }
+    Some(chars_to_utf8(units.map(|unit| {
+        unit.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b))
+    })))
 }
 
 fn chars_to_utf8(chars: impl Iterator<Item = u32>) -> Vec<u8> {
@@ -113,7 +119,7 @@ fn escape(bytes: &[u8]) -> String {
         if at_edge_escape || matches!(b, b',' | b'+' | b'"' | b'\\' | b'<' | b'>' | b';') {
             out.push('\\');
             out.push(char::from(b));
-        } else if b < 0x20 || b >= 0x7f {
+        } else if !(0x20..0x7f).contains(&b) {
             // Writing to a String cannot fail.
             let _ = write!(out, "\\{b:02X}");
         } else {

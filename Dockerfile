@@ -1,0 +1,24 @@
+# The Portcullis gateway image: `docker build -t portcullis .`
+# Run: docker run -v $PWD/conf/config.yaml:/etc/portcullis/config.yaml portcullis
+
+FROM rust:1-bookworm AS build
+# etcd-client's build script needs protoc.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends protobuf-compiler \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release -p portcullis-gateway \
+    && cp target/release/gateway /usr/local/bin/gateway
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --no-create-home portcullis
+COPY --from=build /usr/local/bin/gateway /usr/local/bin/gateway
+COPY conf/config.yaml /etc/portcullis/config.yaml
+USER portcullis
+EXPOSE 9080 9443 9180
+ENTRYPOINT ["/usr/local/bin/gateway"]
+CMD ["-c", "/etc/portcullis/config.yaml"]

@@ -1,0 +1,182 @@
+//! Plugins: per-route request processing, in the spirit of pingora's
+//! `ProxyHttp`. A plugin implements any of three phases of one trait,
+//! [`Plugin`]; the proxy runs a route's [`PluginChain`] at each phase and
+//! knows nothing about individual plugins, so identity plugins, ACLs or
+//! per-route mTLS plug in here without touching the proxy loop.
+//!
+//! Plugins are built from their (already schema-validated) JSON
+//! configuration when the route table is built, never per request. The
+//! registry below maps each name to its constructor and its place in a
+//! chain (higher priority runs first, APISIX's numbers).
+
+mod proxy_rewrite;
+mod vars;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::ControlFlow;
+
+use http::{request, response, Response};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::context::ConnInfo;
+use crate::proxy::ProxyBody;
+
+/// What a phase decides: go on, or answer the client with this response
+/// (the rest of the chain and the upstream are skipped).
+pub type Flow = ControlFlow<Response<ProxyBody>>;
+
+/// One plugin instance, configured for one route.
+pub trait Plugin: Send + Sync {
+    /// The name the plugin is configured under.
+    fn name(&self) -> &'static str;
+
+    /// On the client's request, after routing and before anything is sent
+    /// upstream: authenticate, authorise, refuse.
+    fn request_filter(&self, _ctx: &mut RequestCtx<'_>, _req: &mut request::Parts) -> Flow {
+        ControlFlow::Continue(())
+    }
+
+    /// On the request about to go upstream, once per attempt: hop-by-hop
+    /// headers are gone; `Host`, `X-Forwarded-*` and the node's URI are set.
+    fn upstream_request_filter(&self, _ctx: &RequestCtx<'_>, _req: &mut request::Parts) -> Flow {
+        ControlFlow::Continue(())
+    }
+
+    /// On the upstream's response head, before the client sees it.
+    fn response_filter(&self, _ctx: &RequestCtx<'_>, _resp: &mut response::Parts) {}
+}
+
+/// What every phase knows about the request being served.
+pub struct RequestCtx<'a> {
+    pub conn: &'a ConnInfo,
+    pub route_id: &'a str,
+    /// The host the request named, normalised (nginx `$host`).
+    pub host: Option<&'a str>,
+    /// The decoded, normalised path the route matched (nginx `$uri`).
+    pub uri: &'a str,
+    /// The path and query exactly as the client sent them (`$request_uri`).
+    pub request_uri: &'a str,
+    /// Typed per-request state plugins hand to later plugins (an identity
+    /// found by an authentication plugin, read by an ACL).
+    pub extensions: http::Extensions,
+}
+
+impl RequestCtx<'_> {
+    /// The client's query string, without the `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.request_uri.split_once('?').map(|(_, query)| query)
+    }
+}
+
+/// Why a route's plugins could not be built.
+#[derive(Debug, Error)]
+pub enum PluginError {
+    #[error("plugin {0:?} is not available in this build")]
+    Unknown(String),
+    #[error("plugin {plugin:?}: {reason}")]
+    Config { plugin: &'static str, reason: String },
+}
+
+/// A plugin this build knows.
+struct Registration {
+    name: &'static str,
+    /// Higher runs first.
+    priority: i32,
+    build: fn(&Value) -> Result<Box<dyn Plugin>, String>,
+}
+
+/// Every plugin of this build. Keep in step with `shared::schema::PLUGINS`.
+const REGISTRY: &[Registration] = &[Registration {
+    name: proxy_rewrite::NAME,
+    priority: 1008,
+    build: proxy_rewrite::build,
+}];
+
+/// A route's plugins, in the order they run.
+#[derive(Default)]
+pub struct PluginChain {
+    plugins: Vec<Box<dyn Plugin>>,
+}
+
+impl PluginChain {
+    /// Builds every configured plugin, ordered by priority.
+    pub fn build(configs: &BTreeMap<String, Value>) -> Result<PluginChain, PluginError> {
+        let mut built = configs
+            .iter()
+            .map(|(name, config)| {
+                let registration = REGISTRY
+                    .iter()
+                    .find(|r| r.name == name)
+                    .ok_or_else(|| PluginError::Unknown(name.clone()))?;
+                let plugin = (registration.build)(config).map_err(|reason| PluginError::Config {
+                    plugin: registration.name,
+                    reason,
+                })?;
+                Ok((registration.priority, plugin))
+            })
+            .collect::<Result<Vec<_>, PluginError>>()?;
+        built.sort_by_key(|(priority, _)| std::cmp::Reverse(*priority));
+        Ok(PluginChain {
+            plugins: built.into_iter().map(|(_, plugin)| plugin).collect(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
+    }
+
+    pub(crate) fn request_filter(&self, ctx: &mut RequestCtx<'_>, req: &mut request::Parts) -> Flow {
+        self.plugins.iter().try_for_each(|plugin| plugin.request_filter(ctx, req))
+    }
+
+    pub(crate) fn upstream_request_filter(&self, ctx: &RequestCtx<'_>, req: &mut request::Parts) -> Flow {
+        self.plugins.iter().try_for_each(|plugin| plugin.upstream_request_filter(ctx, req))
+    }
+
+    pub(crate) fn response_filter(&self, ctx: &RequestCtx<'_>, resp: &mut response::Parts) {
+        for plugin in &self.plugins {
+            plugin.response_filter(ctx, resp);
+        }
+    }
+}
+
+impl fmt::Debug for PluginChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.plugins.iter().map(|p| p.name())).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_plugin_the_schema_accepts_is_registered() {
+        for name in shared::schema::PLUGINS {
+            assert!(REGISTRY.iter().any(|r| r.name == *name), "{name} has a schema but no implementation");
+        }
+    }
+
+    #[test]
+    fn unknown_and_misconfigured_plugins_are_named() {
+        let unknown = BTreeMap::from([("key-auth".to_owned(), json!({}))]);
+        let err = PluginChain::build(&unknown).unwrap_err();
+        assert_eq!(err.to_string(), "plugin \"key-auth\" is not available in this build");
+
+        let bad = BTreeMap::from([("proxy-rewrite".to_owned(), json!({"method": "GET /"}))]);
+        let err = PluginChain::build(&bad).unwrap_err().to_string();
+        assert!(err.starts_with("plugin \"proxy-rewrite\": "), "{err}");
+        assert!(err.contains("method"), "{err}");
+    }
+
+    #[test]
+    fn builds_configured_plugins() {
+        let configs = BTreeMap::from([("proxy-rewrite".to_owned(), json!({"uri": "/x"}))]);
+        let chain = PluginChain::build(&configs).unwrap();
+        assert_eq!(format!("{chain:?}"), r#"["proxy-rewrite"]"#);
+        assert!(PluginChain::build(&BTreeMap::new()).unwrap().is_empty());
+    }
+}

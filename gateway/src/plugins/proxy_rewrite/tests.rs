@@ -1,0 +1,158 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::Request;
+use rcgen::{CertificateParams, DnType, KeyPair};
+use serde_json::json;
+use shared::x509::CertSummary;
+
+use super::*;
+use crate::context::{ClientCert, ConnInfo, MtlsPolicy, PeerCert, TlsInfo};
+
+fn conn(client_cert: ClientCert) -> ConnInfo {
+    ConnInfo {
+        remote_addr: "192.0.2.10:50000".parse::<SocketAddr>().unwrap(),
+        local_addr: "127.0.0.1:9443".parse().unwrap(),
+        tls: Some(TlsInfo {
+            server_name: Some("test.com".to_owned()),
+            ssl_id: Arc::from("1"),
+            protocol: "TLSv1.3",
+            client_cert,
+            mtls: MtlsPolicy::Optional {
+                skip: Arc::new(regex::RegexSet::new(["/public"]).unwrap()),
+            },
+        }),
+    }
+}
+
+fn verified() -> ClientCert {
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, "CLIENT");
+    let der = params.self_signed(&KeyPair::generate().unwrap()).unwrap().der().clone();
+    let summary = CertSummary::from_der(&der).unwrap();
+    ClientCert::Verified(Arc::new(PeerCert { der, summary }))
+}
+
+/// The request as the proxy hands it to `upstream_request_filter`.
+fn upstream_request(path_and_query: &str, headers: &[(&str, &str)]) -> Parts {
+    let mut builder = Request::builder().uri(format!("http://10.0.0.1:8080{path_and_query}"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(()).unwrap().into_parts().0
+}
+
+/// Runs the plugin configured with `config` on `req`.
+fn rewrite(config: Value, conn: &ConnInfo, req: &mut Parts) {
+    let plugin = build(&config).unwrap();
+    let request_uri = req.uri.path_and_query().unwrap().as_str().to_owned();
+    let uri = req.uri.path().to_owned();
+    let ctx = RequestCtx {
+        conn,
+        route_id: "1",
+        host: Some("test.com"),
+        uri: &uri,
+        request_uri: &request_uri,
+        extensions: http::Extensions::new(),
+    };
+    assert!(plugin.upstream_request_filter(&ctx, req).is_continue());
+}
+
+fn values(req: &Parts, name: &str) -> Vec<String> {
+    req.headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_walkthrough_config_sets_identity_headers() {
+    let config = json!({"headers": {
+        "X-Ssl-Client-Fingerprint": "$ssl_client_fingerprint",
+        "X-Ssl-Client-Serial": "$ssl_client_serial",
+        "X-Ssl-Client-S-DN": "$ssl_client_s_dn"
+    }});
+    let cert = verified();
+    let ClientCert::Verified(peer) = &cert else { unreachable!() };
+    let summary = peer.summary.clone();
+    let mut req = upstream_request("/anything", &[("x-ssl-client-s-dn", "CN=forged")]);
+    rewrite(config, &conn(cert), &mut req);
+    assert_eq!(values(&req, "x-ssl-client-fingerprint"), [summary.fingerprint_sha1]);
+    assert_eq!(values(&req, "x-ssl-client-serial"), [summary.serial]);
+    assert_eq!(values(&req, "x-ssl-client-s-dn"), ["CN=CLIENT"], "the client's value is replaced");
+}
+
+#[test]
+fn without_a_certificate_identity_headers_are_removed_not_forged() {
+    let config = json!({"headers": {"set": {"X-Ssl-Client-S-DN": "$ssl_client_s_dn"}, "add": {"X-Seen": "$ssl_client_serial"}}});
+    let mut req = upstream_request("/public", &[("x-ssl-client-s-dn", "CN=admin")]);
+    rewrite(config, &conn(ClientCert::None), &mut req);
+    assert!(values(&req, "x-ssl-client-s-dn").is_empty());
+    assert!(values(&req, "x-seen").is_empty(), "an empty add adds nothing");
+}
+
+#[test]
+fn add_then_remove_then_set() {
+    let config = json!({"headers": {
+        "add": {"X-Add": "added", "X-Gone": "added", "X-Multi": ["a", "$remote_addr", 7]},
+        "remove": ["X-Gone", "X-Drop"],
+        "set": {"X-Set": "set", "X-Add": "$http_x_add-$host"}
+    }});
+    let mut req = upstream_request(
+        "/x",
+        &[("x-add", "client"), ("x-drop", "1"), ("x-set", "client"), ("x-keep", "1")],
+    );
+    rewrite(config, &conn(ClientCert::None), &mut req);
+    assert_eq!(values(&req, "x-add"), ["client, added-test.com"], "set sees what add did");
+    assert!(values(&req, "x-gone").is_empty(), "remove runs after add");
+    assert!(values(&req, "x-drop").is_empty());
+    assert_eq!(values(&req, "x-set"), ["set"]);
+    assert_eq!(values(&req, "x-multi"), ["a", "192.0.2.10", "7"]);
+    assert_eq!(values(&req, "x-keep"), ["1"]);
+}
+
+#[test]
+fn rewrites_uri_keeping_the_query_and_the_node() {
+    let cases = [
+        ("/v2$uri", "/anything?a=1", "http://10.0.0.1:8080/v2/anything?a=1"),
+        ("/fixed?b=2", "/anything?a=1", "http://10.0.0.1:8080/fixed?b=2&a=1"),
+        ("/fixed", "/anything", "http://10.0.0.1:8080/fixed"),
+        ("$http_x_missing", "/anything", "http://10.0.0.1:8080/"),
+    ];
+    for (template, original, expected) in cases {
+        let mut req = upstream_request(original, &[]);
+        rewrite(json!({"uri": template}), &conn(ClientCert::None), &mut req);
+        assert_eq!(req.uri, expected, "{template}");
+    }
+}
+
+#[test]
+fn rewrites_method_and_host() {
+    let mut req = upstream_request("/", &[("host", "test.com")]);
+    rewrite(json!({"method": "POST", "host": "internal.svc:8080"}), &conn(ClientCert::None), &mut req);
+    assert_eq!(req.method, Method::POST);
+    assert_eq!(values(&req, "host"), ["internal.svc:8080"]);
+}
+
+#[test]
+fn invalid_configs_are_refused_with_the_field() {
+    let cases = [
+        (json!({"headers": {"Content-Length": "0"}}), "frames the message"),
+        (json!({"headers": {"set": {"Transfer-Encoding": "chunked"}}}), "frames the message"),
+        (json!({"headers": {"bad header": "x"}}), "not a valid header name"),
+        (json!({"headers": {"X-A": "line\nbreak"}}), "not allowed in a header"),
+        (json!({"headers": {"X-A": {"nested": true}}}), "a value must be a string"),
+        (json!({"headers": {"set": {"X-A": "1"}, "X-B": "2"}}), "cannot be mixed"),
+        (json!({"headers": {"remove": "X-A"}}), "headers.remove must be an array"),
+        (json!({"method": "GET /"}), "not an HTTP method"),
+        (json!({"uri": "/a b"}), "not allowed in a URI"),
+        (json!({"uri": "/a#frag"}), "not allowed in a URI"),
+        (json!({"regex_uri": ["^/(.*)", "/$1"]}), "unknown field `regex_uri`"),
+    ];
+    for (config, expected) in cases {
+        let err = build(&config).err().unwrap_or_else(|| panic!("{config} was accepted"));
+        assert!(err.contains(expected), "{config}: {err}");
+    }
+    assert!(build(&json!({"_meta": {"disable": false}, "uri": "/x"})).is_ok());
+}

@@ -1,0 +1,112 @@
+//! Why a request got no upstream response, as the client sees it (status
+//! and a JSON `{"error_msg": ...}` body that names no internal address) and
+//! as the operator sees it (the full reason, logged).
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use thiserror::Error;
+
+use super::ProxyBody;
+use crate::router::PathError;
+use crate::upstream::SendError;
+
+/// A request the proxy answers itself.
+#[derive(Debug, Error)]
+pub(crate) enum ProxyError {
+    #[error("invalid request path: {0}")]
+    BadPath(#[from] PathError),
+    #[error("SSL object {ssl_id} requires a verified client certificate for {path:?} (client certificate: {presented})")]
+    ClientCertRequired {
+        ssl_id: String,
+        path: String,
+        presented: String,
+    },
+    #[error("host {host:?} belongs to SSL object {host_ssl}, but the connection was made to SSL object {conn_ssl}, which verifies client certificates")]
+    Misdirected {
+        host: String,
+        host_ssl: String,
+        conn_ssl: String,
+    },
+    #[error("no route matches")]
+    RouteNotFound,
+    #[error("route {route} cannot serve: {reason}")]
+    RouteUnavailable { route: String, reason: String },
+    #[error("route {route}: {upstream} has no node to send to")]
+    NoNode { route: String, upstream: String },
+    #[error("route {route}: cannot build the request for {upstream}: {reason}")]
+    UpstreamRequest {
+        route: String,
+        upstream: String,
+        reason: String,
+    },
+    #[error("route {route}: {upstream}, node {node}: {source}")]
+    Upstream {
+        route: String,
+        upstream: String,
+        node: String,
+        source: SendError,
+    },
+}
+
+impl ProxyError {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadPath(_) | ProxyError::ClientCertRequired { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::RouteNotFound => StatusCode::NOT_FOUND,
+            ProxyError::RouteUnavailable { .. } | ProxyError::NoNode { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamRequest { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Upstream { source, .. } if source.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// What the client is told: enough to act on, nothing internal.
+    fn public_message(&self) -> &'static str {
+        match self {
+            ProxyError::BadPath(_) => "invalid request path",
+            ProxyError::ClientCertRequired { .. } => "client certificate required: this path needs a verified client certificate",
+            ProxyError::Misdirected { .. } => {
+                "misdirected request: the Host header names another server than the TLS server name (SNI)"
+            }
+            ProxyError::RouteNotFound => "404 Route Not Found",
+            ProxyError::RouteUnavailable { .. } | ProxyError::UpstreamRequest { .. } => "the route is misconfigured",
+            ProxyError::NoNode { .. } => "no upstream node available",
+            ProxyError::Upstream { source, .. } => match source {
+                SendError::ConnectTimeout(_) | SendError::ReadTimeout(_) => "upstream timed out",
+                SendError::Connect(_) => "failed to connect to upstream",
+                SendError::Failed(_) => "upstream request failed",
+            },
+        }
+    }
+
+    fn log(&self) {
+        let status = self.status().as_u16();
+        match self {
+            ProxyError::RouteNotFound | ProxyError::BadPath(_) => tracing::debug!(status, reason = %self, "request refused"),
+            ProxyError::ClientCertRequired { .. } | ProxyError::Misdirected { .. } => {
+                tracing::info!(status, reason = %self, "request refused")
+            }
+            _ => tracing::warn!(status, reason = %self, "request failed"),
+        }
+    }
+
+    /// Logs the error and turns it into the client's response.
+    pub(crate) fn into_response(self) -> Response<ProxyBody> {
+        self.log();
+        json_response(self.status(), self.public_message())
+    }
+}
+
+/// A response with the JSON body `{"error_msg": message}`, as APISIX answers.
+pub fn json_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({ "error_msg": message }).to_string();
+    let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

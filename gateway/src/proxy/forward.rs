@@ -1,0 +1,120 @@
+//! Sends a routed request to its upstream: picks a node, builds that node's
+//! request, lets the plugins adjust it, and tries another node after a
+//! connect failure while `retries` allow and the body is still unread.
+
+use std::ops::ControlFlow;
+
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Version};
+use hyper::body::Incoming;
+
+use super::error::ProxyError;
+use super::ProxyBody;
+use crate::plugins::RequestCtx;
+use crate::router::Pipeline;
+use crate::upstream::{Node, RequestBody, UpstreamClient, UpstreamTarget};
+
+/// The client's request as every attempt starts from it: forwarding headers
+/// set, hop-by-hop headers gone.
+pub(super) struct UpstreamRequest {
+    pub(super) method: Method,
+    pub(super) path_and_query: PathAndQuery,
+    pub(super) headers: HeaderMap,
+    /// The host the client asked for, as it sent it (`pass_host: pass`).
+    pub(super) client_host: Option<HeaderValue>,
+}
+
+/// How the exchange ended.
+pub(super) enum Outcome {
+    Upstream(Response<Incoming>),
+    /// A plugin answered instead of the upstream.
+    Plugin(Response<ProxyBody>),
+}
+
+pub(super) async fn forward(
+    client: &UpstreamClient,
+    pipeline: &Pipeline,
+    ctx: &RequestCtx<'_>,
+    request: UpstreamRequest,
+    body: Incoming,
+) -> Result<Outcome, ProxyError> {
+    let upstream = &pipeline.upstream;
+    let body = RequestBody::new(body);
+    let mut failed = Vec::new();
+    loop {
+        let index = upstream.pick(&failed).ok_or_else(|| ProxyError::NoNode {
+            route: ctx.route_id.to_owned(),
+            upstream: upstream.name.to_string(),
+        })?;
+        let node = upstream.node(index);
+        let mut parts = request.for_node(upstream, node).map_err(|reason| ProxyError::UpstreamRequest {
+            route: ctx.route_id.to_owned(),
+            upstream: upstream.name.to_string(),
+            reason,
+        })?;
+        if let ControlFlow::Break(response) = pipeline.plugins.upstream_request_filter(ctx, &mut parts) {
+            return Ok(Outcome::Plugin(response));
+        }
+        let (attempt_body, sent) = body.attempt();
+        let sending = client.send(Request::from_parts(parts, attempt_body), &upstream.timeouts, sent);
+        let error = match sending.await {
+            Ok(response) => return Ok(Outcome::Upstream(response)),
+            Err(error) => error,
+        };
+        let retry = error.is_connect() && failed.len() < upstream.retries as usize && body.is_untouched();
+        if !retry {
+            return Err(ProxyError::Upstream {
+                route: ctx.route_id.to_owned(),
+                upstream: upstream.name.to_string(),
+                node: node.address().to_owned(),
+                source: error,
+            });
+        }
+        tracing::warn!(
+            route = ctx.route_id,
+            upstream = %upstream.name,
+            node = node.address(),
+            %error,
+            "upstream node failed; trying another"
+        );
+        failed.push(index);
+    }
+}
+
+impl UpstreamRequest {
+    /// The request for one attempt on `node`: HTTP/1.1, absolute URI, `Host`
+    /// as the upstream's `pass_host` says.
+    fn for_node(&self, upstream: &UpstreamTarget, node: &Node) -> Result<Parts, String> {
+        let uri = upstream
+            .uri(node, self.path_and_query.clone())
+            .map_err(|err| err.to_string())?;
+        let (mut parts, ()) = Request::new(()).into_parts();
+        parts.method = self.method.clone();
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        parts.headers = self.headers.clone();
+        if let Some(host) = upstream.host_header(node, self.client_host.as_ref()) {
+            parts.headers.insert(http::header::HOST, host);
+        }
+        Ok(parts)
+    }
+}
+
+impl UpstreamRequest {
+    /// Takes the client's request head (after the plugins' `request_filter`)
+    /// and prepares its headers for the upstream.
+    pub(super) fn new(mut parts: Parts, conn: &crate::context::ConnInfo, client_host: Option<HeaderValue>) -> Self {
+        super::headers::prepare_upstream_headers(&mut parts.headers, conn, client_host.as_ref());
+        UpstreamRequest {
+            method: parts.method,
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            headers: parts.headers,
+            client_host,
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Connection-level checks a request passes before routing: the client
+//! certificate a path needs (`skip_mtls_uri_regex`), and Host ≠ SNI.
+
+use crate::context::{ClientCert, ConnInfo, MtlsPolicy, TlsInfo};
+use crate::tls::SniTable;
+
+use super::error::ProxyError;
+
+/// Refuses (400, as APISIX) a request without a verified client certificate
+/// on an SSL object that verifies them, unless its path matches one of the
+/// object's `skip_mtls_uri_regex` (unanchored, on the decoded path).
+pub(super) fn require_client_cert(conn: &ConnInfo, path: &str) -> Result<(), ProxyError> {
+    let Some(tls) = &conn.tls else {
+        return Ok(());
+    };
+    if tls.client_cert.verified().is_some() {
+        return Ok(());
+    }
+    let exempt = match &tls.mtls {
+        MtlsPolicy::Off => true,
+        MtlsPolicy::Optional { skip } => skip.is_match(path),
+        // The handshake already refused such clients; should a connection
+        // get here anyway, fail closed.
+        MtlsPolicy::Required => false,
+    };
+    if exempt {
+        return Ok(());
+    }
+    Err(ProxyError::ClientCertRequired {
+        ssl_id: tls.ssl_id.to_string(),
+        path: path.to_owned(),
+        presented: presented(tls),
+    })
+}
+
+fn presented(tls: &TlsInfo) -> String {
+    match &tls.client_cert {
+        ClientCert::None => "none".to_owned(),
+        ClientCert::Verified(_) => "verified".to_owned(),
+        ClientCert::Failed { reason, .. } => format!("not trusted: {reason}"),
+    }
+}
+
+/// Refuses (421) a request whose `Host` belongs to another SSL object than
+/// the one that served the handshake, when either of the two verifies client
+/// certificates: the certificate (or its absence) was judged by the SNI's
+/// SSL object, so it says nothing about what the host's SSL object demands.
+/// As APISIX, the check looks at the host's object too: a connection to a
+/// certificate-free SNI cannot reach a host that requires certificates.
+pub(super) fn refuse_misdirected(conn: &ConnInfo, host: Option<&str>, snis: &SniTable) -> Result<(), ProxyError> {
+    let (Some(tls), Some(host)) = (&conn.tls, host) else {
+        return Ok(());
+    };
+    let host_ssl = snis.for_sni(Some(host)).map(|entry| (&*entry.id, &entry.mtls));
+    if !is_misdirected(tls, host_ssl) {
+        return Ok(());
+    }
+    Err(ProxyError::Misdirected {
+        host: host.to_owned(),
+        host_ssl: host_ssl.map(|(id, _)| id.to_owned()).unwrap_or_default(),
+        conn_ssl: tls.ssl_id.to_string(),
+    })
+}
+
+/// The decision of [`refuse_misdirected`], given the SSL object the host
+/// resolves to (id and client policy), if any.
+fn is_misdirected(tls: &TlsInfo, host_ssl: Option<(&str, &MtlsPolicy)>) -> bool {
+    let Some((host_id, host_mtls)) = host_ssl else {
+        return false;
+    };
+    let verifies = |policy: &MtlsPolicy| !matches!(policy, MtlsPolicy::Off);
+    host_id != &*tls.ssl_id && (verifies(&tls.mtls) || verifies(host_mtls))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,146 @@
+//! Header rewriting every proxied message gets: hop-by-hop headers are
+//! dropped in both directions (they describe one connection, not the
+//! message), and the upstream learns who the client is through
+//! `X-Forwarded-*` and `X-Real-IP`.
+
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, EXPECT, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
+
+use crate::context::ConnInfo;
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Removes the headers that apply to one connection only: those RFC 9110
+/// §7.6.1 lists, the legacy ones, and any named in `Connection`.
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in [
+        &CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &PROXY_AUTHENTICATE,
+        &PROXY_AUTHORIZATION,
+        &TE,
+        &TRAILER,
+        &TRANSFER_ENCODING,
+        &UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Prepares the client's headers for the upstream: hop-by-hop headers and
+/// `Expect` (the gateway answered it already) removed, `X-Forwarded-For`
+/// appended to, the other forwarding headers replaced by what the gateway
+/// saw itself. `Host` is set per attempt.
+pub(super) fn prepare_upstream_headers(headers: &mut HeaderMap, conn: &ConnInfo, client_host: Option<&HeaderValue>) {
+    strip_hop_by_hop(headers);
+    headers.remove(EXPECT);
+    headers.remove(http::header::HOST);
+
+    let client_ip = conn.remote_addr.ip().to_canonical().to_string();
+    let forwarded_for = forwarded_for(headers, &client_ip);
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
+    insert_str(headers, &X_REAL_IP, &client_ip);
+    let proto = if conn.tls.is_some() { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    insert_str(headers, &X_FORWARDED_PORT, &conn.local_addr.port().to_string());
+    match client_host {
+        Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
+        None => headers.remove(&X_FORWARDED_HOST),
+    };
+}
+
+/// `X-Forwarded-For` with the client appended, as nginx's
+/// `$proxy_add_x_forwarded_for` (several incoming headers are joined).
+fn forwarded_for(headers: &HeaderMap, client_ip: &str) -> HeaderValue {
+    let mut value = Vec::new();
+    for previous in headers.get_all(&X_FORWARDED_FOR) {
+        value.extend_from_slice(previous.as_bytes());
+        value.extend_from_slice(b", ");
+    }
+    value.extend_from_slice(client_ip.as_bytes());
+    // Joined from valid header values and an IP address: always valid.
+    HeaderValue::from_bytes(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn insert_str(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name.clone(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    /// A plain-HTTP client on a dual-stack socket (an IPv4-mapped address).
+    fn plain_conn() -> ConnInfo {
+        let remote: SocketAddr = "[::ffff:192.0.2.7]:50000".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:9080".parse().unwrap();
+        ConnInfo {
+            remote_addr: remote,
+            local_addr: local,
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, x-session"),
+            ("keep-alive", "timeout=5"),
+            ("x-session", "abc"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("x-kept", "yes"),
+        ] {
+            headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(headers["x-kept"], "yes");
+    }
+
+    #[test]
+    fn forwarding_headers_describe_the_client() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.1"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.2"));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        headers.insert("x-real-ip", HeaderValue::from_static("10.9.9.9"));
+        headers.insert("host", HeaderValue::from_static("api.example.com"));
+        headers.insert("expect", HeaderValue::from_static("100-continue"));
+        let host = HeaderValue::from_static("api.example.com");
+        prepare_upstream_headers(&mut headers, &plain_conn(), Some(&host));
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.1, 203.0.113.2, 192.0.2.7");
+        assert_eq!(headers["x-real-ip"], "192.0.2.7");
+        assert_eq!(headers["x-forwarded-proto"], "http", "a client cannot claim https");
+        assert_eq!(headers["x-forwarded-host"], "api.example.com");
+        assert_eq!(headers["x-forwarded-port"], "9080");
+        assert!(!headers.contains_key("host") && !headers.contains_key("expect"));
+    }
+}

@@ -1,0 +1,156 @@
+//! Serves one client request, in phases:
+//!
+//! 1. the client-certificate gate (`skip_mtls_uri_regex`: 400 without a
+//!    verified certificate on a path no regex exempts);
+//! 2. Host ≠ SNI (421 when the connection's SSL object verifies client
+//!    certificates and `Host` belongs to another SSL object);
+//! 3. routing ([`crate::router`]; 404 without a match);
+//! 4. the route's plugins ([`crate::plugins`]);
+//! 5. the upstream ([`crate::upstream`]): 502 when it cannot be reached,
+//!    504 when it is too slow, each with a JSON `{"error_msg": ...}` body.
+//!
+//! Bodies stream in both directions; nothing is buffered whole. The
+//! configuration is read from the current snapshot per request, so a
+//! keep-alive connection sees route changes at once.
+
+mod error;
+mod forward;
+mod gate;
+mod headers;
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::HOST;
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response};
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use shared::validate::normalize_host;
+
+pub use error::json_response;
+use error::ProxyError;
+use forward::{forward, Outcome, UpstreamRequest};
+
+use crate::context::ConnInfo;
+use crate::plugins::RequestCtx;
+use crate::router::{normalize_path, Pipeline};
+use crate::snapshot::Snapshot;
+use crate::upstream::{ResponseBody, UpstreamClient};
+
+/// Any error a body may end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every response the proxy produces: streamed from the
+/// upstream, or a small JSON error.
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// The request handler shared by every client connection. It owns the
+/// upstream connection pool; share it with an `Arc`.
+pub struct Proxy {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    client: UpstreamClient,
+}
+
+impl Proxy {
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Proxy {
+        Proxy {
+            snapshot,
+            client: UpstreamClient::new(),
+        }
+    }
+
+    /// Serves one request from a client connection (HTTP/1.1 or HTTP/2).
+    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+        let snapshot = self.snapshot.load_full();
+        self.serve(&snapshot, req, conn)
+            .await
+            .unwrap_or_else(ProxyError::into_response)
+    }
+
+    async fn serve(&self, snapshot: &Snapshot, req: Request<Incoming>, conn: &ConnInfo) -> Result<Response<ProxyBody>, ProxyError> {
+        let (mut parts, body) = req.into_parts();
+        let target = Target::of(&parts)?;
+        gate::require_client_cert(conn, &target.path)?;
+        gate::refuse_misdirected(conn, target.host.as_deref(), &snapshot.tls)?;
+        let route = snapshot
+            .routes
+            .find(target.host.as_deref(), &target.path, &parts.method)
+            .ok_or(ProxyError::RouteNotFound)?;
+        let pipeline = route.pipeline().map_err(|reason| ProxyError::RouteUnavailable {
+            route: route.id.clone(),
+            reason: reason.to_owned(),
+        })?;
+        let mut ctx = RequestCtx {
+            conn,
+            route_id: &route.id,
+            host: target.host.as_deref(),
+            uri: &target.path,
+            request_uri: target.request_uri.as_str(),
+            extensions: http::Extensions::new(),
+        };
+        if let ControlFlow::Break(response) = pipeline.plugins.request_filter(&mut ctx, &mut parts) {
+            return Ok(response);
+        }
+        let request = UpstreamRequest::new(parts, conn, target.host_header.clone());
+        Ok(match forward(&self.client, pipeline, &ctx, request, body).await? {
+            Outcome::Upstream(response) => relay(response, pipeline, &ctx),
+            Outcome::Plugin(response) => response,
+        })
+    }
+}
+
+/// The upstream's response on its way to the client.
+fn relay(response: Response<Incoming>, pipeline: &Pipeline, ctx: &RequestCtx<'_>) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    pipeline.plugins.response_filter(ctx, &mut parts);
+    let upstream = &pipeline.upstream;
+    let body = ResponseBody::new(body, upstream.timeouts.read, Arc::clone(&upstream.name)).boxed();
+    Response::from_parts(parts, body)
+}
+
+/// What the request names, read once.
+struct Target {
+    /// As the client sent it: the URI's authority (HTTP/2 `:authority`,
+    /// absolute-form) or else `Host`.
+    host_header: Option<HeaderValue>,
+    /// Normalised (nginx `$host`).
+    host: Option<String>,
+    /// Decoded and normalised (nginx `$uri`).
+    path: String,
+    request_uri: PathAndQuery,
+}
+
+impl Target {
+    fn of(parts: &Parts) -> Result<Target, ProxyError> {
+        let host_header = match parts.uri.authority() {
+            Some(authority) => {
+                let without_userinfo = authority.as_str().rsplit('@').next().unwrap_or_default();
+                HeaderValue::from_str(without_userinfo).ok()
+            }
+            None => parts.headers.get(HOST).cloned(),
+        };
+        let host = host_header
+            .as_ref()
+            .and_then(|value| value.to_str().ok())
+            .map(normalize_host)
+            .filter(|host| !host.is_empty());
+        Ok(Target {
+            path: normalize_path(parts.uri.path())?.into_owned(),
+            request_uri: parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            host_header,
+            host,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+//! One SSL object turned into everything its handshakes need, built once per
+//! change of that object.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::server::{ServerConnection, ServerSessionMemoryCache};
+use rustls::{ServerConfig, SupportedProtocolVersion};
+use rustls_pki_types::UnixTime;
+use shared::validate::{TlsVersion, ValidSsl};
+use shared::x509::{CertSummary, X509Error};
+use thiserror::Error;
+
+use super::resolve::CertResolver;
+use super::verify::{ClientVerifier, VerifierError};
+use crate::context::{ClientCert, MtlsPolicy, PeerCert};
+
+/// Sessions remembered per SSL object for resumption.
+const SESSION_CACHE_SIZE: usize = 256;
+
+/// Why an SSL object cannot serve handshakes.
+#[derive(Debug, Error)]
+pub(crate) enum EntryError {
+    #[error("it has no certificate")]
+    NoCertificate,
+    #[error("certificate pair {index} cannot be loaded: {source}")]
+    Certificate { index: usize, source: rustls::Error },
+    #[error(transparent)]
+    Client(#[from] VerifierError),
+    #[error("ssl_protocols cannot be used: {0}")]
+    Protocols(rustls::Error),
+}
+
+/// A built SSL object: its rustls configuration and client-certificate
+/// policy.
+pub(crate) struct Entry {
+    /// The object this was built from; the next build reuses this entry while
+    /// the object is the same `Arc`.
+    pub(crate) ssl: Arc<ValidSsl>,
+    pub(crate) id: Arc<str>,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) mtls: MtlsPolicy,
+    verifier: Option<Arc<ClientVerifier>>,
+}
+
+impl Entry {
+    pub(crate) fn build(ssl: &Arc<ValidSsl>) -> Result<Entry, EntryError> {
+        let provider = super::provider();
+        let id: Arc<str> = Arc::from(ssl.id.as_str());
+        let resolver = CertResolver::new(&ssl.pairs, &provider)
+            .map_err(|(index, source)| EntryError::Certificate { index, source })?;
+        if resolver.is_empty() {
+            return Err(EntryError::NoCertificate);
+        }
+        let verifier = match &ssl.client {
+            Some(auth) => Some(Arc::new(ClientVerifier::new(
+                Arc::clone(&id),
+                auth,
+                provider.signature_verification_algorithms,
+            )?)),
+            None => None,
+        };
+        let builder = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&protocol_versions(&ssl.protocols))
+            .map_err(EntryError::Protocols)?;
+        let builder = match &verifier {
+            Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(resolver));
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // A cache of its own, replaced whenever the object changes: a session
+        // (and the client identity verified in it) can only be resumed on the
+        // SSL object, with the CA, that established it.
+        config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
+        Ok(Entry {
+            ssl: Arc::clone(ssl),
+            id,
+            config: Arc::new(config),
+            mtls: mtls_policy(ssl),
+            verifier,
+        })
+    }
+
+    /// The client certificate of a finished handshake on this entry's
+    /// configuration. Required mode: the handshake already verified it.
+    /// Optional mode: verified here, once, so that an untrusted certificate
+    /// is recorded rather than refused.
+    pub(crate) fn client_cert(&self, conn: &ServerConnection) -> Result<ClientCert, X509Error> {
+        let (Some(verifier), Some((leaf, intermediates))) = (
+            &self.verifier,
+            conn.peer_certificates().and_then(<[_]>::split_first),
+        ) else {
+            return Ok(ClientCert::None);
+        };
+        let cert = Arc::new(PeerCert {
+            der: leaf.clone(),
+            summary: CertSummary::from_der(leaf)?,
+        });
+        if verifier.mandatory() {
+            return Ok(ClientCert::Verified(cert));
+        }
+        Ok(
+            match verifier.verify(leaf, intermediates, UnixTime::now()) {
+                Ok(()) => ClientCert::Verified(cert),
+                Err(reason) => ClientCert::Failed {
+                    reason: reason.to_string(),
+                    cert,
+                },
+            },
+        )
+    }
+}
+
+impl fmt::Debug for Entry {
+    /// Never prints the object itself: it holds the private key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("id", &self.id)
+            .field("mtls", &self.mtls)
+            .finish_non_exhaustive()
+    }
+}
+
+fn protocol_versions(versions: &[TlsVersion]) -> Vec<&'static SupportedProtocolVersion> {
+    if versions.is_empty() {
+        return vec![&rustls::version::TLS13, &rustls::version::TLS12];
+    }
+    versions
+        .iter()
+        .map(|version| match version {
+            TlsVersion::Tls12 => &rustls::version::TLS12,
+            TlsVersion::Tls13 => &rustls::version::TLS13,
+        })
+        .collect()
+}
+
+fn mtls_policy(ssl: &ValidSsl) -> MtlsPolicy {
+    match &ssl.client {
+        None => MtlsPolicy::Off,
+        Some(auth) => match &auth.skip_mtls_uri_regex {
+            None => MtlsPolicy::Required,
+            Some(skip) => MtlsPolicy::Optional {
+                skip: Arc::new(skip.clone()),
+            },
+        },
+    }
+}

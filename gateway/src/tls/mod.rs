@@ -1,0 +1,46 @@
+//! TLS termination for the HTTPS listeners.
+//!
+//! Everything that can be derived from the SSL objects is built once per
+//! configuration change, in [`SniTable::build`]: one rustls `ServerConfig`
+//! per SSL object, with its own certificate resolver, client-certificate
+//! verifier and session cache. Per connection, [`accept`] does one hash lookup
+//! on the ClientHello's SNI, the handshake with that object's configuration,
+//! and one parse of the client's leaf certificate.
+//!
+//! Module map:
+//! * `table`: the SNI table (exact, one-label wildcard, `*`, fallback);
+//! * `entry`: one SSL object turned into a `ServerConfig`;
+//! * `resolve`: server certificate selection (RSA and ECDSA side by side);
+//! * `verify` and `v1`: client-certificate verification, including the
+//!   X.509 v1 certificates that the common `openssl x509 -req` recipes
+//!   produce and that webpki refuses to parse;
+//! * `signature`: handshake signatures by v1 or v3 certificates;
+//! * `accept`: the per-connection path and its errors.
+
+mod accept;
+mod entry;
+mod resolve;
+mod signature;
+mod table;
+mod v1;
+mod verify;
+
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, LazyLock};
+
+use rustls::crypto::CryptoProvider;
+
+pub use accept::{accept, AcceptError};
+pub use table::SniTable;
+
+/// The data plane's crypto provider, chosen explicitly rather than relying on
+/// a process-wide default that another crate could install.
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: LazyLock<Arc<CryptoProvider>> =
+        LazyLock::new(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    Arc::clone(&PROVIDER)
+}

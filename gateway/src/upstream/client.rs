@@ -1,0 +1,203 @@
+//! The one HTTP client every upstream request goes through: pooled
+//! keep-alive connections (keyed by scheme, host and port), plain TCP for
+//! `scheme: http`, rustls with the webpki roots and full verification for
+//! `scheme: https`. Upstream requests are HTTP/1.1, as nginx sends them.
+//!
+//! Timeouts are per upstream while the connection pool is shared, so the
+//! connect timeout travels with the request in a task-local that the
+//! connector reads when it starts connecting (hyper-util starts connecting
+//! on the requesting task; if that ever changed, connects would fall back to
+//! [`DEFAULT_CONNECT_TIMEOUT`] rather than to none).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ClientConfig;
+use shared::validate::Timeouts;
+use thiserror::Error;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use super::body::AttemptBody;
+use crate::proxy::BoxError;
+
+/// Used when no per-upstream connect timeout is in scope.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an idle pooled connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const POOL_MAX_IDLE_PER_HOST: usize = 256;
+
+tokio::task_local! {
+    static CONNECT_TIMEOUT: Duration;
+}
+
+/// Why an upstream request produced no response.
+#[derive(Debug, Error)]
+pub(crate) enum SendError {
+    #[error("connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("connect failed: {0}")]
+    Connect(String),
+    #[error("no response headers within {0:?}")]
+    ReadTimeout(Duration),
+    #[error("request failed: {0}")]
+    Failed(String),
+}
+
+impl SendError {
+    /// Whether the request never reached the upstream, so another node may
+    /// be tried.
+    pub(crate) fn is_connect(&self) -> bool {
+        matches!(self, SendError::ConnectTimeout(_) | SendError::Connect(_))
+    }
+
+    pub(crate) fn is_timeout(&self) -> bool {
+        matches!(self, SendError::ConnectTimeout(_) | SendError::ReadTimeout(_))
+    }
+}
+
+/// The shared upstream client. Cloning shares the pool.
+#[derive(Clone)]
+pub(crate) struct UpstreamClient {
+    inner: Client<HttpsConnector<TimedConnector>, AttemptBody>,
+}
+
+impl UpstreamClient {
+    pub(crate) fn new() -> UpstreamClient {
+        let mut tcp = HttpConnector::new();
+        // The TLS layer above handles https:// URIs.
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(TimedConnector { inner: tcp });
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .build(https);
+        UpstreamClient { inner }
+    }
+
+    /// Sends `req` and waits for the response headers.
+    ///
+    /// The read timeout starts once the request body has been sent whole
+    /// (`sent` fires); with nothing to send (`sent` is `None`) the wait gets
+    /// `connect + read`, so a slow connect never eats into the read budget.
+    pub(crate) async fn send(
+        &self,
+        req: Request<AttemptBody>,
+        timeouts: &Timeouts,
+        sent: Option<oneshot::Receiver<()>>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let response = CONNECT_TIMEOUT.scope(timeouts.connect, self.inner.request(req));
+        tokio::pin!(response);
+        let budget = match sent {
+            None => timeouts.connect + timeouts.read,
+            Some(sent) => {
+                tokio::select! {
+                    result = &mut response => return result.map_err(classify),
+                    // Sent whole, or the body was dropped mid-way: either way
+                    // only the upstream's answer is awaited now.
+                    _ = sent => timeouts.read,
+                }
+            }
+        };
+        match tokio::time::timeout(budget, response).await {
+            Ok(result) => result.map_err(classify),
+            Err(_) => Err(SendError::ReadTimeout(budget)),
+        }
+    }
+}
+
+fn tls_config() -> ClientConfig {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    ClientConfig::builder_with_provider(provider.into())
+        .with_safe_default_protocol_versions()
+        // aws-lc-rs implements every safe default version: cannot fail.
+        .expect("aws-lc-rs supports TLS 1.2 and 1.3")
+        .with_webpki_roots()
+        .with_no_client_auth()
+}
+
+fn classify(err: hyper_util::client::legacy::Error) -> SendError {
+    if let Some(timeout) = find_source::<ConnectTimedOut>(&err) {
+        return SendError::ConnectTimeout(timeout.0);
+    }
+    let detail = error_chain(&err);
+    if err.is_connect() {
+        SendError::Connect(detail)
+    } else {
+        SendError::Failed(detail)
+    }
+}
+
+fn find_source<'a, E: std::error::Error + 'static>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a E> {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if let Some(found) = err.downcast_ref::<E>() {
+            return Some(found);
+        }
+        current = err.source();
+    }
+    None
+}
+
+/// `outer: inner: innermost`, skipping the repetitions hyper's wrappers add.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut current = err.source();
+    while let Some(source) = current {
+        let text = source.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        current = source.source();
+    }
+    out
+}
+
+/// Connecting took longer than the upstream's connect timeout.
+#[derive(Debug, Error)]
+#[error("connect timed out after {0:?}")]
+struct ConnectTimedOut(Duration);
+
+/// A TCP connector bounded by the connect timeout in scope.
+#[derive(Clone)]
+pub(crate) struct TimedConnector {
+    inner: HttpConnector,
+}
+
+type Connecting = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send>>;
+
+impl tower_service::Service<Uri> for TimedConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: Uri) -> Connecting {
+        let limit = CONNECT_TIMEOUT.try_with(|t| *t).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let connecting = self.inner.call(dst);
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connecting).await {
+                Ok(result) => result.map_err(Into::into),
+                Err(_) => Err(ConnectTimedOut(limit).into()),
+            }
+        })
+    }
+}

@@ -1,0 +1,230 @@
+//! Where a route sends traffic: an upstream built once per configuration
+//! (node addresses, weighted round-robin, `pass_host` policy, timeouts), the
+//! shared pooled client that reaches it, and the bodies streamed through it.
+
+mod balancer;
+mod body;
+mod client;
+
+use std::sync::Arc;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Uri};
+use shared::resource::{PassHost, Scheme as UpstreamScheme};
+use shared::validate::{Timeouts, UpstreamNode, ValidUpstream};
+
+use balancer::Balancer;
+pub(crate) use body::{RequestBody, ResponseBody};
+pub(crate) use client::{SendError, UpstreamClient};
+
+/// A built upstream, shared by every route that names it.
+pub(crate) struct UpstreamTarget {
+    /// `upstream 1` or `inline upstream of route 7`, for logs.
+    pub(crate) name: Arc<str>,
+    scheme: Scheme,
+    host_policy: HostPolicy,
+    pub(crate) timeouts: Timeouts,
+    /// Extra attempts, on other nodes, after a connect failure.
+    pub(crate) retries: u32,
+    nodes: Vec<Node>,
+    balancer: Balancer,
+}
+
+/// Which `Host` the upstream sees (`pass_host`).
+enum HostPolicy {
+    /// The client's own.
+    Pass,
+    /// The chosen node's `host[:port]`.
+    Node,
+    /// `upstream_host`.
+    Rewrite(HeaderValue),
+}
+
+/// One upstream node, its address pre-parsed.
+pub(crate) struct Node {
+    authority: Authority,
+    /// `host`, plus `:port` unless the scheme's default.
+    host_header: HeaderValue,
+}
+
+impl UpstreamTarget {
+    /// Builds `spec`; fails, naming the field, when a node address or
+    /// `upstream_host` cannot be used.
+    pub(crate) fn build(name: String, spec: &ValidUpstream) -> Result<UpstreamTarget, String> {
+        let scheme = match spec.scheme {
+            UpstreamScheme::Http => Scheme::HTTP,
+            UpstreamScheme::Https => Scheme::HTTPS,
+        };
+        let nodes = spec
+            .nodes
+            .iter()
+            .map(|node| Node::new(node, &scheme))
+            .collect::<Result<Vec<_>, _>>()?;
+        let weights: Vec<u32> = spec.nodes.iter().map(|node| node.weight).collect();
+        Ok(UpstreamTarget {
+            name: name.into(),
+            host_policy: HostPolicy::new(spec)?,
+            timeouts: spec.timeouts,
+            retries: spec.retries,
+            balancer: Balancer::new(&weights),
+            nodes,
+            scheme,
+        })
+    }
+
+    /// The node for the next attempt by weighted round-robin, passing over
+    /// the nodes in `failed` while another node remains. `None` when the
+    /// upstream has no node.
+    pub(crate) fn pick(&self, failed: &[usize]) -> Option<usize> {
+        let fresh = (0..self.balancer.cycle_len())
+            .filter_map(|_| self.balancer.pick())
+            .find(|index| !failed.contains(index));
+        fresh.or_else(|| self.balancer.pick())
+    }
+
+    pub(crate) fn node(&self, index: usize) -> &Node {
+        &self.nodes[index]
+    }
+
+    /// The absolute URI of `path_and_query` on `node`.
+    pub(crate) fn uri(&self, node: &Node, path_and_query: PathAndQuery) -> Result<Uri, http::Error> {
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(node.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+    }
+
+    /// The `Host` header for a request to `node`, given the client's.
+    pub(crate) fn host_header(&self, node: &Node, client_host: Option<&HeaderValue>) -> Option<HeaderValue> {
+        match &self.host_policy {
+            HostPolicy::Pass => client_host.cloned().or_else(|| Some(node.host_header.clone())),
+            HostPolicy::Node => Some(node.host_header.clone()),
+            HostPolicy::Rewrite(host) => Some(host.clone()),
+        }
+    }
+}
+
+impl HostPolicy {
+    fn new(spec: &ValidUpstream) -> Result<HostPolicy, String> {
+        Ok(match spec.pass_host {
+            PassHost::Pass => HostPolicy::Pass,
+            PassHost::Node => HostPolicy::Node,
+            PassHost::Rewrite => {
+                let host = spec
+                    .upstream_host
+                    .as_deref()
+                    .ok_or("pass_host is \"rewrite\" but upstream_host is missing")?;
+                let value = HeaderValue::from_str(host)
+                    .map_err(|_| format!("upstream_host {host:?} is not a valid Host header value"))?;
+                HostPolicy::Rewrite(value)
+            }
+        })
+    }
+}
+
+impl Node {
+    fn new(node: &UpstreamNode, scheme: &Scheme) -> Result<Node, String> {
+        let host = if node.host.contains(':') && !node.host.starts_with('[') {
+            format!("[{}]", node.host)
+        } else {
+            node.host.clone()
+        };
+        let invalid = || format!("node {host}:{} is not a valid address", node.port);
+        let authority = Authority::try_from(format!("{host}:{}", node.port)).map_err(|_| invalid())?;
+        let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+        let host_header = if node.port == default_port {
+            HeaderValue::from_str(&host)
+        } else {
+            HeaderValue::from_str(authority.as_str())
+        }
+        .map_err(|_| invalid())?;
+        Ok(Node { authority, host_header })
+    }
+
+    /// `host:port`, for logs.
+    pub(crate) fn address(&self) -> &str {
+        self.authority.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::resource::Upstream;
+
+    fn spec(nodes: &[(&str, u16, u32)], scheme: UpstreamScheme, pass_host: PassHost, upstream_host: Option<&str>) -> ValidUpstream {
+        ValidUpstream {
+            id: None,
+            spec: Upstream::default(),
+            nodes: nodes
+                .iter()
+                .map(|&(host, port, weight)| UpstreamNode {
+                    host: host.to_owned(),
+                    port,
+                    weight,
+                })
+                .collect(),
+            scheme,
+            pass_host,
+            upstream_host: upstream_host.map(str::to_owned),
+            timeouts: Timeouts::default(),
+            retries: 1,
+        }
+    }
+
+    #[test]
+    fn host_header_follows_pass_host() {
+        let client = HeaderValue::from_static("api.example.com:9443");
+        let nodes = [("10.0.0.1", 8080, 1)];
+        let pass = UpstreamTarget::build("u".into(), &spec(&nodes, UpstreamScheme::Http, PassHost::Pass, None)).unwrap();
+        let node = pass.node(0);
+        assert_eq!(pass.host_header(node, Some(&client)).unwrap(), "api.example.com:9443");
+        assert_eq!(pass.host_header(node, None).unwrap(), "10.0.0.1:8080");
+
+        let by_node = UpstreamTarget::build("u".into(), &spec(&nodes, UpstreamScheme::Http, PassHost::Node, None)).unwrap();
+        assert_eq!(by_node.host_header(by_node.node(0), Some(&client)).unwrap(), "10.0.0.1:8080");
+
+        let rewrite =
+            UpstreamTarget::build("u".into(), &spec(&nodes, UpstreamScheme::Http, PassHost::Rewrite, Some("internal"))).unwrap();
+        assert_eq!(rewrite.host_header(rewrite.node(0), Some(&client)).unwrap(), "internal");
+    }
+
+    #[test]
+    fn default_ports_are_left_out_of_the_node_host() {
+        let https = UpstreamTarget::build(
+            "u".into(),
+            &spec(&[("backend.internal", 443, 1), ("::1", 8443, 1)], UpstreamScheme::Https, PassHost::Node, None),
+        )
+        .unwrap();
+        assert_eq!(https.host_header(https.node(0), None).unwrap(), "backend.internal");
+        assert_eq!(https.host_header(https.node(1), None).unwrap(), "[::1]:8443");
+        let uri = https.uri(https.node(1), PathAndQuery::from_static("/a?b=c")).unwrap();
+        assert_eq!(uri, "https://[::1]:8443/a?b=c");
+    }
+
+    #[test]
+    fn unusable_settings_are_named() {
+        let missing = UpstreamTarget::build("u".into(), &spec(&[("a", 80, 1)], UpstreamScheme::Http, PassHost::Rewrite, None));
+        assert!(missing.err().unwrap().contains("upstream_host"));
+        let bad_node = UpstreamTarget::build("u".into(), &spec(&[("a b", 80, 1)], UpstreamScheme::Http, PassHost::Pass, None));
+        assert!(bad_node.err().unwrap().contains("a b:80"));
+    }
+
+    #[test]
+    fn retries_avoid_failed_nodes() {
+        let target = UpstreamTarget::build(
+            "u".into(),
+            &spec(&[("a", 80, 5), ("b", 80, 1), ("c", 80, 1)], UpstreamScheme::Http, PassHost::Pass, None),
+        )
+        .unwrap();
+        for _ in 0..20 {
+            let first = target.pick(&[]).unwrap();
+            let second = target.pick(&[first]).unwrap();
+            assert_ne!(first, second);
+            let third = target.pick(&[first, second]).unwrap();
+            assert!(![first, second].contains(&third));
+        }
+        assert!(target.pick(&[0, 1, 2]).is_some(), "all failed: still try one");
+    }
+}

@@ -1,0 +1,157 @@
+//! The objects and requests of the walkthrough, shared by the e2e tests.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::curl::{curl, openssl, CurlOutput};
+use crate::gateway::Gateway;
+use crate::pki::OpensslPki;
+use crate::wait::wait_until;
+
+/// How long a change may take to reach the data plane in a test.
+pub const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The walkthrough's `proxy-rewrite` headers, passing the client identity upstream.
+pub fn identity_headers() -> Value {
+    json!({
+        "X-Ssl-Client-Fingerprint": "$ssl_client_fingerprint",
+        "X-Ssl-Client-Serial": "$ssl_client_serial",
+        "X-Ssl-Client-S-DN": "$ssl_client_s_dn"
+    })
+}
+
+/// The walkthrough's SSL object: `test.com`, server.cer/server.key, client CA ca.cer.
+pub fn walkthrough_ssl(pki: &OpensslPki) -> Value {
+    json!({
+        "sni": "test.com",
+        "cert": pki.read("server.cer"),
+        "key": pki.read("server.key"),
+        "client": { "ca": pki.read("ca.cer") }
+    })
+}
+
+/// The walkthrough's route: `/anything` with the identity headers, to `node`.
+pub fn walkthrough_route(node: &str) -> Value {
+    json!({
+        "uri": "/anything",
+        "plugins": { "proxy-rewrite": { "headers": identity_headers() } },
+        "upstream": { "nodes": { node: 1 }, "type": "roundrobin" }
+    })
+}
+
+/// A route for `uri` to `node`, without plugins.
+pub fn plain_route(uri: &str, node: &str) -> Value {
+    json!({ "uri": uri, "upstream": { "nodes": { node: 1 }, "type": "roundrobin" } })
+}
+
+/// `https://HOST:PORT/PATH` on the gateway's TLS listener.
+pub fn https_url(gw: &Gateway, host: &str, path: &str) -> String {
+    format!("https://{host}:{}{path}", gw.https_addr().port())
+}
+
+/// `curl --resolve HOST:PORT:127.0.0.1 https://HOST:PORT/PATH -k EXTRA...`, as in the walkthrough.
+pub fn curl_https(
+    gw: &Gateway,
+    host: &str,
+    path: &str,
+    extra: &[&str],
+) -> crate::Result<CurlOutput> {
+    let resolve = format!("{host}:{}:127.0.0.1", gw.https_addr().port());
+    let url = https_url(gw, host, path);
+    let mut args = vec!["--resolve", resolve.as_str(), url.as_str(), "-k"];
+    args.extend_from_slice(extra);
+    curl(&args)
+}
+
+/// `curl http://127.0.0.1:PORT/PATH EXTRA...` on the gateway's plain HTTP listener.
+pub fn curl_http(gw: &Gateway, path: &str, extra: &[&str]) -> crate::Result<CurlOutput> {
+    let url = format!("http://{}{path}", gw.http_addr());
+    let mut args = vec![url.as_str()];
+    args.extend_from_slice(extra);
+    curl(&args)
+}
+
+/// Repeats `request` until its status is `status`; returns that response.
+/// The error shows the last response seen.
+pub async fn eventually_status<F>(
+    what: &str,
+    status: u16,
+    mut request: F,
+) -> crate::Result<CurlOutput>
+where
+    F: FnMut() -> crate::Result<CurlOutput>,
+{
+    let mut last = None;
+    let waited = wait_until(what, PROPAGATION_TIMEOUT, || {
+        let out = request();
+        let done = matches!(&out, Ok(o) if o.status == status);
+        last = Some(out);
+        async move { done }
+    })
+    .await;
+    match (waited, last) {
+        (Ok(()), Some(Ok(out))) => Ok(out),
+        (waited, last) => Err(anyhow::anyhow!(
+            "{}; wanted HTTP {status}, last response: {last:?}",
+            waited.err().map(|e| e.to_string()).unwrap_or_default()
+        )),
+    }
+}
+
+/// What `openssl x509` prints for a certificate, in the formats nginx uses for
+/// `$ssl_client_fingerprint`, `$ssl_client_serial` and `$ssl_client_s_dn`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertFacts {
+    /// SHA-1 of the DER: 40 lowercase hex digits, no colons.
+    pub fingerprint: String,
+    /// Uppercase hex.
+    pub serial: String,
+    /// RFC 2253, e.g. `CN=CLIENT`.
+    pub subject: String,
+}
+
+impl CertFacts {
+    /// Asks `openssl x509 -noout -fingerprint -sha1 / -serial / -subject -nameopt RFC2253`.
+    pub fn of(cert_pem: &str) -> crate::Result<CertFacts> {
+        let fingerprint = openssl(&["x509", "-noout", "-fingerprint", "-sha1"], cert_pem)?;
+        let serial = openssl(&["x509", "-noout", "-serial"], cert_pem)?;
+        let subject = openssl(
+            &["x509", "-noout", "-subject", "-nameopt", "RFC2253"],
+            cert_pem,
+        )?;
+        Ok(CertFacts {
+            fingerprint: after_eq(&fingerprint).replace(':', "").to_lowercase(),
+            serial: after_eq(&serial).to_uppercase(),
+            subject: after_eq(&subject).to_owned(),
+        })
+    }
+
+    /// The certificate a TLS server presents for `sni` (`None`: no SNI sent).
+    pub fn served(gw: &Gateway, sni: Option<&str>) -> crate::Result<CertFacts> {
+        let connect = gw.https_addr().to_string();
+        let mut args = vec!["s_client", "-connect", connect.as_str(), "-showcerts"];
+        match sni {
+            Some(sni) => args.extend(["-servername", sni]),
+            None => args.push("-noservername"),
+        }
+        let out = crate::curl::openssl_output(&args, "")?;
+        let pem = first_pem(&out.stdout).ok_or_else(|| {
+            anyhow::anyhow!("no certificate served for {sni:?}: {}", out.stderr.trim())
+        })?;
+        CertFacts::of(&pem)
+    }
+}
+
+/// `subject=CN=CLIENT` → `CN=CLIENT`.
+fn after_eq(line: &str) -> &str {
+    line.trim().split_once('=').map_or("", |(_, v)| v.trim())
+}
+
+fn first_pem(text: &str) -> Option<String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let start = text.find(BEGIN)?;
+    let end = text[start..].find(END)? + start + END.len();
+    Some(format!("{}\n", &text[start..end]))
+}

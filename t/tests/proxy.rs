@@ -1,0 +1,234 @@
+//! Proxying behaviour seen from a client: plain HTTP, routing, upstream
+//! failures as JSON errors, roles, and graceful shutdown.
+
+use std::time::Duration;
+
+use harness::fixtures::{curl_http, eventually_status, plain_route};
+use harness::{free_port, wait_until, EchoServer, Etcd, Gateway, GatewayOptions};
+use serde_json::{json, Value};
+
+fn json_body(out: &harness::CurlOutput) -> Value {
+    serde_json::from_str(&out.body).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"))
+}
+
+#[tokio::test]
+async fn plain_http_serves_routes_and_answers_404_json_otherwise() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start(&etcd).await?;
+    let echo = EchoServer::start().await?;
+    let admin = gw.admin();
+    assert_eq!(
+        admin
+            .put(
+                "/apisix/admin/routes/1",
+                plain_route("/anything", &echo.node())
+            )
+            .await?
+            .status,
+        201
+    );
+    let out = eventually_status("the route", 200, || {
+        curl_http(&gw, "/anything?a=1", &["--data", "ping"])
+    })
+    .await?;
+    let body = json_body(&out);
+    assert_eq!(body["method"], "POST");
+    assert_eq!(body["uri"], "/anything?a=1");
+    assert_eq!(body["body"], "ping");
+    assert_eq!(body["headers"]["x-forwarded-proto"], "http", "{body:#}");
+
+    let out = curl_http(&gw, "/nothing-here", &[])?;
+    assert_eq!(out.status, 404, "{out:?}");
+    assert_eq!(json_body(&out)["error_msg"], "404 Route Not Found");
+    Ok(())
+}
+
+#[tokio::test]
+async fn routing_prefers_exact_then_longest_prefix_then_priority_and_honours_methods(
+) -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start(&etcd).await?;
+    let echo = EchoServer::start().await?;
+    let admin = gw.admin();
+    let node = echo.node();
+    let tagged = |uri: &str, tag: &str, extra: Value| {
+        let mut route = json!({
+            "uri": uri,
+            "plugins": { "proxy-rewrite": { "headers": { "X-Route": tag } } },
+            "upstream": { "nodes": { node.as_str(): 1 }, "type": "roundrobin" }
+        });
+        if let (Some(route), Some(extra)) = (route.as_object_mut(), extra.as_object()) {
+            route.extend(extra.clone());
+        }
+        route
+    };
+    for (id, route) in [
+        ("prefix", tagged("/api/*", "prefix", json!({}))),
+        ("longer", tagged("/api/v1/*", "longer", json!({}))),
+        ("exact", tagged("/api/v1/users", "exact", json!({}))),
+        ("low", tagged("/p/*", "low", json!({ "priority": 1 }))),
+        ("high", tagged("/p/*", "high", json!({ "priority": 10 }))),
+        ("post", tagged("/m", "post", json!({ "methods": ["POST"] }))),
+        ("off", tagged("/off", "off", json!({ "status": 0 }))),
+    ] {
+        let put = admin
+            .put(&format!("/apisix/admin/routes/{id}"), route)
+            .await?;
+        assert_eq!(put.status, 201, "{id}: {}", put.text);
+    }
+    eventually_status("all routes", 200, || curl_http(&gw, "/m", &["-X", "POST"])).await?;
+    for (path, method, want) in [
+        ("/api/v1/users", "GET", Some("exact")),
+        ("/api/v1/users/7", "GET", Some("longer")),
+        ("/api/v2", "GET", Some("prefix")),
+        ("/p/x", "GET", Some("high")),
+        ("/m", "POST", Some("post")),
+        ("/m", "GET", None),
+        ("/off", "GET", None),
+    ] {
+        let out = curl_http(&gw, path, &["-X", method])?;
+        match want {
+            Some(tag) => {
+                assert_eq!(out.status, 200, "{method} {path}: {out:?}");
+                assert_eq!(
+                    json_body(&out)["headers"]["x-route"],
+                    tag,
+                    "{method} {path}"
+                );
+            }
+            None => assert_eq!(out.status, 404, "{method} {path}: {out:?}"),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_a_502_json() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start(&etcd).await?;
+    let dead = format!("127.0.0.1:{}", free_port());
+    let admin = gw.admin();
+    assert_eq!(
+        admin
+            .put("/apisix/admin/routes/1", plain_route("/down", &dead))
+            .await?
+            .status,
+        201
+    );
+    let out = eventually_status("the route to a dead upstream", 502, || {
+        curl_http(&gw, "/down", &[])
+    })
+    .await?;
+    assert!(json_body(&out)["error_msg"].is_string(), "{out:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_slow_upstream_is_a_504_json() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start(&etcd).await?;
+    let echo = EchoServer::start().await?;
+    let mut route = plain_route("/delay/*", &echo.node());
+    route["upstream"]["timeout"] = json!({ "connect": 1, "send": 1, "read": 1 });
+    assert_eq!(
+        gw.admin()
+            .put("/apisix/admin/routes/1", route)
+            .await?
+            .status,
+        201
+    );
+    eventually_status("a fast request", 200, || curl_http(&gw, "/delay/0", &[])).await?;
+    let out = curl_http(&gw, "/delay/3000", &[])?;
+    assert_eq!(out.status, 504, "{out:?}");
+    assert!(json_body(&out)["error_msg"].is_string(), "{out:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn data_plane_serves_what_the_control_plane_stores() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let control = Gateway::start_with(
+        &etcd,
+        GatewayOptions {
+            role: "control_plane",
+            ..GatewayOptions::default()
+        },
+    )
+    .await?;
+    let data = Gateway::start_with(
+        &etcd,
+        GatewayOptions {
+            role: "data_plane",
+            prefix: control.prefix().to_owned(),
+            ..GatewayOptions::default()
+        },
+    )
+    .await?;
+    let echo = EchoServer::start().await?;
+    let put = control
+        .admin()
+        .put(
+            "/apisix/admin/routes/1",
+            plain_route("/anything", &echo.node()),
+        )
+        .await?;
+    assert_eq!(put.status, 201, "{}", put.text);
+    eventually_status("the data plane", 200, || curl_http(&data, "/anything", &[])).await?;
+    assert!(
+        data.admin().get("/apisix/admin/routes").await.is_err(),
+        "a data plane has no admin API"
+    );
+    assert_eq!(
+        curl_http(&control, "/anything", &[])?.status,
+        0,
+        "a control plane has no proxy"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let mut gw = Gateway::start(&etcd).await?;
+    let echo = EchoServer::start().await?;
+    assert_eq!(
+        gw.admin()
+            .put(
+                "/apisix/admin/routes/1",
+                plain_route("/delay/*", &echo.node())
+            )
+            .await?
+            .status,
+        201
+    );
+    eventually_status("the route", 200, || curl_http(&gw, "/delay/0", &[])).await?;
+
+    let url = format!("http://{}/delay/1500", gw.http_addr());
+    let in_flight = std::thread::spawn(move || harness::curl(&[&url]));
+    wait_until(
+        "the slow request to reach the upstream",
+        Duration::from_secs(5),
+        || {
+            let hits = echo.hits();
+            async move { hits >= 2 }
+        },
+    )
+    .await?;
+    gw.stop().await;
+    let out = in_flight.join().expect("curl thread")?;
+    assert_eq!(
+        out.status, 200,
+        "the in-flight request must complete: {out:?}"
+    );
+    let status = gw.last_exit();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit after SIGTERM: {status:?}"
+    );
+    let http = gw.http_addr();
+    assert!(
+        curl_http(&gw, "/delay/0", &[])?.status == 0,
+        "{http} must be closed after the shutdown"
+    );
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! The gateway against a real, unreliable etcd: restarts of either side,
+//! outages, compactions while its watch is behind or cut, hand-written garbage.
+
+use std::time::{Duration, Instant};
+
+use harness::fixtures::{
+    curl_http, curl_https, eventually_status, plain_route, PROPAGATION_TIMEOUT,
+};
+use harness::pki::Ca;
+use harness::{wait_until, AdminClient, EchoServer, Etcd, Gateway, GatewayOptions};
+use serde_json::{json, Value};
+
+/// The `host` header the echo upstream received (`pass_host: node` makes it the node).
+fn served_by(out: &harness::CurlOutput) -> Option<String> {
+    let body: Value = serde_json::from_str(&out.body).ok()?;
+    body["headers"]["host"].as_str().map(str::to_owned)
+}
+
+fn route_to(uri: &str, echo: &EchoServer) -> Value {
+    let mut route = plain_route(uri, &echo.node());
+    route["upstream"]["pass_host"] = json!("node");
+    route
+}
+
+fn tls_site(cn: &str) -> Value {
+    let server = Ca::new("Site CA").server(cn, &[cn]);
+    json!({ "sni": cn, "cert": server.cert_pem, "key": server.key_pem })
+}
+
+/// PUT that retries while the admin API cannot reach etcd yet (e.g. just after an etcd restart).
+async fn put_when_etcd_answers(
+    admin: &AdminClient,
+    path: &str,
+    body: Value,
+) -> harness::Result<()> {
+    wait_until(
+        &format!("PUT {path} to be stored"),
+        PROPAGATION_TIMEOUT,
+        || {
+            let (admin, body) = (admin.clone(), body.clone());
+            let path = path.to_owned();
+            async move {
+                let reply = admin.put(&path, body).await;
+                matches!(reply, Ok(r) if r.status == 200 || r.status == 201)
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until the plain HTTP listener serves `path` from `echo`.
+async fn until_served_by(gw: &Gateway, path: &str, echo: &EchoServer) -> harness::Result<()> {
+    let mut last = None;
+    wait_until(
+        &format!("{path} to be served by {}", echo.node()),
+        PROPAGATION_TIMEOUT,
+        || {
+            let out = curl_http(gw, path, &[]);
+            let done =
+                matches!(&out, Ok(o) if o.status == 200 && served_by(o) == Some(echo.node()));
+            last = Some(out);
+            async move { done }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; last response: {last:?}"))
+}
+
+#[tokio::test]
+async fn config_survives_a_gateway_restart() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let mut gw = Gateway::start(&etcd).await?;
+    let echo = EchoServer::start().await?;
+    let admin = gw.admin();
+    assert_eq!(
+        admin
+            .put("/apisix/admin/ssls/1", tls_site("test.com"))
+            .await?
+            .status,
+        201
+    );
+    assert_eq!(
+        admin
+            .put("/apisix/admin/routes/1", route_to("/anything", &echo))
+            .await?
+            .status,
+        201
+    );
+    eventually_status("the route", 200, || {
+        curl_https(&gw, "test.com", "/anything", &[])
+    })
+    .await?;
+
+    gw.restart().await?;
+    let since = Instant::now();
+    eventually_status("the route after a restart", 200, || {
+        curl_https(&gw, "test.com", "/anything", &[])
+    })
+    .await?;
+    eprintln!(
+        "restart: serving the stored config {:?} after the listeners opened",
+        since.elapsed()
+    );
+    let status = gw.last_exit();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM must end the gateway cleanly: {status:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn gateway_serves_through_an_etcd_outage_and_follows_changes_after_it() -> harness::Result<()>
+{
+    let mut etcd = Etcd::start().await?;
+    let gw = Gateway::start(&etcd).await?;
+    let (a, b) = (EchoServer::start().await?, EchoServer::start().await?);
+    let admin = gw.admin();
+    assert_eq!(
+        admin
+            .put("/apisix/admin/routes/1", route_to("/anything", &a))
+            .await?
+            .status,
+        201
+    );
+    until_served_by(&gw, "/anything", &a).await?;
+
+    etcd.stop().await;
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(3) {
+        let out = curl_http(&gw, "/anything", &[])?;
+        assert_eq!(
+            out.status, 200,
+            "the last good config must keep serving while etcd is down: {out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused = admin
+        .put("/apisix/admin/routes/1", route_to("/anything", &b))
+        .await?;
+    assert_eq!(
+        refused.status, 503,
+        "an admin write without etcd: {}",
+        refused.text
+    );
+
+    etcd.restart().await?;
+    put_when_etcd_answers(&admin, "/apisix/admin/routes/1", route_to("/anything", &b)).await?;
+    let since = Instant::now();
+    until_served_by(&gw, "/anything", &b).await?;
+    eprintln!("propagation after an etcd restart: {:?}", since.elapsed());
+    Ok(())
+}
+
+/// Changes the gateway missed while paused (deletions included), then a
+/// compaction of their history, then the gateway must end with exactly the stored state.
+async fn converges_after_compaction(cut_watch: bool) -> harness::Result<()> {
+    let mut etcd = Etcd::start().await?;
+    let gw = Gateway::start(&etcd).await?;
+    let control = Gateway::start_with(
+        &etcd,
+        GatewayOptions {
+            role: "control_plane",
+            prefix: gw.prefix().to_owned(),
+            ..GatewayOptions::default()
+        },
+    )
+    .await?;
+    let (a, b) = (EchoServer::start().await?, EchoServer::start().await?);
+    let admin = control.admin();
+    assert_eq!(
+        admin
+            .put("/apisix/admin/ssls/1", tls_site("test.com"))
+            .await?
+            .status,
+        201
+    );
+    assert_eq!(
+        admin
+            .put("/apisix/admin/routes/1", route_to("/one", &a))
+            .await?
+            .status,
+        201
+    );
+    assert_eq!(
+        admin
+            .put("/apisix/admin/routes/2", route_to("/two", &a))
+            .await?
+            .status,
+        201
+    );
+    until_served_by(&gw, "/one", &a).await?;
+    until_served_by(&gw, "/two", &a).await?;
+    eventually_status("test.com", 200, || curl_https(&gw, "test.com", "/one", &[])).await?;
+
+    gw.pause();
+    if cut_watch {
+        // Closes the paused gateway's watch stream on the server side.
+        etcd.restart().await?;
+    }
+    put_when_etcd_answers(&admin, "/apisix/admin/routes/1", route_to("/one", &b)).await?;
+    assert_eq!(admin.delete("/apisix/admin/routes/2").await?.status, 200);
+    assert_eq!(
+        admin
+            .put("/apisix/admin/routes/3", route_to("/three", &b))
+            .await?
+            .status,
+        201
+    );
+    assert_eq!(
+        admin
+            .put("/apisix/admin/routes/4", route_to("/four", &b))
+            .await?
+            .status,
+        201
+    );
+    assert_eq!(admin.delete("/apisix/admin/routes/4").await?.status, 200);
+    assert_eq!(admin.delete("/apisix/admin/ssls/1").await?.status, 200);
+    assert_eq!(
+        admin
+            .put("/apisix/admin/ssls/2", tls_site("other.com"))
+            .await?
+            .status,
+        201
+    );
+    let compacted = etcd.compact()?;
+    eprintln!("compacted at revision {compacted}");
+    gw.resume();
+
+    let since = Instant::now();
+    until_served_by(&gw, "/one", &b).await?;
+    until_served_by(&gw, "/three", &b).await?;
+    eventually_status("/two to be gone", 404, || curl_http(&gw, "/two", &[])).await?;
+    eventually_status("other.com", 200, || {
+        curl_https(&gw, "other.com", "/one", &[])
+    })
+    .await?;
+    eventually_status("test.com to be gone", 0, || {
+        curl_https(&gw, "test.com", "/one", &[])
+    })
+    .await?;
+    eprintln!("converged {:?} after the gateway resumed", since.elapsed());
+    assert_eq!(
+        curl_http(&gw, "/four", &[])?.status,
+        404,
+        "a route created and deleted while away"
+    );
+    assert_eq!(
+        curl_http(&gw, "/two", &[])?.status,
+        404,
+        "a deletion must stick"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn gateway_converges_after_a_compaction_while_its_watch_was_behind() -> harness::Result<()> {
+    converges_after_compaction(false).await
+}
+
+#[tokio::test]
+async fn gateway_converges_after_a_compaction_while_its_watch_was_cut() -> harness::Result<()> {
+    converges_after_compaction(true).await
+}
+
+#[tokio::test]
+async fn invalid_objects_written_into_etcd_by_hand_are_skipped() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let mut gw = Gateway::start(&etcd).await?;
+    let echo = EchoServer::start().await?;
+    let admin = gw.admin();
+    assert_eq!(
+        admin
+            .put("/apisix/admin/routes/1", route_to("/good", &echo))
+            .await?
+            .status,
+        201
+    );
+    until_served_by(&gw, "/good", &echo).await?;
+
+    // A hand-made copy of a valid object, then garbage next to it.
+    let prefix = gw.prefix().to_owned();
+    let stored = etcd.etcdctl(&["get", "--print-value-only", &format!("{prefix}/routes/1")])?;
+    let mut copy: Value = serde_json::from_str(stored.trim())?;
+    copy["id"] = json!("2");
+    copy["uri"] = json!("/copy");
+    etcd.etcdctl(&["put", &format!("{prefix}/routes/2"), &copy.to_string()])?;
+    etcd.etcdctl(&["put", &format!("{prefix}/routes/bad-json"), "{not json"])?;
+    etcd.etcdctl(&["put", &format!("{prefix}/routes/bad-regex"), r#"{"id":"bad-regex","uri":"/x","upstream":{"nodes":{"127.0.0.1:1":1},"type":"roundrobin"},"plugins":{"proxy-rewrite":{"regex_uri":["(","/"]}}}"#])?;
+    etcd.etcdctl(&[
+        "put",
+        &format!("{prefix}/ssls/bad"),
+        r#"{"id":"bad","sni":"bad.com","cert":"not a pem","key":"nope"}"#,
+    ])?;
+    until_served_by(&gw, "/copy", &echo).await?;
+    assert_eq!(
+        curl_http(&gw, "/good", &[])?.status,
+        200,
+        "the valid objects must stay"
+    );
+
+    // The same on a full load.
+    gw.restart().await?;
+    until_served_by(&gw, "/good", &echo).await?;
+    until_served_by(&gw, "/copy", &echo).await?;
+    let log = gw.log();
+    assert!(
+        log.contains("bad-json"),
+        "the skipped object must be named in the log:\n{log}"
+    );
+    Ok(())
+}

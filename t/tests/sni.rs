@@ -1,0 +1,355 @@
+//! SNI resolution: wildcards, no SNI (with and without `fallback_sni`),
+//! `skip_mtls_uri_regex`, and Host ≠ SNI.
+
+use harness::fixtures::{
+    curl_https, eventually_status, plain_route, walkthrough_route, walkthrough_ssl, CertFacts,
+};
+use harness::pki::{Ca, OpensslPki};
+use harness::{curl, EchoServer, Etcd, Gateway, GatewayOptions};
+use serde_json::json;
+
+fn path_str(path: &std::path::Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+/// The second walkthrough section: `*.apisix.dev`, depth 10, skip regex `/anything.*`.
+struct SkipMtls {
+    ca: Ca,
+    dir: tempfile::TempDir,
+    echo: EchoServer,
+    gw: Gateway,
+    _etcd: Etcd,
+}
+
+impl SkipMtls {
+    async fn start() -> harness::Result<SkipMtls> {
+        let etcd = Etcd::start().await?;
+        let gw = Gateway::start(&etcd).await?;
+        let echo = EchoServer::start().await?;
+        let ca = Ca::new("ca.apisix.dev");
+        let server = ca.server("admin.apisix.dev", &["admin.apisix.dev", "*.apisix.dev"]);
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("mtls_ca.crt"), &ca.cert_pem)?;
+        let admin = gw.admin();
+        let route = admin
+            .put("/apisix/admin/routes/1", plain_route("/*", &echo.node()))
+            .await?;
+        assert_eq!(route.status, 201, "{}", route.text);
+        let ssl = json!({
+            "cert": server.cert_pem,
+            "key": server.key_pem,
+            "snis": ["*.apisix.dev"],
+            "client": { "ca": ca.cert_pem, "depth": 10, "skip_mtls_uri_regex": ["/anything.*"] }
+        });
+        let ssl = admin.put("/apisix/admin/ssls/1", ssl).await?;
+        assert_eq!(ssl.status, 201, "{}", ssl.text);
+        Ok(SkipMtls {
+            ca,
+            dir,
+            echo,
+            gw,
+            _etcd: etcd,
+        })
+    }
+
+    /// The doc's curl: `--resolve admin.apisix.dev:PORT:127.0.0.1 --cacert mtls_ca.crt`.
+    fn curl(&self, path: &str, extra: &[&str]) -> harness::Result<harness::CurlOutput> {
+        let port = self.gw.https_addr().port();
+        let resolve = format!("admin.apisix.dev:{port}:127.0.0.1");
+        let url = format!("https://admin.apisix.dev:{port}{path}");
+        let ca = self.dir.path().join("mtls_ca.crt");
+        let mut args = vec!["--resolve", &resolve, &url, "--cacert", path_str(&ca)];
+        args.extend_from_slice(extra);
+        curl(&args)
+    }
+}
+
+#[tokio::test]
+async fn skip_mtls_uri_regex_answers_400_off_the_list_and_serves_the_list() -> harness::Result<()> {
+    let s = SkipMtls::start().await?;
+    eventually_status("/anything/foobar without a cert", 200, || {
+        s.curl("/anything/foobar", &[])
+    })
+    .await?;
+
+    let out = s.curl("/uuid", &[])?;
+    assert_eq!(out.status, 400, "no cert off the skip list: {out:?}");
+    assert_eq!(
+        s.echo.hits(),
+        1,
+        "the refused request must not reach the upstream"
+    );
+
+    let out = s.curl("/anything", &[])?;
+    assert_eq!(out.status, 200, "{out:?}");
+
+    let client = s.ca.client("CLIENT");
+    let (cert, key) = client.write(s.dir.path(), "client");
+    let out = s.curl(
+        "/uuid",
+        &["--cert", path_str(&cert), "--key", path_str(&key)],
+    )?;
+    assert_eq!(
+        out.status, 200,
+        "a verified cert passes everywhere: {out:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn skip_mtls_uri_regex_never_accepts_an_untrusted_cert_off_the_list() -> harness::Result<()> {
+    let s = SkipMtls::start().await?;
+    eventually_status("/anything/foobar without a cert", 200, || {
+        s.curl("/anything/foobar", &[])
+    })
+    .await?;
+    let hits = s.echo.hits();
+    let (cert, key) = Ca::new("ca.apisix.dev")
+        .client("CLIENT")
+        .write(s.dir.path(), "stranger");
+    let out = s.curl(
+        "/uuid",
+        &["--cert", path_str(&cert), "--key", path_str(&key)],
+    )?;
+    assert!(
+        out.status == 400 || out.status == 0,
+        "an untrusted cert off the skip list must get 400 or a refused handshake: {out:?}"
+    );
+    assert_eq!(
+        s.echo.hits(),
+        hits,
+        "the refused request must not reach the upstream"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn wildcard_sni_covers_exactly_one_label() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start(&etcd).await?;
+    let echo = EchoServer::start().await?;
+    let server = Ca::new("Wildcard CA").server("*.apisix.dev", &["*.apisix.dev"]);
+    let admin = gw.admin();
+    let ssl = json!({ "cert": server.cert_pem, "key": server.key_pem, "snis": ["*.apisix.dev"] });
+    assert_eq!(admin.put("/apisix/admin/ssls/1", ssl).await?.status, 201);
+    assert_eq!(
+        admin
+            .put("/apisix/admin/routes/1", plain_route("/*", &echo.node()))
+            .await?
+            .status,
+        201
+    );
+
+    eventually_status("admin.apisix.dev", 200, || {
+        curl_https(&gw, "admin.apisix.dev", "/x", &[])
+    })
+    .await?;
+    let out = curl_https(&gw, "ADMIN.apisix.dev", "/x", &[])?;
+    assert_eq!(out.status, 200, "SNI matching ignores case: {out:?}");
+    for host in ["a.b.apisix.dev", "apisix.dev", "admin.apisix.dev.evil"] {
+        let out = curl_https(&gw, host, "/x", &[])?;
+        assert_eq!(out.status, 0, "{host} must find no certificate: {out:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn exact_sni_beats_a_wildcard() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start(&etcd).await?;
+    let ca = Ca::new("SNI CA");
+    let wildcard = ca.server("wildcard.apisix.dev", &["*.apisix.dev"]);
+    let exact = ca.server("admin.apisix.dev", &["admin.apisix.dev"]);
+    let admin = gw.admin();
+    let ssl = |leaf: &harness::pki::Leaf, sni: &str| json!({ "cert": leaf.cert_pem, "key": leaf.key_pem, "sni": sni });
+    assert_eq!(
+        admin
+            .put("/apisix/admin/ssls/w", ssl(&wildcard, "*.apisix.dev"))
+            .await?
+            .status,
+        201
+    );
+    assert_eq!(
+        admin
+            .put("/apisix/admin/ssls/e", ssl(&exact, "admin.apisix.dev"))
+            .await?
+            .status,
+        201
+    );
+
+    let want_exact = CertFacts::of(&exact.cert_pem)?;
+    let want_wildcard = CertFacts::of(&wildcard.cert_pem)?;
+    harness::wait_until(
+        "both certificates to be served",
+        harness::fixtures::PROPAGATION_TIMEOUT,
+        || {
+            let ok = CertFacts::served(&gw, Some("admin.apisix.dev")).ok()
+                == Some(want_exact.clone())
+                && CertFacts::served(&gw, Some("other.apisix.dev")).ok()
+                    == Some(want_wildcard.clone());
+            async move { ok }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_sni_is_refused_without_fallback_sni() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start(&etcd).await?;
+    let echo = EchoServer::start().await?;
+    let server = Ca::new("CA").server("test.com", &["test.com"]);
+    let admin = gw.admin();
+    let ssl = json!({ "cert": server.cert_pem, "key": server.key_pem, "sni": "test.com" });
+    assert_eq!(admin.put("/apisix/admin/ssls/1", ssl).await?.status, 201);
+    assert_eq!(
+        admin
+            .put(
+                "/apisix/admin/routes/1",
+                plain_route("/anything", &echo.node())
+            )
+            .await?
+            .status,
+        201
+    );
+    eventually_status("test.com", 200, || {
+        curl_https(&gw, "test.com", "/anything", &[])
+    })
+    .await?;
+
+    // curl sends no SNI to an IP address.
+    let url = format!("https://127.0.0.1:{}/anything", gw.https_addr().port());
+    let out = curl(&[&url, "-k"])?;
+    assert_eq!(
+        out.status, 0,
+        "no SNI and no fallback_sni must be refused: {out:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_sni_is_served_with_fallback_sni() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let opts = GatewayOptions {
+        fallback_sni: Some("test.com".to_owned()),
+        ..GatewayOptions::default()
+    };
+    let gw = Gateway::start_with(&etcd, opts).await?;
+    let echo = EchoServer::start().await?;
+    let pki = OpensslPki::walkthrough()?;
+    let admin = gw.admin();
+    assert_eq!(
+        admin
+            .put("/apisix/admin/ssls/1", walkthrough_ssl(&pki))
+            .await?
+            .status,
+        201
+    );
+    assert_eq!(
+        admin
+            .put("/apisix/admin/routes/1", walkthrough_route(&echo.node()))
+            .await?
+            .status,
+        201
+    );
+
+    let url = format!("https://127.0.0.1:{}/anything", gw.https_addr().port());
+    let (cert, key) = (pki.path("client.cer"), pki.path("client.key"));
+    let out = eventually_status("a request without SNI", 200, || {
+        curl(&[
+            &url,
+            "-k",
+            "--cert",
+            path_str(&cert),
+            "--key",
+            path_str(&key),
+        ])
+    })
+    .await?;
+    let body: serde_json::Value = serde_json::from_str(&out.body)?;
+    assert_eq!(
+        body["headers"]["x-ssl-client-s-dn"], "CN=CLIENT",
+        "{body:#}"
+    );
+
+    let out = curl(&[&url, "-k"])?;
+    assert_eq!(
+        out.status, 0,
+        "the fallback SSL object's mTLS still applies: {out:?}"
+    );
+    Ok(())
+}
+
+/// test.com requires mTLS (the walkthrough); other.com is plain TLS.
+async fn two_sites() -> harness::Result<(Etcd, Gateway, EchoServer, OpensslPki)> {
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start(&etcd).await?;
+    let echo = EchoServer::start().await?;
+    let pki = OpensslPki::walkthrough()?;
+    let other = Ca::new("Other CA").server("other.com", &["other.com"]);
+    let admin = gw.admin();
+    assert_eq!(
+        admin
+            .put("/apisix/admin/ssls/1", walkthrough_ssl(&pki))
+            .await?
+            .status,
+        201
+    );
+    let ssl = json!({ "cert": other.cert_pem, "key": other.key_pem, "sni": "other.com" });
+    assert_eq!(admin.put("/apisix/admin/ssls/2", ssl).await?.status, 201);
+    assert_eq!(
+        admin
+            .put("/apisix/admin/routes/1", walkthrough_route(&echo.node()))
+            .await?
+            .status,
+        201
+    );
+    eventually_status("other.com", 200, || {
+        curl_https(&gw, "other.com", "/anything", &[])
+    })
+    .await?;
+    Ok((etcd, gw, echo, pki))
+}
+
+#[tokio::test]
+async fn host_naming_another_ssl_object_is_refused_on_an_mtls_sni() -> harness::Result<()> {
+    let (_etcd, gw, echo, pki) = two_sites().await?;
+    let (cert, key) = (pki.path("client.cer"), pki.path("client.key"));
+    let client_cert = ["--cert", path_str(&cert), "--key", path_str(&key)];
+    let out = curl_https(&gw, "test.com", "/anything", &client_cert)?;
+    assert_eq!(out.status, 200, "{out:?}");
+    let hits = echo.hits();
+
+    let mut args = client_cert.to_vec();
+    args.extend(["-H", "Host: other.com"]);
+    let out = curl_https(&gw, "test.com", "/anything", &args)?;
+    assert!(
+        out.status == 421 || out.status == 400,
+        "Host other.com on SNI test.com: {out:?}"
+    );
+    assert_eq!(
+        echo.hits(),
+        hits,
+        "the refused request must not reach the upstream"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn host_naming_an_mtls_site_cannot_bypass_its_client_certificate() -> harness::Result<()> {
+    let (_etcd, gw, echo, _pki) = two_sites().await?;
+    let hits = echo.hits();
+    // TLS to the plain site, then ask for the mTLS site by Host, without a certificate.
+    let out = curl_https(&gw, "other.com", "/anything", &["-H", "Host: test.com"])?;
+    assert_ne!(
+        out.status, 200,
+        "Host test.com over SNI other.com must not bypass mTLS: {out:?}"
+    );
+    assert_eq!(
+        echo.hits(),
+        hits,
+        "the refused request must not reach the upstream"
+    );
+    Ok(())
+}
