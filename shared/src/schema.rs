@@ -336,13 +336,16 @@ fn upstream_schema() -> Value {
 fn proxy_rewrite_schema() -> Value {
     // RFC 9110 token.
     let name = json!({"pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", "maxLength": 256});
+    // Headers that decide where a message ends are the proxy's business.
+    let framing = json!({"not": {"pattern": "(?i)^(connection|content-length|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade)$"}});
     let header_map = json!({
         "type": "object",
         "minProperties": 1,
-        "propertyNames": name,
+        "propertyNames": {"allOf": [name, framing]},
         "additionalProperties": {
             "type": ["string", "number"],
-            "pattern": "^[^\\r\\n\\x00]*$",
+            // No control characters but tab: a value is one header line.
+            "pattern": "^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$",
             "maxLength": 4096
         }
     });
@@ -484,6 +487,14 @@ mod tests {
             (
                 json!({"headers": {"X-A": "a\r\nInjected: 1"}}),
                 "plugins.proxy-rewrite.headers.X-A",
+            ),
+            (
+                json!({"headers": {"X-A": "a\u{1b}[31m"}}),
+                "plugins.proxy-rewrite.headers.X-A",
+            ),
+            (
+                json!({"headers": {"set": {"Content-Length": "1"}}}),
+                "plugins.proxy-rewrite.headers.set",
             ),
             (
                 json!({"headers": {"set": {"X-A": "1"}, "oops": {}}}),

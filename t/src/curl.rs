@@ -18,7 +18,8 @@ pub struct CurlOutput {
 }
 
 /// Runs `curl ARGS -s -S` (never through a proxy, 15 s at most) and returns
-/// the status code (from `-w '%{http_code}'`), the body and stderr.
+/// the status code (from `-w '%{http_code}'`, so a `-w` in `args` has no
+/// effect), the body and stderr.
 pub fn curl(args: &[&str]) -> crate::Result<CurlOutput> {
     let mut cmd = Command::new("curl");
     cmd.args(args)

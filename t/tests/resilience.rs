@@ -152,9 +152,34 @@ async fn gateway_serves_through_an_etcd_outage_and_follows_changes_after_it() ->
     Ok(())
 }
 
+/// How the paused gateway loses track of etcd.
+#[derive(Clone, Copy, Debug)]
+enum Away {
+    /// Its watch stream stays open; events queue up.
+    Behind,
+    /// etcd restarts: the stream breaks.
+    Cut,
+    /// More events than etcd buffers for a stalled watcher: etcd stops
+    /// sending, and after the compaction the watch can only resume with a
+    /// "compacted" error.
+    Overflowed,
+}
+
+/// Writes (then deletes) more data under the prefix than a stalled watch
+/// stream can buffer, so that etcd marks the watcher as lagging.
+fn overflow_watch(etcd: &Etcd, prefix: &str) -> harness::Result<()> {
+    // One command-line argument holds at most 128 KiB.
+    let junk = "x".repeat(120 * 1024);
+    for i in 0..80 {
+        etcd.etcdctl(&["put", &format!("{prefix}/routes/junk-{i}"), &junk])?;
+    }
+    etcd.etcdctl(&["del", "--prefix", &format!("{prefix}/routes/junk-")])?;
+    Ok(())
+}
+
 /// Changes the gateway missed while paused (deletions included), then a
 /// compaction of their history, then the gateway must end with exactly the stored state.
-async fn converges_after_compaction(cut_watch: bool) -> harness::Result<()> {
+async fn converges_after_compaction(away: Away) -> harness::Result<()> {
     let mut etcd = Etcd::start().await?;
     let gw = Gateway::start(&etcd).await?;
     let control = Gateway::start_with(
@@ -194,9 +219,11 @@ async fn converges_after_compaction(cut_watch: bool) -> harness::Result<()> {
     eventually_status("test.com", 200, || curl_https(&gw, "test.com", "/one", &[])).await?;
 
     gw.pause();
-    if cut_watch {
+    match away {
+        Away::Behind => {}
         // Closes the paused gateway's watch stream on the server side.
-        etcd.restart().await?;
+        Away::Cut => etcd.restart().await?,
+        Away::Overflowed => overflow_watch(&etcd, gw.prefix())?,
     }
     put_when_etcd_answers(&admin, "/apisix/admin/routes/1", route_to("/one", &b)).await?;
     assert_eq!(admin.delete("/apisix/admin/routes/2").await?.status, 200);
@@ -239,7 +266,7 @@ async fn converges_after_compaction(cut_watch: bool) -> harness::Result<()> {
         curl_https(&gw, "test.com", "/one", &[])
     })
     .await?;
-    eprintln!("converged {:?} after the gateway resumed", since.elapsed());
+    eprintln!("converged {:?} after the gateway resumed ({away:?})", since.elapsed());
     assert_eq!(
         curl_http(&gw, "/four", &[])?.status,
         404,
@@ -250,17 +277,23 @@ async fn converges_after_compaction(cut_watch: bool) -> harness::Result<()> {
         404,
         "a deletion must stick"
     );
+    eprintln!("LOG {}", gw.log());
     Ok(())
 }
 
 #[tokio::test]
 async fn gateway_converges_after_a_compaction_while_its_watch_was_behind() -> harness::Result<()> {
-    converges_after_compaction(false).await
+    converges_after_compaction(Away::Behind).await
 }
 
 #[tokio::test]
 async fn gateway_converges_after_a_compaction_while_its_watch_was_cut() -> harness::Result<()> {
-    converges_after_compaction(true).await
+    converges_after_compaction(Away::Cut).await
+}
+
+#[tokio::test]
+async fn gateway_converges_after_a_compaction_while_its_watch_overflowed() -> harness::Result<()> {
+    converges_after_compaction(Away::Overflowed).await
 }
 
 #[tokio::test]

@@ -76,7 +76,10 @@ pub enum PluginError {
     #[error("plugin {0:?} is not available in this build")]
     Unknown(String),
     #[error("plugin {plugin:?}: {reason}")]
-    Config { plugin: &'static str, reason: String },
+    Config {
+        plugin: &'static str,
+        reason: String,
+    },
 }
 
 /// A plugin this build knows.
@@ -110,10 +113,11 @@ impl PluginChain {
                     .iter()
                     .find(|r| r.name == name)
                     .ok_or_else(|| PluginError::Unknown(name.clone()))?;
-                let plugin = (registration.build)(config).map_err(|reason| PluginError::Config {
-                    plugin: registration.name,
-                    reason,
-                })?;
+                let plugin =
+                    (registration.build)(config).map_err(|reason| PluginError::Config {
+                        plugin: registration.name,
+                        reason,
+                    })?;
                 Ok((registration.priority, plugin))
             })
             .collect::<Result<Vec<_>, PluginError>>()?;
@@ -127,12 +131,24 @@ impl PluginChain {
         self.plugins.is_empty()
     }
 
-    pub(crate) fn request_filter(&self, ctx: &mut RequestCtx<'_>, req: &mut request::Parts) -> Flow {
-        self.plugins.iter().try_for_each(|plugin| plugin.request_filter(ctx, req))
+    pub(crate) fn request_filter(
+        &self,
+        ctx: &mut RequestCtx<'_>,
+        req: &mut request::Parts,
+    ) -> Flow {
+        self.plugins
+            .iter()
+            .try_for_each(|plugin| plugin.request_filter(ctx, req))
     }
 
-    pub(crate) fn upstream_request_filter(&self, ctx: &RequestCtx<'_>, req: &mut request::Parts) -> Flow {
-        self.plugins.iter().try_for_each(|plugin| plugin.upstream_request_filter(ctx, req))
+    pub(crate) fn upstream_request_filter(
+        &self,
+        ctx: &RequestCtx<'_>,
+        req: &mut request::Parts,
+    ) -> Flow {
+        self.plugins
+            .iter()
+            .try_for_each(|plugin| plugin.upstream_request_filter(ctx, req))
     }
 
     pub(crate) fn response_filter(&self, ctx: &RequestCtx<'_>, resp: &mut response::Parts) {
@@ -144,7 +160,9 @@ impl PluginChain {
 
 impl fmt::Debug for PluginChain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.plugins.iter().map(|p| p.name())).finish()
+        f.debug_list()
+            .entries(self.plugins.iter().map(|p| p.name()))
+            .finish()
     }
 }
 
@@ -156,7 +174,10 @@ mod tests {
     #[test]
     fn every_plugin_the_schema_accepts_is_registered() {
         for name in shared::schema::PLUGINS {
-            assert!(REGISTRY.iter().any(|r| r.name == *name), "{name} has a schema but no implementation");
+            assert!(
+                REGISTRY.iter().any(|r| r.name == *name),
+                "{name} has a schema but no implementation"
+            );
         }
     }
 
@@ -164,7 +185,10 @@ mod tests {
     fn unknown_and_misconfigured_plugins_are_named() {
         let unknown = BTreeMap::from([("key-auth".to_owned(), json!({}))]);
         let err = PluginChain::build(&unknown).unwrap_err();
-        assert_eq!(err.to_string(), "plugin \"key-auth\" is not available in this build");
+        assert_eq!(
+            err.to_string(),
+            "plugin \"key-auth\" is not available in this build"
+        );
 
         let bad = BTreeMap::from([("proxy-rewrite".to_owned(), json!({"method": "GET /"}))]);
         let err = PluginChain::build(&bad).unwrap_err().to_string();

@@ -75,14 +75,25 @@ pub(super) fn build(config: &Value) -> Result<Box<dyn Plugin>, String> {
     let method = config
         .method
         .as_deref()
-        .map(|m| Method::from_bytes(m.as_bytes()).map_err(|_| format!("method {m:?} is not an HTTP method")))
+        .map(|m| {
+            Method::from_bytes(m.as_bytes())
+                .map_err(|_| format!("method {m:?} is not an HTTP method"))
+        })
         .transpose()?;
     let host = config
         .host
         .as_deref()
-        .map(|h| HeaderValue::from_str(h).map_err(|_| format!("host {h:?} is not a valid Host header value")))
+        .map(|h| {
+            HeaderValue::from_str(h)
+                .map_err(|_| format!("host {h:?} is not a valid Host header value"))
+        })
         .transpose()?;
-    let headers = config.headers.as_ref().map(HeaderOps::parse).transpose()?.unwrap_or_default();
+    let headers = config
+        .headers
+        .as_ref()
+        .map(HeaderOps::parse)
+        .transpose()?
+        .unwrap_or_default();
     let plugin = ProxyRewrite {
         uri,
         method,
@@ -97,7 +108,9 @@ fn parse_uri(raw: &str) -> Result<Template, String> {
     let template = Template::parse(raw);
     for literal in template.literals() {
         if literal.contains('#') || PathAndQuery::try_from(format!("/{literal}")).is_err() {
-            return Err(format!("uri {raw:?} contains characters not allowed in a URI"));
+            return Err(format!(
+                "uri {raw:?} contains characters not allowed in a URI"
+            ));
         }
     }
     Ok(template)
@@ -113,7 +126,9 @@ impl HeaderOps {
             });
         }
         if let Some(other) = headers.keys().find(|key| !ACTIONS.contains(&key.as_str())) {
-            return Err(format!("headers: {other:?} cannot be mixed with add/remove/set"));
+            return Err(format!(
+                "headers: {other:?} cannot be mixed with add/remove/set"
+            ));
         }
         let object = |action: &str| match headers.get(action) {
             None => Ok(Vec::new()),
@@ -146,19 +161,30 @@ impl HeaderOps {
     }
 
     fn templates(&self) -> impl Iterator<Item = &Template> {
-        self.add.iter().chain(&self.set).flat_map(|(_, values)| values)
+        self.add
+            .iter()
+            .chain(&self.set)
+            .flat_map(|(_, values)| values)
     }
 }
 
-fn parse_header_values(map: &Map<String, Value>, field: &str) -> Result<Vec<(HeaderName, Vec<Template>)>, String> {
+fn parse_header_values(
+    map: &Map<String, Value>,
+    field: &str,
+) -> Result<Vec<(HeaderName, Vec<Template>)>, String> {
     map.iter()
         .map(|(name, value)| {
             let header = header_name(name, field)?;
             if FRAMING_HEADERS.contains(&header.as_str()) {
-                return Err(format!("{field}: {name:?} frames the message and cannot be rewritten"));
+                return Err(format!(
+                    "{field}: {name:?} frames the message and cannot be rewritten"
+                ));
             }
             let values = match value {
-                Value::Array(items) => items.iter().map(|item| header_template(item, name, field)).collect(),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|item| header_template(item, name, field))
+                    .collect(),
                 single => header_template(single, name, field).map(|t| vec![t]),
             }?;
             Ok((header, values))
@@ -170,29 +196,43 @@ fn parse_removals(remove: Option<&Value>) -> Result<Vec<HeaderName>, String> {
     let Some(remove) = remove else {
         return Ok(Vec::new());
     };
-    let names = remove.as_array().ok_or("headers.remove must be an array of header names")?;
+    let names = remove
+        .as_array()
+        .ok_or("headers.remove must be an array of header names")?;
     names
         .iter()
         .map(|name| {
-            let name = name.as_str().ok_or("headers.remove must be an array of header names")?;
+            let name = name
+                .as_str()
+                .ok_or("headers.remove must be an array of header names")?;
             header_name(name, "headers.remove")
         })
         .collect()
 }
 
 fn header_name(name: &str, field: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{field}: {name:?} is not a valid header name"))
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{field}: {name:?} is not a valid header name"))
 }
 
 fn header_template(value: &Value, name: &str, field: &str) -> Result<Template, String> {
     let text = match value {
         Value::String(text) => text.clone(),
         Value::Number(number) => number.to_string(),
-        _ => return Err(format!("{field}.{name}: a value must be a string, a number or an array of those")),
+        _ => {
+            return Err(format!(
+                "{field}.{name}: a value must be a string, a number or an array of those"
+            ))
+        }
     };
     let template = Template::parse(&text);
-    if template.literals().any(|literal| HeaderValue::from_str(literal).is_err()) {
-        return Err(format!("{field}.{name}: the value contains characters not allowed in a header"));
+    if template
+        .literals()
+        .any(|literal| HeaderValue::from_str(literal).is_err())
+    {
+        return Err(format!(
+            "{field}.{name}: the value contains characters not allowed in a header"
+        ));
     }
     Ok(template)
 }
@@ -207,15 +247,26 @@ fn render_values(values: &[Template], ctx: &RequestCtx<'_>, req: &Parts) -> Vec<
             let text = text.trim();
             // Control characters were escaped and literals checked at build
             // time, so conversion only fails on an empty value.
-            (!text.is_empty()).then(|| HeaderValue::from_bytes(text.as_bytes()).ok()).flatten()
+            (!text.is_empty())
+                .then(|| HeaderValue::from_bytes(text.as_bytes()).ok())
+                .flatten()
         })
         .collect()
 }
 
 impl ProxyRewrite {
     fn warn_unknown_variables(&self) {
-        for name in self.uri.iter().chain(self.headers.templates()).flat_map(Template::unknown_variables) {
-            tracing::warn!(plugin = NAME, variable = name, "unknown variable; it expands to an empty string");
+        for name in self
+            .uri
+            .iter()
+            .chain(self.headers.templates())
+            .flat_map(Template::unknown_variables)
+        {
+            tracing::warn!(
+                plugin = NAME,
+                variable = name,
+                "unknown variable; it expands to an empty string"
+            );
         }
     }
 
@@ -228,11 +279,13 @@ impl ProxyRewrite {
             target.push(if target.contains('?') { '&' } else { '?' });
             target.push_str(query);
         }
-        let rewritten = PathAndQuery::try_from(target).map_err(|err| err.to_string()).and_then(|path| {
-            let mut parts = req.uri.clone().into_parts();
-            parts.path_and_query = Some(path);
-            Uri::from_parts(parts).map_err(|err| err.to_string())
-        });
+        let rewritten = PathAndQuery::try_from(target)
+            .map_err(|err| err.to_string())
+            .and_then(|path| {
+                let mut parts = req.uri.clone().into_parts();
+                parts.path_and_query = Some(path);
+                Uri::from_parts(parts).map_err(|err| err.to_string())
+            });
         match rewritten {
             Ok(uri) => {
                 req.uri = uri;
@@ -242,7 +295,10 @@ impl ProxyRewrite {
             // rewrite was meant to keep out of reach.
             Err(reason) => {
                 tracing::warn!(route = ctx.route_id, plugin = NAME, %reason, "rewritten uri is invalid");
-                ControlFlow::Break(json_response(StatusCode::INTERNAL_SERVER_ERROR, "failed to rewrite the request uri"))
+                ControlFlow::Break(json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "failed to rewrite the request uri",
+                ))
             }
         }
     }

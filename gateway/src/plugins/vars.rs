@@ -31,7 +31,10 @@ enum Segment {
     Literal(String),
     /// `$name`, `${name}`, or `${name ?? default}` (the default replaces an
     /// empty value).
-    Var { var: Var, default: Option<String> },
+    Var {
+        var: Var,
+        default: Option<String>,
+    },
 }
 
 /// The variables the gateway knows.
@@ -70,7 +73,9 @@ enum Var {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Escape {
     /// A header value: control characters (CR, LF, NUL, ...) become spaces,
-    /// so no certificate field or client input can inject a header.
+    /// so no certificate field or client input can inject a header. (So
+    /// `$ssl_client_raw_cert` arrives as one line, its PEM lines separated by
+    /// spaces; `$ssl_client_escaped_cert` keeps them, percent-encoded.)
     HeaderValue,
     /// A URI path: anything not allowed there, and `?`, `#` and `%`, is
     /// percent-encoded so a value cannot start the query or alter the path.
@@ -95,7 +100,11 @@ const PATH_VALUE: &AsciiSet = &CONTROLS
     .add(b'|');
 
 /// nginx's `$ssl_client_escaped_cert`: everything but RFC 3986 unreserved.
-const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 impl Template {
     /// Parses `text`. Never fails: a `$` that starts no variable name, or an
@@ -206,7 +215,13 @@ fn is_name_byte(b: u8) -> bool {
 
 fn push_escaped(value: &str, escape: Escape, out: &mut String) {
     match escape {
-        Escape::HeaderValue => out.extend(value.chars().map(|c| if c.is_control() && c != '\t' { ' ' } else { c })),
+        Escape::HeaderValue => {
+            out.extend(
+                value
+                    .chars()
+                    .map(|c| if c.is_control() && c != '\t' { ' ' } else { c }),
+            )
+        }
         Escape::Path => out.extend(utf8_percent_encode(value, PATH_VALUE)),
     }
 }
@@ -263,23 +278,30 @@ impl Var {
         let ctx = vars.ctx;
         let tls = ctx.conn.tls.as_ref();
         let cert = tls.and_then(|tls| tls.client_cert.verified());
-        let cert_field = |field: fn(&PeerCert) -> String| Cow::Owned(cert.map(field).unwrap_or_default());
+        let cert_field =
+            |field: fn(&PeerCert) -> String| Cow::Owned(cert.map(field).unwrap_or_default());
         match self {
             Var::SslClientFingerprint => cert_field(|c| c.summary.fingerprint_sha1.clone()),
             Var::SslClientSerial => cert_field(|c| c.summary.serial.clone()),
             Var::SslClientSDn => cert_field(|c| c.summary.subject.clone()),
             Var::SslClientIDn => cert_field(|c| c.summary.issuer.clone()),
             Var::SslClientRawCert => cert_field(|c| pem(c.der.as_ref())),
-            Var::SslClientEscapedCert => cert_field(|c| utf8_percent_encode(&pem(c.der.as_ref()), URI_COMPONENT).to_string()),
+            Var::SslClientEscapedCert => {
+                cert_field(|c| utf8_percent_encode(&pem(c.der.as_ref()), URI_COMPONENT).to_string())
+            }
             Var::SslClientVStart => cert_field(|c| nginx_time(c.summary.not_before)),
             Var::SslClientVEnd => cert_field(|c| nginx_time(c.summary.not_after)),
-            Var::SslClientVRemain => cert_field(|c| days_remaining(c.summary.not_after, unix_now()).to_string()),
+            Var::SslClientVRemain => {
+                cert_field(|c| days_remaining(c.summary.not_after, unix_now()).to_string())
+            }
             Var::SslClientVerify => Cow::Owned(match tls.map(|tls| &tls.client_cert) {
                 Some(ClientCert::Verified(_)) => "SUCCESS".to_owned(),
                 Some(ClientCert::Failed { reason, .. }) => format!("FAILED:{reason}"),
                 Some(ClientCert::None) | None => "NONE".to_owned(),
             }),
-            Var::SslServerName => Cow::Borrowed(tls.and_then(|tls| tls.server_name.as_deref()).unwrap_or("")),
+            Var::SslServerName => {
+                Cow::Borrowed(tls.and_then(|tls| tls.server_name.as_deref()).unwrap_or(""))
+            }
             Var::SslProtocol => Cow::Borrowed(tls.map_or("", |tls| tls.protocol)),
             Var::RemoteAddr => Cow::Owned(ctx.conn.remote_addr.ip().to_canonical().to_string()),
             Var::RemotePort => Cow::Owned(ctx.conn.remote_addr.port().to_string()),
@@ -291,7 +313,9 @@ impl Var {
             Var::Args => Cow::Borrowed(ctx.query().unwrap_or("")),
             Var::RequestMethod => Cow::Owned(vars.req.method.as_str().to_owned()),
             Var::Header(name) => header_value(vars.req, name),
-            Var::Arg(name) => Cow::Borrowed(query_arg(ctx.query().unwrap_or(""), name).unwrap_or("")),
+            Var::Arg(name) => {
+                Cow::Borrowed(query_arg(ctx.query().unwrap_or(""), name).unwrap_or(""))
+            }
             Var::Unknown(_) => Cow::Borrowed(""),
         }
     }
@@ -299,7 +323,11 @@ impl Var {
 
 /// Every value of `name`, joined with `, ` as nginx 1.23+ does.
 fn header_value<'a>(req: &Parts, name: &HeaderName) -> Cow<'a, str> {
-    let mut values = req.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()));
+    let mut values = req
+        .headers
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
     let Some(first) = values.next() else {
         return Cow::Borrowed("");
     };
@@ -362,7 +390,9 @@ fn days_remaining(not_after: i64, now: i64) -> i64 {
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 #[cfg(test)]

@@ -23,12 +23,14 @@ pub(crate) enum ProxyError {
         path: String,
         presented: String,
     },
-    #[error("host {host:?} belongs to SSL object {host_ssl}, but the connection was made to SSL object {conn_ssl}, which verifies client certificates")]
+    #[error("host {host:?} belongs to SSL object {host_ssl}, not to SSL object {conn_ssl} that served the handshake, and one of them verifies client certificates")]
     Misdirected {
         host: String,
         host_ssl: String,
         conn_ssl: String,
     },
+    #[error("host {host:?} belongs to SSL object {host_ssl}, which verifies client certificates, but the request came over plain HTTP")]
+    PlaintextToMtlsHost { host: String, host_ssl: String },
     #[error("no route matches")]
     RouteNotFound,
     #[error("route {route} cannot serve: {reason}")]
@@ -53,12 +55,20 @@ pub(crate) enum ProxyError {
 impl ProxyError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadPath(_) | ProxyError::ClientCertRequired { .. } => StatusCode::BAD_REQUEST,
-            ProxyError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::BadPath(_) | ProxyError::ClientCertRequired { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::Misdirected { .. } | ProxyError::PlaintextToMtlsHost { .. } => {
+                StatusCode::MISDIRECTED_REQUEST
+            }
             ProxyError::RouteNotFound => StatusCode::NOT_FOUND,
-            ProxyError::RouteUnavailable { .. } | ProxyError::NoNode { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::RouteUnavailable { .. } | ProxyError::NoNode { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::UpstreamRequest { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            ProxyError::Upstream { source, .. } if source.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream { source, .. } if source.is_timeout() => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
     }
@@ -70,6 +80,9 @@ impl ProxyError {
             ProxyError::ClientCertRequired { .. } => "client certificate required: this path needs a verified client certificate",
             ProxyError::Misdirected { .. } => {
                 "misdirected request: the Host header names another server than the TLS server name (SNI)"
+            }
+            ProxyError::PlaintextToMtlsHost { .. } => {
+                "misdirected request: this host requires a client certificate, use HTTPS"
             }
             ProxyError::RouteNotFound => "404 Route Not Found",
             ProxyError::RouteUnavailable { .. } | ProxyError::UpstreamRequest { .. } => "the route is misconfigured",
@@ -85,8 +98,12 @@ impl ProxyError {
     fn log(&self) {
         let status = self.status().as_u16();
         match self {
-            ProxyError::RouteNotFound | ProxyError::BadPath(_) => tracing::debug!(status, reason = %self, "request refused"),
-            ProxyError::ClientCertRequired { .. } | ProxyError::Misdirected { .. } => {
+            ProxyError::RouteNotFound | ProxyError::BadPath(_) => {
+                tracing::debug!(status, reason = %self, "request refused")
+            }
+            ProxyError::ClientCertRequired { .. }
+            | ProxyError::Misdirected { .. }
+            | ProxyError::PlaintextToMtlsHost { .. } => {
                 tracing::info!(status, reason = %self, "request refused")
             }
             _ => tracing::warn!(status, reason = %self, "request failed"),
@@ -103,7 +120,11 @@ impl ProxyError {
 /// A response with the JSON body `{"error_msg": message}`, as APISIX answers.
 pub fn json_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
     let body = serde_json::json!({ "error_msg": message }).to_string();
-    let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -10,7 +10,9 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 
 use super::error::ProxyError;
+use super::headers::prepare_upstream_headers;
 use super::ProxyBody;
+use crate::context::ConnInfo;
 use crate::plugins::RequestCtx;
 use crate::router::Pipeline;
 use crate::upstream::{Node, RequestBody, UpstreamClient, UpstreamTarget};
@@ -48,21 +50,31 @@ pub(super) async fn forward(
             upstream: upstream.name.to_string(),
         })?;
         let node = upstream.node(index);
-        let mut parts = request.for_node(upstream, node).map_err(|reason| ProxyError::UpstreamRequest {
-            route: ctx.route_id.to_owned(),
-            upstream: upstream.name.to_string(),
-            reason,
-        })?;
-        if let ControlFlow::Break(response) = pipeline.plugins.upstream_request_filter(ctx, &mut parts) {
+        let mut parts =
+            request
+                .for_node(upstream, node)
+                .map_err(|reason| ProxyError::UpstreamRequest {
+                    route: ctx.route_id.to_owned(),
+                    upstream: upstream.name.to_string(),
+                    reason,
+                })?;
+        if let ControlFlow::Break(response) =
+            pipeline.plugins.upstream_request_filter(ctx, &mut parts)
+        {
             return Ok(Outcome::Plugin(response));
         }
         let (attempt_body, sent) = body.attempt();
-        let sending = client.send(Request::from_parts(parts, attempt_body), &upstream.timeouts, sent);
+        let sending = client.send(
+            Request::from_parts(parts, attempt_body),
+            &upstream.timeouts,
+            sent,
+        );
         let error = match sending.await {
             Ok(response) => return Ok(Outcome::Upstream(response)),
             Err(error) => error,
         };
-        let retry = error.is_connect() && failed.len() < upstream.retries as usize && body.is_untouched();
+        let retry =
+            error.is_connect() && failed.len() < upstream.retries as usize && body.is_untouched();
         if !retry {
             return Err(ProxyError::Upstream {
                 route: ctx.route_id.to_owned(),
@@ -83,6 +95,22 @@ pub(super) async fn forward(
 }
 
 impl UpstreamRequest {
+    /// Takes the client's request head (after the plugins' `request_filter`)
+    /// and prepares its headers for the upstream.
+    pub(super) fn new(mut parts: Parts, conn: &ConnInfo, client_host: Option<HeaderValue>) -> Self {
+        prepare_upstream_headers(&mut parts.headers, conn, client_host.as_ref());
+        UpstreamRequest {
+            method: parts.method,
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            headers: parts.headers,
+            client_host,
+        }
+    }
+
     /// The request for one attempt on `node`: HTTP/1.1, absolute URI, `Host`
     /// as the upstream's `pass_host` says.
     fn for_node(&self, upstream: &UpstreamTarget, node: &Node) -> Result<Parts, String> {
@@ -98,23 +126,5 @@ impl UpstreamRequest {
             parts.headers.insert(http::header::HOST, host);
         }
         Ok(parts)
-    }
-}
-
-impl UpstreamRequest {
-    /// Takes the client's request head (after the plugins' `request_filter`)
-    /// and prepares its headers for the upstream.
-    pub(super) fn new(mut parts: Parts, conn: &crate::context::ConnInfo, client_host: Option<HeaderValue>) -> Self {
-        super::headers::prepare_upstream_headers(&mut parts.headers, conn, client_host.as_ref());
-        UpstreamRequest {
-            method: parts.method,
-            path_and_query: parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-            headers: parts.headers,
-            client_host,
-        }
     }
 }

@@ -47,11 +47,20 @@ fn presented(tls: &TlsInfo) -> String {
 /// SSL object, so it says nothing about what the host's SSL object demands.
 /// As APISIX, the check looks at the host's object too: a connection to a
 /// certificate-free SNI cannot reach a host that requires certificates.
-pub(super) fn refuse_misdirected(conn: &ConnInfo, host: Option<&str>, snis: &SniTable) -> Result<(), ProxyError> {
-    let (Some(tls), Some(host)) = (&conn.tls, host) else {
+pub(super) fn refuse_misdirected(
+    conn: &ConnInfo,
+    host: Option<&str>,
+    snis: &SniTable,
+) -> Result<(), ProxyError> {
+    let Some(host) = host else {
         return Ok(());
     };
-    let host_ssl = snis.for_sni(Some(host)).map(|entry| (&*entry.id, &entry.mtls));
+    let host_ssl = snis
+        .for_sni(Some(host))
+        .map(|entry| (&*entry.id, &entry.mtls));
+    let Some(tls) = &conn.tls else {
+        return refuse_plaintext(host, host_ssl);
+    };
     if !is_misdirected(tls, host_ssl) {
         return Ok(());
     }
@@ -60,6 +69,19 @@ pub(super) fn refuse_misdirected(conn: &ConnInfo, host: Option<&str>, snis: &Sni
         host_ssl: host_ssl.map(|(id, _)| id.to_owned()).unwrap_or_default(),
         conn_ssl: tls.ssl_id.to_string(),
     })
+}
+
+/// Plain HTTP cannot carry a client certificate, so a host whose SSL object
+/// verifies them is not served over it: the certificate requirement must not
+/// be bypassable by switching to the HTTP listener.
+fn refuse_plaintext(host: &str, host_ssl: Option<(&str, &MtlsPolicy)>) -> Result<(), ProxyError> {
+    match host_ssl {
+        Some((id, policy)) if !matches!(policy, MtlsPolicy::Off) => Err(ProxyError::PlaintextToMtlsHost {
+            host: host.to_owned(),
+            host_ssl: id.to_owned(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The decision of [`refuse_misdirected`], given the SSL object the host

@@ -4,8 +4,8 @@
 //! `X-Forwarded-*` and `X-Real-IP`.
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, EXPECT, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, EXPECT, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 
 use crate::context::ConnInfo;
@@ -49,13 +49,18 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Prepares the client's headers for the upstream: hop-by-hop headers and
-/// `Expect` (the gateway answered it already) removed, `X-Forwarded-For`
-/// appended to, the other forwarding headers replaced by what the gateway
-/// saw itself. `Host` is set per attempt.
-pub(super) fn prepare_upstream_headers(headers: &mut HeaderMap, conn: &ConnInfo, client_host: Option<&HeaderValue>) {
+/// `Expect` (the gateway answered it already) removed, `Cookie` fields
+/// joined, `X-Forwarded-For` appended to, the other forwarding headers
+/// replaced by what the gateway saw itself. `Host` is set per attempt.
+pub(super) fn prepare_upstream_headers(
+    headers: &mut HeaderMap,
+    conn: &ConnInfo,
+    client_host: Option<&HeaderValue>,
+) {
     strip_hop_by_hop(headers);
     headers.remove(EXPECT);
     headers.remove(http::header::HOST);
+    join_cookies(headers);
 
     let client_ip = conn.remote_addr.ip().to_canonical().to_string();
     let forwarded_for = forwarded_for(headers, &client_ip);
@@ -63,11 +68,32 @@ pub(super) fn prepare_upstream_headers(headers: &mut HeaderMap, conn: &ConnInfo,
     insert_str(headers, &X_REAL_IP, &client_ip);
     let proto = if conn.tls.is_some() { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    insert_str(headers, &X_FORWARDED_PORT, &conn.local_addr.port().to_string());
+    insert_str(
+        headers,
+        &X_FORWARDED_PORT,
+        &conn.local_addr.port().to_string(),
+    );
     match client_host {
         Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
         None => headers.remove(&X_FORWARDED_HOST),
     };
+}
+
+/// HTTP/2 clients may split `Cookie` into several fields; an HTTP/1.1
+/// upstream expects one, joined with `; ` (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined = headers
+        .get_all(COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    if let Ok(joined) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, joined);
+    }
 }
 
 /// `X-Forwarded-For` with the client appended, as nginx's
@@ -118,7 +144,10 @@ mod tests {
             ("proxy-authorization", "Basic Zm9vOmJhcg=="),
             ("x-kept", "yes"),
         ] {
-            headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
         }
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
@@ -134,13 +163,23 @@ mod tests {
         headers.insert("x-real-ip", HeaderValue::from_static("10.9.9.9"));
         headers.insert("host", HeaderValue::from_static("api.example.com"));
         headers.insert("expect", HeaderValue::from_static("100-continue"));
+        headers.append("cookie", HeaderValue::from_static("a=1"));
+        headers.append("cookie", HeaderValue::from_static("b=2"));
         let host = HeaderValue::from_static("api.example.com");
         prepare_upstream_headers(&mut headers, &plain_conn(), Some(&host));
-        assert_eq!(headers["x-forwarded-for"], "203.0.113.1, 203.0.113.2, 192.0.2.7");
+        assert_eq!(
+            headers["x-forwarded-for"],
+            "203.0.113.1, 203.0.113.2, 192.0.2.7"
+        );
         assert_eq!(headers["x-real-ip"], "192.0.2.7");
-        assert_eq!(headers["x-forwarded-proto"], "http", "a client cannot claim https");
+        assert_eq!(
+            headers["x-forwarded-proto"], "http",
+            "a client cannot claim https"
+        );
         assert_eq!(headers["x-forwarded-host"], "api.example.com");
         assert_eq!(headers["x-forwarded-port"], "9080");
         assert!(!headers.contains_key("host") && !headers.contains_key("expect"));
+        let cookies: Vec<_> = headers.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; b=2"]);
     }
 }

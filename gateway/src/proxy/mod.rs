@@ -71,7 +71,12 @@ impl Proxy {
             .unwrap_or_else(ProxyError::into_response)
     }
 
-    async fn serve(&self, snapshot: &Snapshot, req: Request<Incoming>, conn: &ConnInfo) -> Result<Response<ProxyBody>, ProxyError> {
+    async fn serve(
+        &self,
+        snapshot: &Snapshot,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
         let target = Target::of(&parts)?;
         gate::require_client_cert(conn, &target.path)?;
@@ -80,10 +85,12 @@ impl Proxy {
             .routes
             .find(target.host.as_deref(), &target.path, &parts.method)
             .ok_or(ProxyError::RouteNotFound)?;
-        let pipeline = route.pipeline().map_err(|reason| ProxyError::RouteUnavailable {
-            route: route.id.clone(),
-            reason: reason.to_owned(),
-        })?;
+        let pipeline = route
+            .pipeline()
+            .map_err(|reason| ProxyError::RouteUnavailable {
+                route: route.id.clone(),
+                reason: reason.to_owned(),
+            })?;
         let mut ctx = RequestCtx {
             conn,
             route_id: &route.id,
@@ -92,11 +99,13 @@ impl Proxy {
             request_uri: target.request_uri.as_str(),
             extensions: http::Extensions::new(),
         };
-        if let ControlFlow::Break(response) = pipeline.plugins.request_filter(&mut ctx, &mut parts) {
+        if let ControlFlow::Break(response) = pipeline.plugins.request_filter(&mut ctx, &mut parts)
+        {
             return Ok(response);
         }
         let request = UpstreamRequest::new(parts, conn, target.host_header.clone());
-        Ok(match forward(&self.client, pipeline, &ctx, request, body).await? {
+        let outcome = forward(&self.client, pipeline, &ctx, request, body).await?;
+        Ok(match outcome {
             Outcome::Upstream(response) => relay(response, pipeline, &ctx),
             Outcome::Plugin(response) => response,
         })
@@ -104,7 +113,11 @@ impl Proxy {
 }
 
 /// The upstream's response on its way to the client.
-fn relay(response: Response<Incoming>, pipeline: &Pipeline, ctx: &RequestCtx<'_>) -> Response<ProxyBody> {
+fn relay(
+    response: Response<Incoming>,
+    pipeline: &Pipeline,
+    ctx: &RequestCtx<'_>,
+) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     pipeline.plugins.response_filter(ctx, &mut parts);

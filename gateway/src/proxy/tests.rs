@@ -13,10 +13,13 @@ use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::Frame;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use serde_json::{json, Value};
 use shared::resource::{PassHost, Route, Scheme, Upstream};
-use shared::validate::{Timeouts, UpstreamNode, UpstreamRef, UriPattern, ValidRoute, ValidUpstream};
+use shared::validate::{
+    Timeouts, UpstreamNode, UpstreamRef, UriPattern, ValidRoute, ValidUpstream,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -33,31 +36,45 @@ type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 /// The upstream: `/slow` answers after 3 s, `/stall` sends one chunk and
 /// goes quiet, `/download` streams 32 MiB, `/echo-body` streams the request
 /// body back; anything else answers with a JSON echo of the request head.
-async fn upstream_service(req: http::Request<hyper::body::Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+async fn upstream_service(
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let response = match req.uri().path() {
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             Response::new(full("late"))
         }
         "/stall" => {
-            let chunks = stream::once(async { Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"first"))) }).chain(
-                stream::once(async {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                    Ok(Frame::data(Bytes::from_static(b"never")))
-                }),
-            );
+            let chunks = stream::once(async {
+                Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"first")))
+            })
+            .chain(stream::once(async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok(Frame::data(Bytes::from_static(b"never")))
+            }));
             Response::new(BodyExt::boxed(StreamBody::new(chunks)))
         }
         "/download" => {
-            let chunks = stream::iter((0..512).map(|i| Ok::<_, BoxError>(Frame::data(Bytes::from(vec![i as u8; CHUNK])))));
+            let chunks = stream::iter(
+                (0..512).map(|i| Ok::<_, BoxError>(Frame::data(Bytes::from(vec![i as u8; CHUNK])))),
+            );
             Response::new(BodyExt::boxed(StreamBody::new(chunks)))
         }
         "/echo-body" => Response::new(req.into_body().map_err(Into::into).boxed()),
         _ => {
-            let headers: BTreeMap<String, Vec<String>> = req.headers().keys().map(|name| {
-                let values = req.headers().get_all(name).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
-                (name.to_string(), values)
-            }).collect();
+            let headers: BTreeMap<String, Vec<String>> = req
+                .headers()
+                .keys()
+                .map(|name| {
+                    let values = req
+                        .headers()
+                        .get_all(name)
+                        .iter()
+                        .map(|v| v.to_str().unwrap().to_owned())
+                        .collect();
+                    (name.to_string(), values)
+                })
+                .collect();
             let echo = json!({"method": req.method().as_str(), "uri": req.uri().to_string(), "headers": headers});
             Response::new(full(&echo.to_string()))
         }
@@ -66,7 +83,9 @@ async fn upstream_service(req: http::Request<hyper::body::Incoming>) -> Result<R
 }
 
 fn full(text: &str) -> ProxyBody {
-    http_body_util::Full::new(Bytes::from(text.to_owned())).map_err(|never| match never {}).boxed()
+    http_body_util::Full::new(Bytes::from(text.to_owned()))
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 async fn spawn_upstream() -> SocketAddr {
@@ -84,7 +103,8 @@ async fn spawn_upstream() -> SocketAddr {
     addr
 }
 
-/// Serves `proxy` on loopback as the listener would (plain HTTP).
+/// Serves `proxy` on loopback as the listener does (plain HTTP/1.1, or
+/// HTTP/2 with prior knowledge).
 async fn spawn_proxy(proxy: Arc<Proxy>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -102,7 +122,10 @@ async fn spawn_proxy(proxy: Arc<Proxy>) -> SocketAddr {
                 let conn = conn.clone();
                 async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) }
             });
-            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                let server = auto::Builder::new(TokioExecutor::new());
+                let _ = server.serve_connection(TokioIo::new(stream), service).await;
+            });
         }
     });
     addr
@@ -184,22 +207,58 @@ impl Fixture {
                 upstream_to(&[up], second * 10, 0),
                 json!({"proxy-rewrite": {"headers": {"X-Client": "$remote_addr $uri"}}}),
             ),
-            route("closed", UriPattern::Exact("/closed".into()), upstream_to(&[closed], second, 0), Value::Null),
-            route("retry", UriPattern::Exact("/retry".into()), upstream_to(&[closed, up], second, 1), Value::Null),
-            route("slow", UriPattern::Exact("/slow".into()), upstream_to(&[up], Duration::from_millis(300), 0), Value::Null),
-            route("stall", UriPattern::Exact("/stall".into()), upstream_to(&[up], Duration::from_millis(300), 0), Value::Null),
-            route("download", UriPattern::Exact("/download".into()), upstream_to(&[up], second * 10, 0), Value::Null),
-            route("echo-body", UriPattern::Exact("/echo-body".into()), upstream_to(&[up], second * 10, 0), Value::Null),
+            route(
+                "closed",
+                UriPattern::Exact("/closed".into()),
+                upstream_to(&[closed], second, 0),
+                Value::Null,
+            ),
+            route(
+                "retry",
+                UriPattern::Exact("/retry".into()),
+                upstream_to(&[closed, up], second, 1),
+                Value::Null,
+            ),
+            route(
+                "slow",
+                UriPattern::Exact("/slow".into()),
+                upstream_to(&[up], Duration::from_millis(300), 0),
+                Value::Null,
+            ),
+            route(
+                "stall",
+                UriPattern::Exact("/stall".into()),
+                upstream_to(&[up], Duration::from_millis(300), 0),
+                Value::Null,
+            ),
+            route(
+                "download",
+                UriPattern::Exact("/download".into()),
+                upstream_to(&[up], second * 10, 0),
+                Value::Null,
+            ),
+            route(
+                "echo-body",
+                UriPattern::Exact("/echo-body".into()),
+                upstream_to(&[up], second * 10, 0),
+                Value::Null,
+            ),
         ];
         let snapshot = Arc::new(ArcSwap::from_pointee(snapshot(&routes)));
         let proxy = spawn_proxy(Arc::new(Proxy::new(Arc::clone(&snapshot)))).await;
-        Fixture { proxy, snapshot, upstream }
+        Fixture {
+            proxy,
+            snapshot,
+            upstream,
+        }
     }
 
     /// One client connection (kept alive across requests).
     async fn connect(&self) -> SendRequest<TestBody> {
         let stream = TcpStream::connect(self.proxy).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
         tokio::spawn(conn);
         sender
     }
@@ -212,11 +271,17 @@ fn get(path: &str) -> http::Request<TestBody> {
         .unwrap()
 }
 
-async fn send(client: &mut SendRequest<TestBody>, req: http::Request<TestBody>) -> (StatusCode, Bytes) {
+async fn send(
+    client: &mut SendRequest<TestBody>,
+    req: http::Request<TestBody>,
+) -> (StatusCode, Bytes) {
     tokio::time::timeout(LIMIT, async {
         let response = client.send_request(req).await.unwrap();
         let status = response.status();
-        (status, response.into_body().collect().await.unwrap().to_bytes())
+        (
+            status,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
     })
     .await
     .expect("the proxy answered in time")
@@ -232,21 +297,40 @@ async fn passes_through_with_forwarding_headers() {
     let fixture = Fixture::start().await;
     let mut client = fixture.connect().await;
     let mut req = get("/echo/a%2Fb?x=1");
-    req.headers_mut().insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
-    req.headers_mut().insert("connection", "keep-alive, x-hop".parse().unwrap());
+    req.headers_mut()
+        .insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+    req.headers_mut()
+        .insert("connection", "keep-alive, x-hop".parse().unwrap());
     req.headers_mut().insert("x-hop", "1".parse().unwrap());
     let (status, body) = send(&mut client, req).await;
     assert_eq!(status, StatusCode::OK, "{body:?}");
     let echo: Value = serde_json::from_slice(&body).unwrap();
     let header = |name: &str| echo["headers"][name][0].as_str().map(str::to_owned);
-    assert_eq!(echo["uri"], "/echo/a%2Fb?x=1", "the request line is passed on as sent");
+    assert_eq!(
+        echo["uri"], "/echo/a%2Fb?x=1",
+        "the request line is passed on as sent"
+    );
     assert_eq!(header("host").as_deref(), Some("gateway.test:9080"));
-    assert_eq!(header("x-forwarded-for").as_deref(), Some("203.0.113.9, 127.0.0.1"));
+    assert_eq!(
+        header("x-forwarded-for").as_deref(),
+        Some("203.0.113.9, 127.0.0.1")
+    );
     assert_eq!(header("x-real-ip").as_deref(), Some("127.0.0.1"));
     assert_eq!(header("x-forwarded-proto").as_deref(), Some("http"));
-    assert_eq!(header("x-forwarded-host").as_deref(), Some("gateway.test:9080"));
-    assert_eq!(header("x-client").as_deref(), Some("127.0.0.1 /echo/a/b"), "proxy-rewrite ran");
-    assert_eq!(header("x-hop"), None, "headers named in Connection are hop-by-hop");
+    assert_eq!(
+        header("x-forwarded-host").as_deref(),
+        Some("gateway.test:9080")
+    );
+    assert_eq!(
+        header("x-client").as_deref(),
+        Some("127.0.0.1 /echo/a/b"),
+        "proxy-rewrite ran"
+    );
+    assert_eq!(
+        header("x-hop"),
+        None,
+        "headers named in Connection are hop-by-hop"
+    );
 }
 
 #[tokio::test]
@@ -267,7 +351,11 @@ async fn refused_connections_get_502_and_retries_find_another_node() {
     assert_eq!(error_msg(&body), "failed to connect to upstream");
     for _ in 0..4 {
         let (status, _) = send(&mut client, get("/retry")).await;
-        assert_eq!(status, StatusCode::OK, "the closed node is retried on the live one");
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "the closed node is retried on the live one"
+        );
     }
 }
 
@@ -279,7 +367,10 @@ async fn slow_upstreams_get_504() {
     let (status, body) = send(&mut client, get("/slow")).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(error_msg(&body), "upstream timed out");
-    assert!(started.elapsed() < Duration::from_secs(3), "answered before the upstream did");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered before the upstream did"
+    );
 }
 
 #[tokio::test]
@@ -289,8 +380,13 @@ async fn a_silent_response_body_is_cut_off() {
     let response = client.send_request(get("/stall")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let started = Instant::now();
-    let body = tokio::time::timeout(LIMIT, response.into_body().collect()).await.unwrap();
-    assert!(body.is_err(), "the body ends in an error, not silently truncated");
+    let body = tokio::time::timeout(LIMIT, response.into_body().collect())
+        .await
+        .unwrap();
+    assert!(
+        body.is_err(),
+        "the body ends in an error, not silently truncated"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -304,7 +400,9 @@ async fn large_downloads_stream_through() {
     let mut expected_byte = 0u8;
     while let Some(frame) = tokio::time::timeout(LIMIT, body.frame()).await.unwrap() {
         if let Ok(data) = frame.unwrap().into_data() {
-            assert!(data.iter().all(|&b| b == expected_byte || b == expected_byte.wrapping_add(1)));
+            assert!(data
+                .iter()
+                .all(|&b| b == expected_byte || b == expected_byte.wrapping_add(1)));
             expected_byte = data[data.len() - 1];
             received += data.len();
         }
@@ -321,21 +419,30 @@ async fn request_and_response_bodies_stream_chunk_by_chunk() {
     let mut client = fixture.connect().await;
     let (tx, rx) = mpsc::channel::<Bytes>(1);
     let chunks = stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (Ok::<_, Infallible>(Frame::data(chunk)), rx))
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(Frame::data(chunk)), rx))
     });
     let req = http::Request::post("/echo-body")
         .header("host", "gateway.test")
         .body(BodyExt::boxed(StreamBody::new(chunks)))
         .unwrap();
     tx.send(Bytes::from(vec![0u8; CHUNK])).await.unwrap();
-    let response = tokio::time::timeout(LIMIT, client.send_request(req)).await.unwrap().unwrap();
+    let response = tokio::time::timeout(LIMIT, client.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
     let mut echoed = 0usize;
     for round in 1..=64u8 {
         let mut this_round = 0;
         while this_round < CHUNK {
-            let frame = tokio::time::timeout(LIMIT, body.frame()).await.expect("echo arrived").unwrap().unwrap();
+            let frame = tokio::time::timeout(LIMIT, body.frame())
+                .await
+                .expect("echo arrived")
+                .unwrap()
+                .unwrap();
             this_round += frame.into_data().map_or(0, |data| data.len());
         }
         echoed += this_round;
@@ -354,7 +461,10 @@ async fn request_and_response_bodies_stream_chunk_by_chunk() {
 async fn route_changes_reach_open_connections() {
     let fixture = Fixture::start().await;
     let mut client = fixture.connect().await;
-    assert_eq!(send(&mut client, get("/new")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        send(&mut client, get("/new")).await.0,
+        StatusCode::NOT_FOUND
+    );
     let routes = [route(
         "new",
         UriPattern::Exact("/new".into()),
@@ -362,8 +472,16 @@ async fn route_changes_reach_open_connections() {
         Value::Null,
     )];
     fixture.snapshot.store(Arc::new(snapshot(&routes)));
-    assert_eq!(send(&mut client, get("/new")).await.0, StatusCode::OK, "same connection, new route");
-    assert_eq!(send(&mut client, get("/echo/x")).await.0, StatusCode::NOT_FOUND, "old route gone");
+    assert_eq!(
+        send(&mut client, get("/new")).await.0,
+        StatusCode::OK,
+        "same connection, new route"
+    );
+    assert_eq!(
+        send(&mut client, get("/echo/x")).await.0,
+        StatusCode::NOT_FOUND,
+        "old route gone"
+    );
 }
 
 #[tokio::test]
@@ -382,5 +500,42 @@ async fn broken_routes_answer_503() {
     assert_eq!(error_msg(&body), "the route is misconfigured");
     let mut req = get("/%ff");
     *req.method_mut() = Method::GET;
-    assert_eq!(send(&mut client, req).await.0, StatusCode::BAD_REQUEST, "undecodable path");
+    assert_eq!(
+        send(&mut client, req).await.0,
+        StatusCode::BAD_REQUEST,
+        "undecodable path"
+    );
+}
+
+#[tokio::test]
+async fn http2_clients_reach_http1_upstreams() {
+    let fixture = Fixture::start().await;
+    let stream = TcpStream::connect(fixture.proxy).await.unwrap();
+    let (mut client, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("http://gateway.test:9080/echo/h2?q=1")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .header("te", "trailers")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = tokio::time::timeout(LIMIT, client.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let echo: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(echo["uri"], "/echo/h2?q=1");
+    assert_eq!(
+        echo["headers"]["host"][0], "gateway.test:9080",
+        ":authority becomes Host"
+    );
+    assert_eq!(echo["headers"]["x-forwarded-host"][0], "gateway.test:9080");
+    assert_eq!(echo["headers"]["cookie"], json!(["a=1; b=2"]));
+    assert!(echo["headers"].get("te").is_none());
 }

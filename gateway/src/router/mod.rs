@@ -77,7 +77,10 @@ impl RouteTable {
     /// Indexes the enabled `routes`, resolving `upstream_id`s against
     /// `upstreams` and building every plugin once. Never fails: a route that
     /// cannot serve is logged and answers 503 (see the module docs).
-    pub fn build(routes: &[Arc<ValidRoute>], upstreams: &BTreeMap<String, Arc<ValidUpstream>>) -> RouteTable {
+    pub fn build(
+        routes: &[Arc<ValidRoute>],
+        upstreams: &BTreeMap<String, Arc<ValidUpstream>>,
+    ) -> RouteTable {
         let mut targets = UpstreamTargets::new(upstreams);
         let mut table = RouteTable::default();
         for route in routes.iter().filter(|route| route.enabled) {
@@ -92,7 +95,12 @@ impl RouteTable {
     /// The route serving `path` with `method` on `host`. `host` must be
     /// normalised ([`shared::validate::normalize_host`]) and `path` decoded
     /// and normalised as the proxy does.
-    pub fn find(&self, host: Option<&str>, path: &str, method: &Method) -> Option<&Arc<RouteEntry>> {
+    pub fn find(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        method: &Method,
+    ) -> Option<&Arc<RouteEntry>> {
         let host_buckets = host.into_iter().flat_map(|host| {
             [
                 self.exact_hosts.get(host),
@@ -122,7 +130,9 @@ impl RouteTable {
         for host in &route.hosts {
             let bucket = match host {
                 HostPattern::Exact(name) => self.exact_hosts.entry(name.clone()).or_default(),
-                HostPattern::Wildcard(suffix) => self.wildcard_hosts.entry(suffix.clone()).or_default(),
+                HostPattern::Wildcard(suffix) => {
+                    self.wildcard_hosts.entry(suffix.clone()).or_default()
+                }
                 HostPattern::Any => &mut self.any_host,
             };
             bucket.insert(&route.uris, entry);
@@ -130,7 +140,10 @@ impl RouteTable {
     }
 
     fn rank_candidates(&mut self) {
-        let buckets = self.exact_hosts.values_mut().chain(self.wildcard_hosts.values_mut());
+        let buckets = self
+            .exact_hosts
+            .values_mut()
+            .chain(self.wildcard_hosts.values_mut());
         for bucket in buckets.chain([&mut self.any_host, &mut self.no_host]) {
             bucket.rank_candidates();
         }
@@ -159,7 +172,8 @@ impl UriIndex {
     fn rank_candidates(&mut self) {
         let all = self.exact.values_mut().chain(self.prefixes.values_mut());
         for candidates in all {
-            candidates.sort_by(|a, b| (Reverse(a.priority), &a.id).cmp(&(Reverse(b.priority), &b.id)));
+            candidates
+                .sort_by(|a, b| (Reverse(a.priority), &a.id).cmp(&(Reverse(b.priority), &b.id)));
             // A route listing the same URI twice is one candidate.
             candidates.dedup_by(|a, b| Arc::ptr_eq(a, b));
         }
@@ -169,7 +183,10 @@ impl UriIndex {
         self.exact
             .get(path)
             .and_then(|candidates| first_allowing(candidates, method))
-            .or_else(|| self.prefixes.find_longest(path, &mut |c| first_allowing(c, method)))
+            .or_else(|| {
+                self.prefixes
+                    .find_longest(path, &mut |c| first_allowing(c, method))
+            })
     }
 }
 
@@ -179,10 +196,17 @@ fn first_allowing<'a>(candidates: &'a Candidates, method: &Method) -> Option<&'a
 
 impl RouteEntry {
     fn build(route: &ValidRoute, targets: &mut UpstreamTargets<'_>) -> RouteEntry {
-        let methods: Result<Vec<Method>, _> = route.methods.iter().map(|m| Method::from_bytes(m.as_bytes())).collect();
+        let methods: Result<Vec<Method>, _> = route
+            .methods
+            .iter()
+            .map(|m| Method::from_bytes(m.as_bytes()))
+            .collect();
         let pipeline = match methods {
             Ok(_) => Pipeline::build(route, targets),
-            Err(_) => Err(format!("methods {:?} include an invalid method", route.methods)),
+            Err(_) => Err(format!(
+                "methods {:?} include an invalid method",
+                route.methods
+            )),
         };
         if let Err(reason) = &pipeline {
             tracing::warn!(route = %route.id, %reason, "route cannot serve; it answers 503 until fixed");
@@ -240,17 +264,24 @@ impl<'a> UpstreamTargets<'a> {
         }
     }
 
-    fn resolve(&mut self, route_id: &str, upstream: &UpstreamRef) -> Result<Arc<UpstreamTarget>, String> {
+    fn resolve(
+        &mut self,
+        route_id: &str,
+        upstream: &UpstreamRef,
+    ) -> Result<Arc<UpstreamTarget>, String> {
         match upstream {
             UpstreamRef::Inline(spec) => {
-                UpstreamTarget::build(format!("inline upstream of route {route_id}"), spec).map(Arc::new)
+                UpstreamTarget::build(format!("inline upstream of route {route_id}"), spec)
+                    .map(Arc::new)
             }
             UpstreamRef::Id(id) => {
                 let stored = self.stored;
                 self.built
                     .entry(id.clone())
                     .or_insert_with(|| match stored.get(id) {
-                        Some(spec) => UpstreamTarget::build(format!("upstream {id}"), spec).map(Arc::new),
+                        Some(spec) => {
+                            UpstreamTarget::build(format!("upstream {id}"), spec).map(Arc::new)
+                        }
                         None => Err(format!("upstream_id {id:?} does not exist")),
                     })
                     .clone()

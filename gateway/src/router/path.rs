@@ -75,7 +75,10 @@ mod tests {
     #[test]
     fn plain_paths_are_borrowed_unchanged() {
         for raw in ["/", "/anything", "/a/b/", "/a.b/c.d", "*"] {
-            assert!(matches!(normalize_path(raw), Ok(Cow::Borrowed(p)) if p == raw), "{raw}");
+            assert!(
+                matches!(normalize_path(raw), Ok(Cow::Borrowed(p)) if p == raw),
+                "{raw}"
+            );
         }
     }
 

@@ -21,7 +21,9 @@ struct Edge<T> {
 
 impl<T> Default for PrefixTree<T> {
     fn default() -> Self {
-        PrefixTree { root: Node::default() }
+        PrefixTree {
+            root: Node::default(),
+        }
     }
 }
 
@@ -36,13 +38,21 @@ impl<T> Default for Node<T> {
 
 impl<T> PrefixTree<T> {
     /// The value stored for exactly `prefix`, inserted with `init` when absent.
-    pub(crate) fn entry_or_insert_with(&mut self, prefix: &str, init: impl FnOnce() -> T) -> &mut T {
+    pub(crate) fn entry_or_insert_with(
+        &mut self,
+        prefix: &str,
+        init: impl FnOnce() -> T,
+    ) -> &mut T {
         self.root.slot(prefix.as_bytes()).get_or_insert_with(init)
     }
 
     /// Calls `visit` with the value of every stored prefix of `path`, longest
     /// first, until it returns `Some`.
-    pub(crate) fn find_longest<'a, R>(&'a self, path: &str, visit: &mut impl FnMut(&'a T) -> Option<R>) -> Option<R> {
+    pub(crate) fn find_longest<'a, R>(
+        &'a self,
+        path: &str,
+        visit: &mut impl FnMut(&'a T) -> Option<R>,
+    ) -> Option<R> {
         self.root.find_longest(path.as_bytes(), visit)
     }
 
@@ -59,7 +69,10 @@ impl<T> Node<T> {
         let Some(&first) = key.first() else {
             return &mut self.value;
         };
-        match self.children.binary_search_by_key(&first, |edge| edge.label[0]) {
+        match self
+            .children
+            .binary_search_by_key(&first, |edge| edge.label[0])
+        {
             Ok(i) => {
                 let edge = &mut self.children[i];
                 let common = common_prefix_len(&edge.label, key);
@@ -83,10 +96,18 @@ impl<T> Node<T> {
 
     // Recursion depth is bounded by the number of stored prefixes along one
     // path, i.e. by configuration, not by the request.
-    fn find_longest<'a, R>(&'a self, key: &[u8], visit: &mut impl FnMut(&'a T) -> Option<R>) -> Option<R> {
+    fn find_longest<'a, R>(
+        &'a self,
+        key: &[u8],
+        visit: &mut impl FnMut(&'a T) -> Option<R>,
+    ) -> Option<R> {
         let child = key
             .first()
-            .and_then(|first| self.children.binary_search_by_key(first, |edge| edge.label[0]).ok())
+            .and_then(|first| {
+                self.children
+                    .binary_search_by_key(first, |edge| edge.label[0])
+                    .ok()
+            })
             .map(|i| &self.children[i])
             .filter(|edge| key.starts_with(&edge.label));
         if let Some(edge) = child {
@@ -148,7 +169,10 @@ mod tests {
     #[test]
     fn finds_every_prefix_longest_first() {
         let tree = tree(&["/", "/api/", "/api/v1/", "/apx", "", "/api/v2/"]);
-        assert_eq!(all_matches(&tree, "/api/v1/users"), ["/api/v1/", "/api/", "/", ""]);
+        assert_eq!(
+            all_matches(&tree, "/api/v1/users"),
+            ["/api/v1/", "/api/", "/", ""]
+        );
         assert_eq!(all_matches(&tree, "/apx/1"), ["/apx", "/", ""]);
         assert_eq!(all_matches(&tree, "/ap"), ["/", ""]);
         assert_eq!(all_matches(&tree, "x"), [""]);
@@ -170,7 +194,10 @@ mod tests {
         tree.entry_or_insert_with("/x", Vec::new).push(1);
         tree.entry_or_insert_with("/x", Vec::new).push(2);
         assert_eq!(tree.values_mut().len(), 1);
-        assert_eq!(tree.find_longest("/xyz", &mut |v| Some(v.clone())), Some(vec![1, 2]));
+        assert_eq!(
+            tree.find_longest("/xyz", &mut |v| Some(v.clone())),
+            Some(vec![1, 2])
+        );
     }
 
     #[test]

@@ -83,7 +83,9 @@ fn table(routes: Vec<Arc<ValidRoute>>) -> RouteTable {
 }
 
 fn found(table: &RouteTable, host: Option<&str>, path: &str, method: Method) -> Option<String> {
-    table.find(host, path, &method).map(|route| route.id.clone())
+    table
+        .find(host, path, &method)
+        .map(|route| route.id.clone())
 }
 
 fn get(table: &RouteTable, host: Option<&str>, path: &str) -> Option<String> {
@@ -93,21 +95,47 @@ fn get(table: &RouteTable, host: Option<&str>, path: &str) -> Option<String> {
 #[test]
 fn exact_uri_beats_prefix_and_longer_prefix_beats_shorter() {
     let table = table(vec![
-        route(Spec { id: "root", uris: &["/*"], priority: 100, ..BASE }),
-        route(Spec { id: "api", uris: &["/api/*"], priority: 50, ..BASE }),
-        route(Spec { id: "v1", uris: &["/api/v1/*"], ..BASE }),
-        route(Spec { id: "users", uris: &["/api/v1/users"], ..BASE }),
+        route(Spec {
+            id: "root",
+            uris: &["/*"],
+            priority: 100,
+            ..BASE
+        }),
+        route(Spec {
+            id: "api",
+            uris: &["/api/*"],
+            priority: 50,
+            ..BASE
+        }),
+        route(Spec {
+            id: "v1",
+            uris: &["/api/v1/*"],
+            ..BASE
+        }),
+        route(Spec {
+            id: "users",
+            uris: &["/api/v1/users"],
+            ..BASE
+        }),
     ]);
     assert_eq!(get(&table, None, "/api/v1/users").as_deref(), Some("users"));
     assert_eq!(get(&table, None, "/api/v1/users/7").as_deref(), Some("v1"));
     assert_eq!(get(&table, None, "/api/v2").as_deref(), Some("api"));
-    assert_eq!(get(&table, None, "/apis").as_deref(), Some("root"), "a prefix is byte-wise: /api/ is not a prefix of /apis");
+    assert_eq!(
+        get(&table, None, "/apis").as_deref(),
+        Some("root"),
+        "a prefix is byte-wise: /api/ is not a prefix of /apis"
+    );
     assert_eq!(get(&table, None, "/").as_deref(), Some("root"));
 }
 
 #[test]
 fn without_a_wildcard_the_uri_must_match_exactly() {
-    let table = table(vec![route(Spec { id: "a", uris: &["/anything"], ..BASE })]);
+    let table = table(vec![route(Spec {
+        id: "a",
+        uris: &["/anything"],
+        ..BASE
+    })]);
     assert_eq!(get(&table, None, "/anything").as_deref(), Some("a"));
     assert_eq!(get(&table, None, "/anything/else"), None);
     assert_eq!(get(&table, None, "/anythin"), None);
@@ -116,10 +144,28 @@ fn without_a_wildcard_the_uri_must_match_exactly() {
 #[test]
 fn priority_then_id_breaks_ties_on_the_same_uri() {
     let table = table(vec![
-        route(Spec { id: "low", uris: &["/x"], priority: 1, ..BASE }),
-        route(Spec { id: "high", uris: &["/x"], priority: 5, ..BASE }),
-        route(Spec { id: "b", uris: &["/y"], ..BASE }),
-        route(Spec { id: "a", uris: &["/y"], ..BASE }),
+        route(Spec {
+            id: "low",
+            uris: &["/x"],
+            priority: 1,
+            ..BASE
+        }),
+        route(Spec {
+            id: "high",
+            uris: &["/x"],
+            priority: 5,
+            ..BASE
+        }),
+        route(Spec {
+            id: "b",
+            uris: &["/y"],
+            ..BASE
+        }),
+        route(Spec {
+            id: "a",
+            uris: &["/y"],
+            ..BASE
+        }),
     ]);
     assert_eq!(get(&table, None, "/x").as_deref(), Some("high"));
     assert_eq!(get(&table, None, "/y").as_deref(), Some("a"));
@@ -128,27 +174,78 @@ fn priority_then_id_breaks_ties_on_the_same_uri() {
 #[test]
 fn host_routes_come_before_host_less_routes() {
     let table = table(vec![
-        route(Spec { id: "host-prefix", uris: &["/*"], hosts: &["api.example.com"], ..BASE }),
-        route(Spec { id: "exact", uris: &["/exact"], ..BASE }),
+        route(Spec {
+            id: "host-prefix",
+            uris: &["/*"],
+            hosts: &["api.example.com"],
+            ..BASE
+        }),
+        route(Spec {
+            id: "exact",
+            uris: &["/exact"],
+            ..BASE
+        }),
     ]);
-    assert_eq!(get(&table, Some("api.example.com"), "/exact").as_deref(), Some("host-prefix"));
-    assert_eq!(get(&table, Some("other.example.com"), "/exact").as_deref(), Some("exact"));
+    assert_eq!(
+        get(&table, Some("api.example.com"), "/exact").as_deref(),
+        Some("host-prefix")
+    );
+    assert_eq!(
+        get(&table, Some("other.example.com"), "/exact").as_deref(),
+        Some("exact")
+    );
     assert_eq!(get(&table, None, "/exact").as_deref(), Some("exact"));
-    assert_eq!(get(&table, None, "/other"), None, "a host route never serves other hosts");
+    assert_eq!(
+        get(&table, None, "/other"),
+        None,
+        "a host route never serves other hosts"
+    );
 }
 
 #[test]
 fn exact_host_then_wildcard_then_any() {
     let table = table(vec![
-        route(Spec { id: "exact", uris: &["/*"], hosts: &["a.example.com"], ..BASE }),
-        route(Spec { id: "wild", uris: &["/*"], hosts: &["*.example.com"], ..BASE }),
-        route(Spec { id: "any", uris: &["/*"], hosts: &["*"], ..BASE }),
-        route(Spec { id: "none", uris: &["/*"], ..BASE }),
+        route(Spec {
+            id: "exact",
+            uris: &["/*"],
+            hosts: &["a.example.com"],
+            ..BASE
+        }),
+        route(Spec {
+            id: "wild",
+            uris: &["/*"],
+            hosts: &["*.example.com"],
+            ..BASE
+        }),
+        route(Spec {
+            id: "any",
+            uris: &["/*"],
+            hosts: &["*"],
+            ..BASE
+        }),
+        route(Spec {
+            id: "none",
+            uris: &["/*"],
+            ..BASE
+        }),
     ]);
-    assert_eq!(get(&table, Some("a.example.com"), "/").as_deref(), Some("exact"));
-    assert_eq!(get(&table, Some("b.example.com"), "/").as_deref(), Some("wild"));
-    assert_eq!(get(&table, Some("x.b.example.com"), "/").as_deref(), Some("any"), "a wildcard covers one label");
-    assert_eq!(get(&table, Some("example.com"), "/").as_deref(), Some("any"));
+    assert_eq!(
+        get(&table, Some("a.example.com"), "/").as_deref(),
+        Some("exact")
+    );
+    assert_eq!(
+        get(&table, Some("b.example.com"), "/").as_deref(),
+        Some("wild")
+    );
+    assert_eq!(
+        get(&table, Some("x.b.example.com"), "/").as_deref(),
+        Some("any"),
+        "a wildcard covers one label"
+    );
+    assert_eq!(
+        get(&table, Some("example.com"), "/").as_deref(),
+        Some("any")
+    );
     assert_eq!(get(&table, None, "/").as_deref(), Some("none"));
 }
 
@@ -171,24 +268,75 @@ fn a_route_lists_several_hosts_and_uris() {
 #[test]
 fn methods_filter_and_the_search_goes_on() {
     let table = table(vec![
-        route(Spec { id: "post-only", uris: &["/x"], methods: &["POST"], priority: 10, ..BASE }),
-        route(Spec { id: "any", uris: &["/x"], ..BASE }),
-        route(Spec { id: "api-get", uris: &["/api/*"], methods: &["GET", "HEAD"], ..BASE }),
-        route(Spec { id: "fallback", uris: &["/*"], ..BASE }),
-        route(Spec { id: "host-get", uris: &["/*"], hosts: &["h.test"], methods: &["GET"], ..BASE }),
+        route(Spec {
+            id: "post-only",
+            uris: &["/x"],
+            methods: &["POST"],
+            priority: 10,
+            ..BASE
+        }),
+        route(Spec {
+            id: "any",
+            uris: &["/x"],
+            ..BASE
+        }),
+        route(Spec {
+            id: "api-get",
+            uris: &["/api/*"],
+            methods: &["GET", "HEAD"],
+            ..BASE
+        }),
+        route(Spec {
+            id: "fallback",
+            uris: &["/*"],
+            ..BASE
+        }),
+        route(Spec {
+            id: "host-get",
+            uris: &["/*"],
+            hosts: &["h.test"],
+            methods: &["GET"],
+            ..BASE
+        }),
     ]);
-    assert_eq!(found(&table, None, "/x", Method::POST).as_deref(), Some("post-only"));
-    assert_eq!(found(&table, None, "/x", Method::GET).as_deref(), Some("any"));
-    assert_eq!(found(&table, None, "/api/1", Method::HEAD).as_deref(), Some("api-get"));
-    assert_eq!(found(&table, None, "/api/1", Method::DELETE).as_deref(), Some("fallback"));
-    assert_eq!(found(&table, Some("h.test"), "/api/1", Method::PUT).as_deref(), Some("fallback"));
+    assert_eq!(
+        found(&table, None, "/x", Method::POST).as_deref(),
+        Some("post-only")
+    );
+    assert_eq!(
+        found(&table, None, "/x", Method::GET).as_deref(),
+        Some("any")
+    );
+    assert_eq!(
+        found(&table, None, "/api/1", Method::HEAD).as_deref(),
+        Some("api-get")
+    );
+    assert_eq!(
+        found(&table, None, "/api/1", Method::DELETE).as_deref(),
+        Some("fallback")
+    );
+    assert_eq!(
+        found(&table, Some("h.test"), "/api/1", Method::PUT).as_deref(),
+        Some("fallback")
+    );
 }
 
 #[test]
 fn disabled_routes_are_left_out() {
-    let mut disabled = route(Spec { id: "off", uris: &["/x"], ..BASE });
+    let mut disabled = route(Spec {
+        id: "off",
+        uris: &["/x"],
+        ..BASE
+    });
     Arc::get_mut(&mut disabled).unwrap().enabled = false;
-    let table = table(vec![disabled, route(Spec { id: "on", uris: &["/y"], ..BASE })]);
+    let table = table(vec![
+        disabled,
+        route(Spec {
+            id: "on",
+            uris: &["/y"],
+            ..BASE
+        }),
+    ]);
     assert_eq!(get(&table, None, "/x"), None);
     assert_eq!(get(&table, None, "/y").as_deref(), Some("on"));
     assert_eq!(table.len(), 1);
@@ -196,27 +344,74 @@ fn disabled_routes_are_left_out() {
 
 #[test]
 fn broken_routes_still_match_and_say_why() {
-    let mut missing = route(Spec { id: "missing", uris: &["/admin/*"], ..BASE });
+    let mut missing = route(Spec {
+        id: "missing",
+        uris: &["/admin/*"],
+        ..BASE
+    });
     Arc::get_mut(&mut missing).unwrap().upstream = UpstreamRef::Id("gone".to_owned());
-    let mut bad_plugin = route(Spec { id: "bad-plugin", uris: &["/secure/*"], ..BASE });
-    Arc::get_mut(&mut bad_plugin).unwrap().plugins = BTreeMap::from([("no-such-plugin".to_owned(), json!({}))]);
-    let table = table(vec![missing, bad_plugin, route(Spec { id: "root", uris: &["/*"], ..BASE })]);
+    let mut bad_plugin = route(Spec {
+        id: "bad-plugin",
+        uris: &["/secure/*"],
+        ..BASE
+    });
+    Arc::get_mut(&mut bad_plugin).unwrap().plugins =
+        BTreeMap::from([("no-such-plugin".to_owned(), json!({}))]);
+    let table = table(vec![
+        missing,
+        bad_plugin,
+        route(Spec {
+            id: "root",
+            uris: &["/*"],
+            ..BASE
+        }),
+    ]);
 
     let admin = table.find(None, "/admin/x", &Method::GET).unwrap();
-    assert_eq!(admin.id, "missing", "never falls through to the broader route");
-    assert_eq!(admin.pipeline().err(), Some("upstream_id \"gone\" does not exist"));
+    assert_eq!(
+        admin.id, "missing",
+        "never falls through to the broader route"
+    );
+    assert_eq!(
+        admin.pipeline().err(),
+        Some("upstream_id \"gone\" does not exist")
+    );
     let secure = table.find(None, "/secure/x", &Method::GET).unwrap();
-    assert_eq!(secure.pipeline().err(), Some("plugin \"no-such-plugin\" is not available in this build"));
-    assert!(table.find(None, "/other", &Method::GET).unwrap().pipeline().is_ok());
+    assert_eq!(
+        secure.pipeline().err(),
+        Some("plugin \"no-such-plugin\" is not available in this build")
+    );
+    assert!(table
+        .find(None, "/other", &Method::GET)
+        .unwrap()
+        .pipeline()
+        .is_ok());
 }
 
 #[test]
 fn routes_naming_one_upstream_share_its_balancer() {
     let table = table(vec![
-        route(Spec { id: "a", uris: &["/a"], ..BASE }),
-        route(Spec { id: "b", uris: &["/b"], ..BASE }),
+        route(Spec {
+            id: "a",
+            uris: &["/a"],
+            ..BASE
+        }),
+        route(Spec {
+            id: "b",
+            uris: &["/b"],
+            ..BASE
+        }),
     ]);
-    let upstream_of = |path| Arc::clone(&table.find(None, path, &Method::GET).unwrap().pipeline().unwrap().upstream);
+    let upstream_of = |path| {
+        Arc::clone(
+            &table
+                .find(None, path, &Method::GET)
+                .unwrap()
+                .pipeline()
+                .unwrap()
+                .upstream,
+        )
+    };
     assert!(Arc::ptr_eq(&upstream_of("/a"), &upstream_of("/b")));
 }
 
@@ -226,7 +421,11 @@ fn lookups_stay_cheap_with_a_hundred_thousand_routes() {
     for i in 0..50_000 {
         let exact = format!("/svc{i}/exact");
         let prefix = format!("/svc{i}/*");
-        routes.push(route(Spec { id: &format!("e{i}"), uris: &[&exact], ..BASE }));
+        routes.push(route(Spec {
+            id: &format!("e{i}"),
+            uris: &[&exact],
+            ..BASE
+        }));
         routes.push(route(Spec {
             id: &format!("p{i}"),
             uris: &[&prefix],
@@ -240,11 +439,24 @@ fn lookups_stay_cheap_with_a_hundred_thousand_routes() {
     let started = Instant::now();
     for i in (0..50_000).step_by(7) {
         let host = format!("h{}.test", i % 100);
-        assert_eq!(get(&table, None, &format!("/svc{i}/exact")), Some(format!("e{i}")));
-        assert_eq!(get(&table, Some(&host), &format!("/svc{i}/deep/path")), Some(format!("p{i}")));
-        assert_eq!(get(&table, Some("h-none.test"), &format!("/svc{i}/deep")), None);
+        assert_eq!(
+            get(&table, None, &format!("/svc{i}/exact")),
+            Some(format!("e{i}"))
+        );
+        assert_eq!(
+            get(&table, Some(&host), &format!("/svc{i}/deep/path")),
+            Some(format!("p{i}"))
+        );
+        assert_eq!(
+            get(&table, Some("h-none.test"), &format!("/svc{i}/deep")),
+            None
+        );
     }
     // ~21,000 lookups: a linear scan of 100,000 routes per lookup would take
     // minutes; indexed lookups take milliseconds even unoptimised.
-    assert!(started.elapsed().as_secs() < 5, "lookups took {:?}", started.elapsed());
+    assert!(
+        started.elapsed().as_secs() < 5,
+        "lookups took {:?}",
+        started.elapsed()
+    );
 }

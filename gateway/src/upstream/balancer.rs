@@ -47,7 +47,10 @@ impl Balancer {
 /// their sum would make the schedule too long (a non-zero weight stays at
 /// least 1).
 fn reduce(weights: &[u32]) -> Vec<u64> {
-    let divisor = weights.iter().fold(0, |acc, &w| gcd(acc, u64::from(w))).max(1);
+    let divisor = weights
+        .iter()
+        .fold(0, |acc, &w| gcd(acc, u64::from(w)))
+        .max(1);
     let reduced: Vec<u64> = weights.iter().map(|&w| u64::from(w) / divisor).collect();
     let total: u64 = reduced.iter().sum();
     if total <= MAX_SCHEDULE {
@@ -55,7 +58,13 @@ fn reduce(weights: &[u32]) -> Vec<u64> {
     }
     reduced
         .iter()
-        .map(|&w| if w == 0 { 0 } else { (w * MAX_SCHEDULE / total).max(1) })
+        .map(|&w| {
+            if w == 0 {
+                0
+            } else {
+                (w * MAX_SCHEDULE / total).max(1)
+            }
+        })
         .collect()
 }
 
@@ -101,7 +110,11 @@ mod tests {
         // The sequence from nginx's commit introducing smooth WRR.
         let balancer = Balancer::new(&[5, 1, 1]);
         assert_eq!(picks(&balancer, 7), [0, 0, 1, 0, 2, 0, 0]);
-        assert_eq!(picks(&balancer, 7), [0, 0, 1, 0, 2, 0, 0], "the cycle repeats");
+        assert_eq!(
+            picks(&balancer, 7),
+            [0, 0, 1, 0, 2, 0, 0],
+            "the cycle repeats"
+        );
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl RequestBody {
         let body = AttemptBody {
             slot: Arc::clone(&self.slot),
             body: None,
-            hint: self.hint.clone(),
+            hint: self.hint,
             end_stream: self.end_stream,
             sent,
         };
@@ -70,7 +70,10 @@ impl RequestBody {
     /// Whether no attempt has read from the body yet, so that another attempt
     /// can still send it whole.
     pub(crate) fn is_untouched(&self) -> bool {
-        self.slot.lock().unwrap_or_else(PoisonError::into_inner).is_some()
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 }
 
@@ -78,10 +81,17 @@ impl Body for AttemptBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         if this.body.is_none() {
-            this.body = this.slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            this.body = this
+                .slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
         }
         // Only reachable if a retry were attempted after a read, which the
         // proxy never does: end the body rather than panic.
@@ -99,11 +109,13 @@ impl Body for AttemptBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.as_ref().map_or(self.end_stream, Body::is_end_stream)
+        self.body
+            .as_ref()
+            .map_or(self.end_stream, Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.as_ref().map_or_else(|| self.hint.clone(), Body::size_hint)
+        self.body.as_ref().map_or(self.hint, Body::size_hint)
     }
 }
 
@@ -142,7 +154,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             let next = Instant::now() + this.timeout;

@@ -3,11 +3,17 @@
 //! `scheme: http`, rustls with the webpki roots and full verification for
 //! `scheme: https`. Upstream requests are HTTP/1.1, as nginx sends them.
 //!
-//! Timeouts are per upstream while the connection pool is shared, so the
-//! connect timeout travels with the request in a task-local that the
-//! connector reads when it starts connecting (hyper-util starts connecting
-//! on the requesting task; if that ever changed, connects would fall back to
-//! [`DEFAULT_CONNECT_TIMEOUT`] rather than to none).
+//! Timeouts, per upstream (nginx `proxy_*_timeout` semantics):
+//! * `connect` bounds establishing the TCP connection. The pool is shared
+//!   while the timeout is not, so it travels with the request in a
+//!   task-local the connector reads when it starts connecting (hyper-util
+//!   starts connecting on the requesting task; were that to change, connects
+//!   would fall back to [`DEFAULT_CONNECT_TIMEOUT`], never to none);
+//! * `read` bounds the wait for the response head once the request is sent,
+//!   then every silence between two chunks of the response body
+//!   ([`super::ResponseBody`]);
+//! * `send` is not enforced yet: hyper does not report when an upstream
+//!   stops reading, and the connection's TCP keepalive covers dead peers.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,6 +40,8 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const POOL_MAX_IDLE_PER_HOST: usize = 256;
+/// Probes idle-looking upstream connections, so a vanished peer is noticed.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 tokio::task_local! {
     static CONNECT_TIMEOUT: Duration;
@@ -60,7 +68,10 @@ impl SendError {
     }
 
     pub(crate) fn is_timeout(&self) -> bool {
-        matches!(self, SendError::ConnectTimeout(_) | SendError::ReadTimeout(_))
+        matches!(
+            self,
+            SendError::ConnectTimeout(_) | SendError::ReadTimeout(_)
+        )
     }
 }
 
@@ -76,6 +87,7 @@ impl UpstreamClient {
         // The TLS layer above handles https:// URIs.
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
+        tcp.set_keepalive(Some(TCP_KEEPALIVE));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config())
             .https_or_http()
@@ -142,7 +154,9 @@ fn classify(err: hyper_util::client::legacy::Error) -> SendError {
     }
 }
 
-fn find_source<'a, E: std::error::Error + 'static>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a E> {
+fn find_source<'a, E: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
     let mut current = Some(err);
     while let Some(err) = current {
         if let Some(found) = err.downcast_ref::<E>() {
@@ -191,7 +205,9 @@ impl tower_service::Service<Uri> for TimedConnector {
     }
 
     fn call(&mut self, dst: Uri) -> Connecting {
-        let limit = CONNECT_TIMEOUT.try_with(|t| *t).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let limit = CONNECT_TIMEOUT
+            .try_with(|t| *t)
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let connecting = self.inner.call(dst);
         Box::pin(async move {
             match tokio::time::timeout(limit, connecting).await {

@@ -87,7 +87,11 @@ impl UpstreamTarget {
     }
 
     /// The absolute URI of `path_and_query` on `node`.
-    pub(crate) fn uri(&self, node: &Node, path_and_query: PathAndQuery) -> Result<Uri, http::Error> {
+    pub(crate) fn uri(
+        &self,
+        node: &Node,
+        path_and_query: PathAndQuery,
+    ) -> Result<Uri, http::Error> {
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(node.authority.clone())
@@ -96,9 +100,15 @@ impl UpstreamTarget {
     }
 
     /// The `Host` header for a request to `node`, given the client's.
-    pub(crate) fn host_header(&self, node: &Node, client_host: Option<&HeaderValue>) -> Option<HeaderValue> {
+    pub(crate) fn host_header(
+        &self,
+        node: &Node,
+        client_host: Option<&HeaderValue>,
+    ) -> Option<HeaderValue> {
         match &self.host_policy {
-            HostPolicy::Pass => client_host.cloned().or_else(|| Some(node.host_header.clone())),
+            HostPolicy::Pass => client_host
+                .cloned()
+                .or_else(|| Some(node.host_header.clone())),
             HostPolicy::Node => Some(node.host_header.clone()),
             HostPolicy::Rewrite(host) => Some(host.clone()),
         }
@@ -115,8 +125,9 @@ impl HostPolicy {
                     .upstream_host
                     .as_deref()
                     .ok_or("pass_host is \"rewrite\" but upstream_host is missing")?;
-                let value = HeaderValue::from_str(host)
-                    .map_err(|_| format!("upstream_host {host:?} is not a valid Host header value"))?;
+                let value = HeaderValue::from_str(host).map_err(|_| {
+                    format!("upstream_host {host:?} is not a valid Host header value")
+                })?;
                 HostPolicy::Rewrite(value)
             }
         })
@@ -131,7 +142,8 @@ impl Node {
             node.host.clone()
         };
         let invalid = || format!("node {host}:{} is not a valid address", node.port);
-        let authority = Authority::try_from(format!("{host}:{}", node.port)).map_err(|_| invalid())?;
+        let authority =
+            Authority::try_from(format!("{host}:{}", node.port)).map_err(|_| invalid())?;
         let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
         let host_header = if node.port == default_port {
             HeaderValue::from_str(&host)
@@ -139,7 +151,10 @@ impl Node {
             HeaderValue::from_str(authority.as_str())
         }
         .map_err(|_| invalid())?;
-        Ok(Node { authority, host_header })
+        Ok(Node {
+            authority,
+            host_header,
+        })
     }
 
     /// `host:port`, for logs.
@@ -153,7 +168,12 @@ mod tests {
     use super::*;
     use shared::resource::Upstream;
 
-    fn spec(nodes: &[(&str, u16, u32)], scheme: UpstreamScheme, pass_host: PassHost, upstream_host: Option<&str>) -> ValidUpstream {
+    fn spec(
+        nodes: &[(&str, u16, u32)],
+        scheme: UpstreamScheme,
+        pass_host: PassHost,
+        upstream_host: Option<&str>,
+    ) -> ValidUpstream {
         ValidUpstream {
             id: None,
             spec: Upstream::default(),
@@ -177,37 +197,91 @@ mod tests {
     fn host_header_follows_pass_host() {
         let client = HeaderValue::from_static("api.example.com:9443");
         let nodes = [("10.0.0.1", 8080, 1)];
-        let pass = UpstreamTarget::build("u".into(), &spec(&nodes, UpstreamScheme::Http, PassHost::Pass, None)).unwrap();
+        let pass = UpstreamTarget::build(
+            "u".into(),
+            &spec(&nodes, UpstreamScheme::Http, PassHost::Pass, None),
+        )
+        .unwrap();
         let node = pass.node(0);
-        assert_eq!(pass.host_header(node, Some(&client)).unwrap(), "api.example.com:9443");
+        assert_eq!(
+            pass.host_header(node, Some(&client)).unwrap(),
+            "api.example.com:9443"
+        );
         assert_eq!(pass.host_header(node, None).unwrap(), "10.0.0.1:8080");
 
-        let by_node = UpstreamTarget::build("u".into(), &spec(&nodes, UpstreamScheme::Http, PassHost::Node, None)).unwrap();
-        assert_eq!(by_node.host_header(by_node.node(0), Some(&client)).unwrap(), "10.0.0.1:8080");
+        let by_node = UpstreamTarget::build(
+            "u".into(),
+            &spec(&nodes, UpstreamScheme::Http, PassHost::Node, None),
+        )
+        .unwrap();
+        assert_eq!(
+            by_node.host_header(by_node.node(0), Some(&client)).unwrap(),
+            "10.0.0.1:8080"
+        );
 
-        let rewrite =
-            UpstreamTarget::build("u".into(), &spec(&nodes, UpstreamScheme::Http, PassHost::Rewrite, Some("internal"))).unwrap();
-        assert_eq!(rewrite.host_header(rewrite.node(0), Some(&client)).unwrap(), "internal");
+        let rewrite = UpstreamTarget::build(
+            "u".into(),
+            &spec(
+                &nodes,
+                UpstreamScheme::Http,
+                PassHost::Rewrite,
+                Some("internal"),
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            rewrite.host_header(rewrite.node(0), Some(&client)).unwrap(),
+            "internal"
+        );
     }
 
     #[test]
     fn default_ports_are_left_out_of_the_node_host() {
         let https = UpstreamTarget::build(
             "u".into(),
-            &spec(&[("backend.internal", 443, 1), ("::1", 8443, 1)], UpstreamScheme::Https, PassHost::Node, None),
+            &spec(
+                &[("backend.internal", 443, 1), ("::1", 8443, 1)],
+                UpstreamScheme::Https,
+                PassHost::Node,
+                None,
+            ),
         )
         .unwrap();
-        assert_eq!(https.host_header(https.node(0), None).unwrap(), "backend.internal");
-        assert_eq!(https.host_header(https.node(1), None).unwrap(), "[::1]:8443");
-        let uri = https.uri(https.node(1), PathAndQuery::from_static("/a?b=c")).unwrap();
+        assert_eq!(
+            https.host_header(https.node(0), None).unwrap(),
+            "backend.internal"
+        );
+        assert_eq!(
+            https.host_header(https.node(1), None).unwrap(),
+            "[::1]:8443"
+        );
+        let uri = https
+            .uri(https.node(1), PathAndQuery::from_static("/a?b=c"))
+            .unwrap();
         assert_eq!(uri, "https://[::1]:8443/a?b=c");
     }
 
     #[test]
     fn unusable_settings_are_named() {
-        let missing = UpstreamTarget::build("u".into(), &spec(&[("a", 80, 1)], UpstreamScheme::Http, PassHost::Rewrite, None));
+        let missing = UpstreamTarget::build(
+            "u".into(),
+            &spec(
+                &[("a", 80, 1)],
+                UpstreamScheme::Http,
+                PassHost::Rewrite,
+                None,
+            ),
+        );
         assert!(missing.err().unwrap().contains("upstream_host"));
-        let bad_node = UpstreamTarget::build("u".into(), &spec(&[("a b", 80, 1)], UpstreamScheme::Http, PassHost::Pass, None));
+        let bad_node = UpstreamTarget::build(
+            "u".into(),
+            &spec(
+                &[("a b", 80, 1)],
+                UpstreamScheme::Http,
+                PassHost::Pass,
+                None,
+            ),
+        );
         assert!(bad_node.err().unwrap().contains("a b:80"));
     }
 
@@ -215,7 +289,12 @@ mod tests {
     fn retries_avoid_failed_nodes() {
         let target = UpstreamTarget::build(
             "u".into(),
-            &spec(&[("a", 80, 5), ("b", 80, 1), ("c", 80, 1)], UpstreamScheme::Http, PassHost::Pass, None),
+            &spec(
+                &[("a", 80, 5), ("b", 80, 1), ("c", 80, 1)],
+                UpstreamScheme::Http,
+                PassHost::Pass,
+                None,
+            ),
         )
         .unwrap();
         for _ in 0..20 {
@@ -225,6 +304,9 @@ mod tests {
             let third = target.pick(&[first, second]).unwrap();
             assert!(![first, second].contains(&third));
         }
-        assert!(target.pick(&[0, 1, 2]).is_some(), "all failed: still try one");
+        assert!(
+            target.pick(&[0, 1, 2]).is_some(),
+            "all failed: still try one"
+        );
     }
 }

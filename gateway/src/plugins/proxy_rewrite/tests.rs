@@ -28,7 +28,11 @@ fn conn(client_cert: ClientCert) -> ConnInfo {
 fn verified() -> ClientCert {
     let mut params = CertificateParams::default();
     params.distinguished_name.push(DnType::CommonName, "CLIENT");
-    let der = params.self_signed(&KeyPair::generate().unwrap()).unwrap().der().clone();
+    let der = params
+        .self_signed(&KeyPair::generate().unwrap())
+        .unwrap()
+        .der()
+        .clone();
     let summary = CertSummary::from_der(&der).unwrap();
     ClientCert::Verified(Arc::new(PeerCert { der, summary }))
 }
@@ -74,13 +78,22 @@ fn the_walkthrough_config_sets_identity_headers() {
         "X-Ssl-Client-S-DN": "$ssl_client_s_dn"
     }});
     let cert = verified();
-    let ClientCert::Verified(peer) = &cert else { unreachable!() };
+    let ClientCert::Verified(peer) = &cert else {
+        unreachable!()
+    };
     let summary = peer.summary.clone();
     let mut req = upstream_request("/anything", &[("x-ssl-client-s-dn", "CN=forged")]);
     rewrite(config, &conn(cert), &mut req);
-    assert_eq!(values(&req, "x-ssl-client-fingerprint"), [summary.fingerprint_sha1]);
+    assert_eq!(
+        values(&req, "x-ssl-client-fingerprint"),
+        [summary.fingerprint_sha1]
+    );
     assert_eq!(values(&req, "x-ssl-client-serial"), [summary.serial]);
-    assert_eq!(values(&req, "x-ssl-client-s-dn"), ["CN=CLIENT"], "the client's value is replaced");
+    assert_eq!(
+        values(&req, "x-ssl-client-s-dn"),
+        ["CN=CLIENT"],
+        "the client's value is replaced"
+    );
 }
 
 #[test]
@@ -89,7 +102,10 @@ fn without_a_certificate_identity_headers_are_removed_not_forged() {
     let mut req = upstream_request("/public", &[("x-ssl-client-s-dn", "CN=admin")]);
     rewrite(config, &conn(ClientCert::None), &mut req);
     assert!(values(&req, "x-ssl-client-s-dn").is_empty());
-    assert!(values(&req, "x-seen").is_empty(), "an empty add adds nothing");
+    assert!(
+        values(&req, "x-seen").is_empty(),
+        "an empty add adds nothing"
+    );
 }
 
 #[test]
@@ -101,10 +117,19 @@ fn add_then_remove_then_set() {
     }});
     let mut req = upstream_request(
         "/x",
-        &[("x-add", "client"), ("x-drop", "1"), ("x-set", "client"), ("x-keep", "1")],
+        &[
+            ("x-add", "client"),
+            ("x-drop", "1"),
+            ("x-set", "client"),
+            ("x-keep", "1"),
+        ],
     );
     rewrite(config, &conn(ClientCert::None), &mut req);
-    assert_eq!(values(&req, "x-add"), ["client, added-test.com"], "set sees what add did");
+    assert_eq!(
+        values(&req, "x-add"),
+        ["client, added-test.com"],
+        "set sees what add did"
+    );
     assert!(values(&req, "x-gone").is_empty(), "remove runs after add");
     assert!(values(&req, "x-drop").is_empty());
     assert_eq!(values(&req, "x-set"), ["set"]);
@@ -115,8 +140,16 @@ fn add_then_remove_then_set() {
 #[test]
 fn rewrites_uri_keeping_the_query_and_the_node() {
     let cases = [
-        ("/v2$uri", "/anything?a=1", "http://10.0.0.1:8080/v2/anything?a=1"),
-        ("/fixed?b=2", "/anything?a=1", "http://10.0.0.1:8080/fixed?b=2&a=1"),
+        (
+            "/v2$uri",
+            "/anything?a=1",
+            "http://10.0.0.1:8080/v2/anything?a=1",
+        ),
+        (
+            "/fixed?b=2",
+            "/anything?a=1",
+            "http://10.0.0.1:8080/fixed?b=2&a=1",
+        ),
         ("/fixed", "/anything", "http://10.0.0.1:8080/fixed"),
         ("$http_x_missing", "/anything", "http://10.0.0.1:8080/"),
     ];
@@ -130,7 +163,11 @@ fn rewrites_uri_keeping_the_query_and_the_node() {
 #[test]
 fn rewrites_method_and_host() {
     let mut req = upstream_request("/", &[("host", "test.com")]);
-    rewrite(json!({"method": "POST", "host": "internal.svc:8080"}), &conn(ClientCert::None), &mut req);
+    rewrite(
+        json!({"method": "POST", "host": "internal.svc:8080"}),
+        &conn(ClientCert::None),
+        &mut req,
+    );
     assert_eq!(req.method, Method::POST);
     assert_eq!(values(&req, "host"), ["internal.svc:8080"]);
 }
@@ -138,20 +175,46 @@ fn rewrites_method_and_host() {
 #[test]
 fn invalid_configs_are_refused_with_the_field() {
     let cases = [
-        (json!({"headers": {"Content-Length": "0"}}), "frames the message"),
-        (json!({"headers": {"set": {"Transfer-Encoding": "chunked"}}}), "frames the message"),
-        (json!({"headers": {"bad header": "x"}}), "not a valid header name"),
-        (json!({"headers": {"X-A": "line\nbreak"}}), "not allowed in a header"),
-        (json!({"headers": {"X-A": {"nested": true}}}), "a value must be a string"),
-        (json!({"headers": {"set": {"X-A": "1"}, "X-B": "2"}}), "cannot be mixed"),
-        (json!({"headers": {"remove": "X-A"}}), "headers.remove must be an array"),
+        (
+            json!({"headers": {"Content-Length": "0"}}),
+            "frames the message",
+        ),
+        (
+            json!({"headers": {"set": {"Transfer-Encoding": "chunked"}}}),
+            "frames the message",
+        ),
+        (
+            json!({"headers": {"bad header": "x"}}),
+            "not a valid header name",
+        ),
+        (
+            json!({"headers": {"X-A": "line\nbreak"}}),
+            "not allowed in a header",
+        ),
+        (
+            json!({"headers": {"X-A": {"nested": true}}}),
+            "a value must be a string",
+        ),
+        (
+            json!({"headers": {"set": {"X-A": "1"}, "X-B": "2"}}),
+            "cannot be mixed",
+        ),
+        (
+            json!({"headers": {"remove": "X-A"}}),
+            "headers.remove must be an array",
+        ),
         (json!({"method": "GET /"}), "not an HTTP method"),
         (json!({"uri": "/a b"}), "not allowed in a URI"),
         (json!({"uri": "/a#frag"}), "not allowed in a URI"),
-        (json!({"regex_uri": ["^/(.*)", "/$1"]}), "unknown field `regex_uri`"),
+        (
+            json!({"regex_uri": ["^/(.*)", "/$1"]}),
+            "unknown field `regex_uri`",
+        ),
     ];
     for (config, expected) in cases {
-        let err = build(&config).err().unwrap_or_else(|| panic!("{config} was accepted"));
+        let err = build(&config)
+            .err()
+            .unwrap_or_else(|| panic!("{config} was accepted"));
         assert!(err.contains(expected), "{config}: {err}");
     }
     assert!(build(&json!({"_meta": {"disable": false}, "uri": "/x"})).is_ok());

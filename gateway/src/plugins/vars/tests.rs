@@ -4,7 +4,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use http::Request;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SerialNumber};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SerialNumber,
+};
 use rustls_pki_types::CertificateDer;
 use shared::x509::CertSummary;
 
@@ -16,20 +18,23 @@ const NOT_BEFORE: i64 = 1_662_292_800;
 /// 2052-11-14T23:05:09Z.
 const NOT_AFTER: i64 = 2_615_238_309;
 
-/// A client certificate `CN=<cn>,O=Org` issued by `CN=Test Root CA`, as
-/// the walkthrough's client certificate, with its serial.
+/// A client certificate with subject `CN=<cn>` and `O=Org`, issued by
+/// `CN=Test Root CA`, with the walkthrough client certificate's serial.
 fn client_cert(cn: &str) -> CertificateDer<'static> {
     let mut ca = CertificateParams::default();
-    ca.distinguished_name.push(DnType::CommonName, "Test Root CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "Test Root CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
 
     let mut params = CertificateParams::default();
     params.distinguished_name.push(DnType::CommonName, cn);
-    params.distinguished_name.push(DnType::OrganizationName, "Org");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Org");
     params.serial_number = Some(SerialNumber::from_slice(&[
-        0x51, 0x41, 0xCC, 0x6F, 0x5E, 0x2B, 0x4B, 0xA3, 0x17, 0x46, 0xD7, 0xDB, 0xFE, 0x9B, 0xA8, 0x1F, 0x06, 0x9C,
-        0xF9, 0x70,
+        0x51, 0x41, 0xCC, 0x6F, 0x5E, 0x2B, 0x4B, 0xA3, 0x17, 0x46, 0xD7, 0xDB, 0xFE, 0x9B, 0xA8,
+        0x1F, 0x06, 0x9C, 0xF9, 0x70,
     ]));
     params.not_before = OffsetDateTime::from_unix_timestamp(NOT_BEFORE).unwrap();
     params.not_after = OffsetDateTime::from_unix_timestamp(NOT_AFTER).unwrap();
@@ -108,9 +113,15 @@ fn parses_variables_and_leaves_stray_dollars_literal() {
         t.segments,
         vec![
             Segment::Literal("pre-".into()),
-            Segment::Var { var: Var::Uri, default: None },
+            Segment::Var {
+                var: Var::Uri,
+                default: None
+            },
             Segment::Literal("/".into()),
-            Segment::Var { var: Var::Host, default: None },
+            Segment::Var {
+                var: Var::Host,
+                default: None
+            },
             Segment::Literal("-".into()),
             Segment::Var {
                 var: Var::Header(HeaderName::from_static("x-tenant")),
@@ -120,10 +131,17 @@ fn parses_variables_and_leaves_stray_dollars_literal() {
         ]
     );
     for literal in ["$ 5", "${unterminated", "${bad name}", "${}", "cost: $"] {
-        assert_eq!(Template::parse(literal).segments, vec![Segment::Literal(literal.into())], "{literal}");
+        assert_eq!(
+            Template::parse(literal).segments,
+            vec![Segment::Literal(literal.into())],
+            "{literal}"
+        );
     }
     let unknown = Template::parse("$nope ${arg_page} $http_");
-    assert_eq!(unknown.unknown_variables().collect::<Vec<_>>(), ["nope", "http_"]);
+    assert_eq!(
+        unknown.unknown_variables().collect::<Vec<_>>(),
+        ["nope", "http_"]
+    );
 }
 
 #[test]
@@ -131,19 +149,45 @@ fn client_certificate_variables_match_openssl() {
     let der = client_cert("CLIENT");
     let conn = tls_conn(ClientCert::Verified(peer(der.clone())));
     let req = parts("/anything", &[]);
-    let fingerprint = openssl_field(&der, "-fingerprint").replace(':', "").to_lowercase();
+    let fingerprint = openssl_field(&der, "-fingerprint")
+        .replace(':', "")
+        .to_lowercase();
 
     assert_eq!(expand("$ssl_client_fingerprint", &conn, &req), fingerprint);
     assert_eq!(fingerprint.len(), 40);
-    assert_eq!(expand("$ssl_client_serial", &conn, &req), openssl_field(&der, "-serial"));
-    assert_eq!(expand("$ssl_client_serial", &conn, &req), "5141CC6F5E2B4BA31746D7DBFE9BA81F069CF970");
-    assert_eq!(expand("$ssl_client_s_dn", &conn, &req), openssl_field(&der, "-subject"));
+    assert_eq!(
+        expand("$ssl_client_serial", &conn, &req),
+        openssl_field(&der, "-serial")
+    );
+    assert_eq!(
+        expand("$ssl_client_serial", &conn, &req),
+        "5141CC6F5E2B4BA31746D7DBFE9BA81F069CF970"
+    );
+    assert_eq!(
+        expand("$ssl_client_s_dn", &conn, &req),
+        openssl_field(&der, "-subject")
+    );
     let subject = expand("$ssl_client_s_dn", &conn, &req);
-    assert!(subject.split(',').any(|rdn| rdn == "CN=CLIENT") && subject.contains("O=Org"), "{subject}");
-    assert_eq!(expand("$ssl_client_i_dn", &conn, &req), openssl_field(&der, "-issuer"));
-    assert_eq!(expand("$ssl_client_v_start", &conn, &req), "Sep  4 12:00:00 2022 GMT");
-    assert_eq!(expand("$ssl_client_v_start", &conn, &req), openssl_field(&der, "-startdate"));
-    assert_eq!(expand("$ssl_client_v_end", &conn, &req), openssl_field(&der, "-enddate"));
+    assert!(
+        subject.split(',').any(|rdn| rdn == "CN=CLIENT") && subject.contains("O=Org"),
+        "{subject}"
+    );
+    assert_eq!(
+        expand("$ssl_client_i_dn", &conn, &req),
+        openssl_field(&der, "-issuer")
+    );
+    assert_eq!(
+        expand("$ssl_client_v_start", &conn, &req),
+        "Sep  4 12:00:00 2022 GMT"
+    );
+    assert_eq!(
+        expand("$ssl_client_v_start", &conn, &req),
+        openssl_field(&der, "-startdate")
+    );
+    assert_eq!(
+        expand("$ssl_client_v_end", &conn, &req),
+        openssl_field(&der, "-enddate")
+    );
     assert_eq!(expand("$ssl_client_verify", &conn, &req), "SUCCESS");
 
     let remain: i64 = expand("$ssl_client_v_remain", &conn, &req).parse().unwrap();
@@ -157,7 +201,10 @@ fn raw_and_escaped_certificates_match_openssl_pem() {
     let openssl_pem = openssl_fields(&der, &["-outform", "PEM"]);
     let ctx = ctx(&conn, "/", "/");
     let req = parts("/", &[]);
-    let vars = Vars { ctx: &ctx, req: &req };
+    let vars = Vars {
+        ctx: &ctx,
+        req: &req,
+    };
     let render = |text: &str, escape| Template::parse(text).render_to_string(&vars, escape);
 
     // In a path the PEM's newlines are percent-encoded, so it comes out whole.
@@ -167,9 +214,17 @@ fn raw_and_escaped_certificates_match_openssl_pem() {
         .into_owned();
     assert_eq!(raw, openssl_pem);
     let escaped = render("$ssl_client_escaped_cert", Escape::HeaderValue);
-    assert!(escaped.starts_with("-----BEGIN%20CERTIFICATE-----%0A"), "{escaped}");
+    assert!(
+        escaped.starts_with("-----BEGIN%20CERTIFICATE-----%0A"),
+        "{escaped}"
+    );
     assert!(!escaped.contains(['/', '+', '=', '\n']));
-    assert_eq!(percent_encoding::percent_decode_str(&escaped).decode_utf8().unwrap(), openssl_pem);
+    assert_eq!(
+        percent_encoding::percent_decode_str(&escaped)
+            .decode_utf8()
+            .unwrap(),
+        openssl_pem
+    );
     // In a header the newlines become spaces: one valid line.
     let header = render("$ssl_client_raw_cert", Escape::HeaderValue);
     assert_eq!(header, openssl_pem.replace('\n', " "));
@@ -185,14 +240,24 @@ fn unverified_certificates_expose_nothing_but_the_verdict() {
     let all = "$ssl_client_fingerprint$ssl_client_serial$ssl_client_s_dn$ssl_client_i_dn$ssl_client_raw_cert$ssl_client_v_end$ssl_client_v_remain";
     let conn = tls_conn(failed);
     assert_eq!(expand(all, &conn, &req), "");
-    assert_eq!(expand("$ssl_client_verify", &conn, &req), "FAILED:certificate has expired");
+    assert_eq!(
+        expand("$ssl_client_verify", &conn, &req),
+        "FAILED:certificate has expired"
+    );
 
     let conn = tls_conn(ClientCert::None);
     assert_eq!(expand(all, &conn, &req), "");
     assert_eq!(expand("$ssl_client_verify", &conn, &req), "NONE");
 
     let plain = ConnInfo { tls: None, ..conn };
-    assert_eq!(expand("[$ssl_client_verify|$ssl_server_name|$ssl_protocol|$scheme]", &plain, &req), "[NONE|||http]");
+    assert_eq!(
+        expand(
+            "[$ssl_client_verify|$ssl_server_name|$ssl_protocol|$scheme]",
+            &plain,
+            &req
+        ),
+        "[NONE|||http]"
+    );
 }
 
 #[test]
@@ -210,7 +275,12 @@ fn connection_and_request_variables() {
     let conn = tls_conn(ClientCert::None);
     let req = parts(
         "/anything?a=1&page=2",
-        &[("x-tenant", "acme"), ("x-multi", "one"), ("x-multi", "two"), ("x-evil", "a b")],
+        &[
+            ("x-tenant", "acme"),
+            ("x-multi", "one"),
+            ("x-multi", "two"),
+            ("x-evil", "a b"),
+        ],
     );
     let expanded = expand(
         "$remote_addr:$remote_port>$server_port $ssl_server_name $ssl_protocol $host $uri $request_uri $args $arg_page $arg_missing|$request_method",
@@ -221,8 +291,18 @@ fn connection_and_request_variables() {
         expanded,
         "198.51.100.4:40000>9443 test.com TLSv1.3 test.com /anything /anything?a=1&page=2 a=1&page=2 2 |GET"
     );
-    assert_eq!(expand("${http_x_tenant}/$http_x_multi", &conn, &req), "acme/one, two");
-    assert_eq!(expand("${http_x_absent ?? anonymous}|${http_x_tenant ?? anonymous}", &conn, &req), "anonymous|acme");
+    assert_eq!(
+        expand("${http_x_tenant}/$http_x_multi", &conn, &req),
+        "acme/one, two"
+    );
+    assert_eq!(
+        expand(
+            "${http_x_absent ?? anonymous}|${http_x_tenant ?? anonymous}",
+            &conn,
+            &req
+        ),
+        "anonymous|acme"
+    );
     assert_eq!(expand("[$no_such_variable]", &conn, &req), "[]");
 }
 
@@ -231,7 +311,13 @@ fn path_values_are_percent_encoded() {
     let conn = tls_conn(ClientCert::None);
     let req = parts("/", &[("x-id", "a b?c#d%e/f")]);
     let ctx = ctx(&conn, "/", "/");
-    let path = Template::parse("/users/$http_x_id").render_to_string(&Vars { ctx: &ctx, req: &req }, Escape::Path);
+    let path = Template::parse("/users/$http_x_id").render_to_string(
+        &Vars {
+            ctx: &ctx,
+            req: &req,
+        },
+        Escape::Path,
+    );
     assert_eq!(path, "/users/a%20b%3Fc%23d%25e/f");
 }
 
