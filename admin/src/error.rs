@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+use shared::keyring::SecretFieldError;
 use shared::store::StoreError;
 use shared::validate::ValidationError;
 use shared::Kind;
@@ -20,6 +21,9 @@ pub(crate) const MAX_BODY_BYTES: usize = 1536 * 1024;
 pub(crate) enum AdminError {
     #[error("failed to check token")]
     Unauthorized,
+
+    #[error("access from {} is not allowed: the address is outside deployment.admin.allow", peer_name(.0))]
+    Forbidden(Option<std::net::IpAddr>),
 
     #[error("unknown resource {0:?}: expected ssls, routes or upstreams")]
     UnknownResource(String),
@@ -57,6 +61,26 @@ pub(crate) enum AdminError {
     )]
     UpstreamInUse { upstream: String, routes: String },
 
+    #[error("invalid {field}: SSL object {id} {problem}")]
+    BadSslReference {
+        field: String,
+        id: String,
+        problem: &'static str,
+    },
+
+    #[error("{0}")]
+    Seal(SecretFieldError),
+
+    #[error(
+        "{kind}/{id} is stored with a private key this control plane cannot decrypt ({source}); \
+         check deployment.data_encryption.keyring, or PUT the whole object again"
+    )]
+    Unsealable {
+        kind: Kind,
+        id: String,
+        source: SecretFieldError,
+    },
+
     #[error("{kind}/{id} was modified concurrently by another writer; retry the request")]
     Conflict { kind: Kind, id: String },
 
@@ -68,6 +92,7 @@ impl AdminError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AdminError::Forbidden(_) => StatusCode::FORBIDDEN,
             AdminError::UnknownResource(_)
             | AdminError::NoSuchPath(_)
             | AdminError::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -78,12 +103,20 @@ impl AdminError {
             | AdminError::Invalid(_)
             | AdminError::IdOnPost(_)
             | AdminError::MissingUpstream(_)
+            | AdminError::BadSslReference { .. }
             | AdminError::UpstreamInUse { .. } => StatusCode::BAD_REQUEST,
             AdminError::Conflict { .. } => StatusCode::CONFLICT,
+            AdminError::Seal(_) | AdminError::Unsealable { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             AdminError::Store(StoreError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Store(StoreError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+}
+
+fn peer_name(peer: &Option<std::net::IpAddr>) -> String {
+    peer.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string())
 }
 
 /// `etcd unavailable: <reason> (endpoints: ...)`, the wording operators grep for.

@@ -22,7 +22,7 @@ type Reply = Result<(StatusCode, Json<Value>), AdminError>;
 pub(crate) async fn list(State(state): State<AdminState>, Path(resource): Path<String>) -> Reply {
     let kind = kind(&resource)?;
     let entries = state.store.list(kind).await?;
-    ok(StatusCode::OK, response::list(kind, &entries))
+    ok(StatusCode::OK, response::list(kind, &entries, &state.keyring))
 }
 
 /// `GET /{kind}/{id}`
@@ -36,7 +36,7 @@ pub(crate) async fn get(
         .get(kind, &id)
         .await?
         .ok_or_else(|| not_found(kind, &id))?;
-    ok(StatusCode::OK, response::entry(kind, &entry))
+    ok(StatusCode::OK, response::entry(kind, &entry, &state.keyring))
 }
 
 /// `PUT /{kind}/{id}`: 201 when new, 200 when replaced.
@@ -47,7 +47,7 @@ pub(crate) async fn put(
 ) -> Reply {
     let (kind, id) = target(&resource, id)?;
     let body = json_object(body)?;
-    let (written, prepared) = write::put(&state.store, kind, &id, body).await?;
+    let (written, prepared) = write::put(&state.store, &state.keyring, kind, &id, body).await?;
     let status = match written {
         Written::Created => StatusCode::CREATED,
         Written::Replaced => StatusCode::OK,
@@ -68,7 +68,7 @@ pub(crate) async fn post(
 ) -> Reply {
     let kind = kind(&resource)?;
     let body = json_object(body)?;
-    let (id, prepared) = write::post(&state.store, kind, body, || state.ids.next()).await?;
+    let (id, prepared) = write::post(&state.store, &state.keyring, kind, body, || state.ids.next()).await?;
     tracing::info!(%kind, %id, "admin: object created");
     let key = state.store.layout().object(kind, &id);
     ok(
@@ -85,7 +85,7 @@ pub(crate) async fn patch(
 ) -> Reply {
     let (kind, id) = target(&resource, id)?;
     let body = json_object(body)?;
-    let prepared = write::patch(&state.store, kind, &id, body).await?;
+    let prepared = write::patch(&state.store, &state.keyring, kind, &id, body).await?;
     tracing::info!(%kind, %id, "admin: object patched");
     let key = state.store.layout().object(kind, &id);
     ok(

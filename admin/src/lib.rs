@@ -9,7 +9,12 @@
 //! It owns no model: every object is validated by [`shared::validate`], the
 //! same code the gateway's etcd watcher runs, and stored through
 //! [`shared::store::Store`].
+//!
+//! The listener ([`serve`], or [`serve_tls`] for HTTPS only, optionally
+//! requiring client certificates) and the source-address allow-list
+//! (`access`) guard the API before the key is even looked at.
 
+mod access;
 mod auth;
 mod body;
 mod error;
@@ -17,18 +22,24 @@ mod handlers;
 mod ids;
 mod patch;
 mod response;
+mod server;
+mod tls;
 mod write;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{middleware, Router};
+use ipnet::IpNet;
 use shared::config::AdminKey;
+use shared::keyring::Keyring;
 use shared::store::Store;
-use tokio::net::TcpListener;
 
+pub use crate::server::{serve, serve_tls};
+pub use crate::tls::AdminTls;
+
+use crate::access::AllowList;
 use crate::auth::KeyRing;
 use crate::error::MAX_BODY_BYTES;
 use crate::ids::IdGenerator;
@@ -38,7 +49,10 @@ use crate::ids::IdGenerator;
 pub struct AdminState {
     store: Store,
     keys: KeyRing,
+    allow: AllowList,
     ids: Arc<IdGenerator>,
+    /// Seals private keys before they are written; opens them for PATCH.
+    keyring: Keyring,
 }
 
 impl AdminState {
@@ -47,8 +61,25 @@ impl AdminState {
         AdminState {
             store,
             keys: KeyRing::new(keys),
+            allow: AllowList::default(),
             ids: Arc::default(),
+            keyring: Keyring::default(),
         }
+    }
+
+    /// Only peers in `nets` may use the API (`deployment.admin.allow`);
+    /// `None` allows every address.
+    pub fn with_allow(mut self, nets: Option<Vec<IpNet>>) -> Self {
+        self.allow = AllowList::new(nets);
+        self
+    }
+
+    /// Private keys are sealed with `keyring` before they reach etcd
+    /// (`deployment.data_encryption.keyring`); without one they are stored
+    /// as given.
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = keyring;
+        self
     }
 }
 
@@ -73,17 +104,10 @@ pub fn router(state: AdminState) -> Router {
             state.keys.clone(),
             auth::require_api_key,
         ))
+        // Outermost: an address outside the allow-list learns nothing more.
+        .layer(middleware::from_fn_with_state(
+            state.allow.clone(),
+            access::require_allowed_peer,
+        ))
         .with_state(state)
-}
-
-/// Serves the admin API on `listener` until `shutdown` completes, then lets
-/// in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    state: AdminState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
 }

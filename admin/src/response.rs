@@ -1,8 +1,10 @@
-//! What the admin API answers: APISIX's body shapes, with SSL objects
-//! stripped of their private keys and enriched with what an operator wants
-//! to know about their certificates.
+//! What the admin API answers: APISIX's body shapes, stripped of every
+//! private key (SSL `key`/`keys`, upstream `tls.client_key`, inline or not),
+//! with SSL objects enriched with what an operator wants to know about their
+//! certificates.
 
 use serde_json::{json, Map, Value};
+use shared::keyring::Keyring;
 use shared::store::Entry;
 use shared::validate::{validate, Valid, ValidSsl, ValidationError};
 use shared::x509::redact;
@@ -15,16 +17,25 @@ pub(crate) const COMPUTED_SSL_FIELDS: [&str; 2] = ["info", "warnings"];
 pub(crate) fn written(key: &str, value: &Value, valid: &Valid) -> Value {
     let shown = match valid {
         Valid::Ssl(ssl) => ssl_view(value, Ok(ssl)),
-        Valid::Route(_) | Valid::Upstream(_) => value.clone(),
+        Valid::Route(_) | Valid::Upstream(_) => redacted(value),
     };
     json!({ "key": key, "value": shown })
 }
 
 /// `{"key": ..., "value": ..., "modifiedIndex": ...}`: one stored object.
-pub(crate) fn entry(kind: Kind, entry: &Entry) -> Value {
-    let shown = match kind {
-        Kind::Ssls => stored_ssl_view(&entry.id, &entry.value),
-        Kind::Routes | Kind::Upstreams => entry.value.clone(),
+/// Its sealed private keys are opened with `keyring` only to describe its
+/// certificates; none is shown.
+pub(crate) fn entry(kind: Kind, entry: &Entry, keyring: &Keyring) -> Value {
+    let mut value = entry.value.clone();
+    let opened = keyring.open_object(kind, &mut value);
+    let shown = match (kind, opened) {
+        (Kind::Ssls, Ok(())) => stored_ssl_view(&entry.id, &value),
+        (Kind::Ssls, Err(err)) => {
+            let reason = format!("cannot be decrypted: {}", err.reason);
+            let unreadable = ValidationError::field(err.field, reason);
+            ssl_view(&value, Err(&unreadable))
+        }
+        (Kind::Routes | Kind::Upstreams, _) => redacted(&value),
     };
     json!({
         "key": entry.key,
@@ -34,14 +45,21 @@ pub(crate) fn entry(kind: Kind, entry: &Entry) -> Value {
 }
 
 /// `{"list": [...], "total": N}`.
-pub(crate) fn list(kind: Kind, entries: &[Entry]) -> Value {
-    let list: Vec<Value> = entries.iter().map(|e| entry(kind, e)).collect();
+pub(crate) fn list(kind: Kind, entries: &[Entry], keyring: &Keyring) -> Value {
+    let list: Vec<Value> = entries.iter().map(|e| entry(kind, e, keyring)).collect();
     json!({ "total": list.len(), "list": list })
 }
 
 /// `{"deleted": "1", "key": ...}`.
 pub(crate) fn deleted(key: &str) -> Value {
     json!({ "deleted": "1", "key": key })
+}
+
+/// A route or upstream without its `tls.client_key`.
+fn redacted(value: &Value) -> Value {
+    let mut shown = value.clone();
+    redact(&mut shown);
+    shown
 }
 
 /// A stored SSL object, validated again to describe its certificates (or to
@@ -147,7 +165,7 @@ mod tests {
             "create_time": 1,
             "update_time": 2,
         });
-        let body = entry(Kind::Ssls, &ssl_entry(stored));
+        let body = entry(Kind::Ssls, &ssl_entry(stored), &Keyring::default());
         let text = body.to_string();
         assert!(!text.contains("PRIVATE KEY"), "{text}");
         let value = &body["value"];
@@ -181,7 +199,7 @@ mod tests {
             "cert": "garbage",
             "key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
         });
-        let body = entry(Kind::Ssls, &ssl_entry(stored));
+        let body = entry(Kind::Ssls, &ssl_entry(stored), &Keyring::default());
         let text = body.to_string();
         assert!(!text.contains("PRIVATE KEY"), "{text}");
         let warning = body["value"]["warnings"][0].as_str().unwrap_or_default();
@@ -195,7 +213,7 @@ mod tests {
     fn stored_computed_fields_are_never_echoed() {
         let stored =
             json!({"id": "1", "cert": "x", "key": "y", "info": "forged", "warnings": ["forged"]});
-        let body = entry(Kind::Ssls, &ssl_entry(stored));
+        let body = entry(Kind::Ssls, &ssl_entry(stored), &Keyring::default());
         assert_ne!(body["value"]["info"], "forged");
         assert_ne!(body["value"]["warnings"][0], "forged");
     }
@@ -210,13 +228,59 @@ mod tests {
             mod_revision: 3,
         };
         assert_eq!(entry_body(&entry)["value"], route);
-        let listed = list(Kind::Routes, &[entry.clone(), entry]);
+        let listed = list(Kind::Routes, &[entry.clone(), entry], &Keyring::default());
         assert_eq!(listed["total"], 2);
         assert_eq!(listed["list"][1]["value"]["uri"], "/a");
     }
 
     fn entry_body(e: &Entry) -> Value {
-        entry(Kind::Routes, e)
+        entry(Kind::Routes, e, &Keyring::default())
+    }
+
+    #[test]
+    fn upstream_client_keys_are_never_echoed() {
+        let pki = pki();
+        let tls = json!({"client_cert": pki.cert_pem, "client_key": pki.key_pem});
+        let upstream = json!({"id": "1", "nodes": {"a:443": 1}, "scheme": "https", "tls": tls});
+        let route = json!({"id": "1", "uri": "/", "upstream": {"nodes": {"a:443": 1}, "scheme": "https", "tls": tls}});
+        for (kind, value) in [(Kind::Upstreams, upstream), (Kind::Routes, route)] {
+            let valid = validate(kind, "1", &value).expect("valid");
+            let echoed = written("/p/x/1", &value, &valid).to_string();
+            assert!(!echoed.contains("PRIVATE KEY"), "{kind}: {echoed}");
+            assert!(echoed.contains("client_cert"), "{kind}: {echoed}");
+            let stored = Entry {
+                id: "1".into(),
+                key: "/p/x/1".into(),
+                value,
+                mod_revision: 1,
+            };
+            let got = entry(kind, &stored, &Keyring::default()).to_string();
+            assert!(!got.contains("PRIVATE KEY"), "{kind}: {got}");
+        }
+    }
+
+    #[test]
+    fn sealed_ssl_objects_are_described_with_the_keyring() {
+        let key = |byte: u8| {
+            let key = match byte {
+                1 => "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+                _ => "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=",
+            };
+            Keyring::from_base64(&[key]).expect("key")
+        };
+        let pki = pki();
+        let mut stored = json!({"id": "1", "sni": "test.com", "cert": pki.cert_pem, "key": pki.key_pem});
+        key(1).seal_object(Kind::Ssls, &mut stored).expect("sealed");
+
+        let body = entry(Kind::Ssls, &ssl_entry(stored.clone()), &key(1));
+        assert_eq!(body["value"]["info"]["cert"]["subject"], "CN=test.com", "{body}");
+        assert!(body["value"].get("key").is_none());
+        assert!(body["value"].get("warnings").is_none(), "{body}");
+
+        let body = entry(Kind::Ssls, &ssl_entry(stored), &key(2));
+        let warning = body["value"]["warnings"][0].as_str().unwrap_or_default();
+        assert!(warning.contains("cannot be decrypted"), "{warning}");
+        assert!(!body.to_string().contains("$enc:"), "{body}");
     }
 
     #[test]

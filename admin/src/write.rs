@@ -5,10 +5,14 @@
 //! the single conditional etcd write, so a refused request writes nothing.
 //! Writes are compare-and-swap on the etcd revision the decision was based
 //! on; a lost race is retried from a fresh read, a few times.
+//!
+//! Validation sees plaintext; private keys are sealed with the keyring only
+//! in the copy written to etcd (and opened again before a PATCH merges).
 
 use serde_json::{Map, Value};
+use shared::keyring::Keyring;
 use shared::store::{Entry, Store};
-use shared::validate::{validate, UpstreamRef, Valid};
+use shared::validate::{validate, ClientIdentity, Trust, UpstreamRef, Valid, ValidUpstream};
 use shared::Kind;
 
 use crate::error::AdminError;
@@ -21,6 +25,8 @@ const ATTEMPTS: usize = 5;
 
 /// A validated object, ready to be written.
 pub(crate) struct Prepared {
+    /// As validated, private keys in clear: never stored, never answered
+    /// unredacted.
     pub(crate) value: Value,
     pub(crate) valid: Valid,
 }
@@ -35,6 +41,7 @@ pub(crate) enum Written {
 /// `PUT /{kind}/{id}`: creates or replaces, keeping the original `create_time`.
 pub(crate) async fn put(
     store: &Store,
+    keyring: &Keyring,
     kind: Kind,
     id: &str,
     body: Map<String, Value>,
@@ -45,13 +52,14 @@ pub(crate) async fn put(
     for _ in 0..ATTEMPTS {
         let written = match store.get(kind, id).await? {
             None => store
-                .create(kind, id, &prepared.value)
+                .create(kind, id, &sealed(keyring, kind, &prepared.value)?)
                 .await?
                 .then_some(Written::Created),
             Some(existing) => {
                 set_times(&mut prepared.value, create_time(&existing, now), now);
+                let value = sealed(keyring, kind, &prepared.value)?;
                 store
-                    .compare_and_put(kind, id, &prepared.value, existing.mod_revision)
+                    .compare_and_put(kind, id, &value, existing.mod_revision)
                     .await?
                     .then_some(Written::Replaced)
             }
@@ -66,6 +74,7 @@ pub(crate) async fn put(
 /// `POST /{kind}`: creates the object under a fresh id; returns the id.
 pub(crate) async fn post(
     store: &Store,
+    keyring: &Keyring,
     kind: Kind,
     body: Map<String, Value>,
     next_id: impl Fn() -> String,
@@ -78,7 +87,10 @@ pub(crate) async fn post(
     let mut prepared = prepare(kind, &id, body, now, now)?;
     check_references(store, &prepared.valid).await?;
     for _ in 0..ATTEMPTS {
-        if store.create(kind, &id, &prepared.value).await? {
+        if store
+            .create(kind, &id, &sealed(keyring, kind, &prepared.value)?)
+            .await?
+        {
             return Ok((id, prepared));
         }
         // Another control plane took this id meanwhile: pick the next one.
@@ -89,9 +101,12 @@ pub(crate) async fn post(
 }
 
 /// `PATCH /{kind}/{id}`: merges `patch` into the stored object (RFC 7386),
-/// then validates the result as if it had been `PUT`.
+/// then validates the result as if it had been `PUT`. Sealed private keys
+/// are opened first, so that the merged object validates and is sealed
+/// again (under the keyring's current first key).
 pub(crate) async fn patch(
     store: &Store,
+    keyring: &Keyring,
     kind: Kind,
     id: &str,
     patch: Map<String, Value>,
@@ -103,6 +118,13 @@ pub(crate) async fn patch(
             .await?
             .ok_or_else(|| not_found(kind, id))?;
         let mut merged = existing.value.clone();
+        keyring
+            .open_object(kind, &mut merged)
+            .map_err(|source| AdminError::Unsealable {
+                kind,
+                id: id.to_owned(),
+                source,
+            })?;
         merge_patch(&mut merged, &patch);
         let Value::Object(merged) = merged else {
             return Err(AdminError::InvalidJson(
@@ -112,8 +134,9 @@ pub(crate) async fn patch(
         let now = unix_seconds();
         let prepared = prepare(kind, id, merged, create_time(&existing, now), now)?;
         check_references(store, &prepared.valid).await?;
+        let value = sealed(keyring, kind, &prepared.value)?;
         if store
-            .compare_and_put(kind, id, &prepared.value, existing.mod_revision)
+            .compare_and_put(kind, id, &value, existing.mod_revision)
             .await?
         {
             return Ok(prepared);
@@ -168,13 +191,75 @@ fn prepare(
     Ok(Prepared { value, valid })
 }
 
+/// What is written to etcd: `value` with its private keys sealed.
+fn sealed(keyring: &Keyring, kind: Kind, value: &Value) -> Result<Value, AdminError> {
+    let mut stored = value.clone();
+    keyring
+        .seal_object(kind, &mut stored)
+        .map_err(AdminError::Seal)?;
+    Ok(stored)
+}
+
 /// The checks that need other stored objects.
 async fn check_references(store: &Store, valid: &Valid) -> Result<(), AdminError> {
-    if let Valid::Route(route) = valid {
-        if let UpstreamRef::Id(upstream) = &route.upstream {
-            if store.get(Kind::Upstreams, upstream).await?.is_none() {
-                return Err(AdminError::MissingUpstream(upstream.clone()));
+    match valid {
+        Valid::Route(route) => match &route.upstream {
+            UpstreamRef::Id(upstream) => {
+                if store.get(Kind::Upstreams, upstream).await?.is_none() {
+                    return Err(AdminError::MissingUpstream(upstream.clone()));
+                }
             }
+            UpstreamRef::Inline(upstream) => check_tls_references(store, upstream, "upstream.").await?,
+        },
+        Valid::Upstream(upstream) => check_tls_references(store, upstream, "").await?,
+        Valid::Ssl(_) => {}
+    }
+    Ok(())
+}
+
+/// `tls.client_cert_id` must name an SSL object of `type: client`, and
+/// `tls.ca_id` one with a `client.ca`. (Either may disappear later: the
+/// gateway then answers 502 for the routes using it.)
+async fn check_tls_references(
+    store: &Store,
+    upstream: &ValidUpstream,
+    field_prefix: &str,
+) -> Result<(), AdminError> {
+    let Some(tls) = &upstream.tls else {
+        return Ok(());
+    };
+    if let Some(ClientIdentity::SslObject(id)) = &tls.identity {
+        let ssl = store.get(Kind::Ssls, id).await?;
+        let problem = match ssl {
+            None => Some("does not exist; create it first"),
+            Some(ssl) if ssl.value.get("type").and_then(Value::as_str) != Some("client") => {
+                Some("is not of type \"client\"")
+            }
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            return Err(AdminError::BadSslReference {
+                field: format!("{field_prefix}tls.client_cert_id"),
+                id: id.clone(),
+                problem,
+            });
+        }
+    }
+    if let Trust::SslObject(id) = &tls.trust {
+        let ssl = store.get(Kind::Ssls, id).await?;
+        let problem = match ssl {
+            None => Some("does not exist; create it first"),
+            Some(ssl) if ssl.value.pointer("/client/ca").is_none() => {
+                Some("has no client.ca to use as the upstream's trust anchors")
+            }
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            return Err(AdminError::BadSslReference {
+                field: format!("{field_prefix}tls.ca_id"),
+                id: id.clone(),
+                problem,
+            });
         }
     }
     Ok(())

@@ -53,6 +53,7 @@ fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 async fn run(config: Config) -> anyhow::Result<()> {
     let role = config.deployment.role;
     let store = Store::connect(&config.deployment.etcd).await?;
+    probe_etcd(&store).await?;
     let (trigger, shutdown) = ShutdownSignal::new();
     let mut tasks = JoinSet::new();
 
@@ -82,12 +83,30 @@ async fn start_admin(
         .await
         .with_context(|| format!("cannot listen on deployment.admin.listen {}", admin.listen))?;
     tracing::info!(addr = %socket.local_addr()?, "admin API listening");
-    let state = admin::AdminState::new(store, admin.keys.clone());
+    let state = admin::AdminState::new(store, admin.keys.clone()).with_allow(admin.allow.clone());
+    let tls = admin.tls.as_ref().map(admin::AdminTls::load).transpose()?;
     tasks.spawn(async move {
-        if let Err(err) = admin::serve(socket, state, shutdown.fired()).await {
+        let served = match tls {
+            Some(tls) => admin::serve_tls(socket, state, tls, shutdown.fired()).await,
+            None => admin::serve(socket, state, shutdown.fired()).await,
+        };
+        if let Err(err) = served {
             tracing::error!(%err, "admin API stopped");
         }
     });
+    Ok(())
+}
+
+/// Stops the start when etcd refuses us (TLS, credentials): that will not
+/// fix itself. An etcd that is merely down is waited for in the background.
+async fn probe_etcd(store: &Store) -> anyhow::Result<()> {
+    match store.probe().await {
+        Ok(()) => tracing::info!(endpoints = store.endpoints(), "etcd reachable"),
+        Err(err) if err.is_fatal() => {
+            return Err(err).context("check deployment.etcd.tls and the etcd server's TLS settings")
+        }
+        Err(err) => tracing::warn!(%err, "etcd not reachable yet; starting anyway and retrying"),
+    }
     Ok(())
 }
 

@@ -1,11 +1,16 @@
 //! `config.yaml`: the process configuration (as opposed to the objects stored
 //! in etcd). See `conf/config.yaml` for every key with its default.
 
-use std::path::Path;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use ipnet::IpNet;
+use rustls_pki_types::ServerName;
+use serde::{Deserialize, Deserializer};
 use thiserror::Error;
+
+use crate::certfile::{CertFileError, PemFile, TlsFiles};
 
 /// Why the configuration file cannot be used.
 #[derive(Debug, Error)]
@@ -22,6 +27,9 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A certificate or key file named in the config cannot be used.
+    #[error(transparent)]
+    Certificate(#[from] CertFileError),
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -42,6 +50,29 @@ pub struct Deployment {
     pub etcd: EtcdConfig,
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// How private keys are stored in etcd.
+    #[serde(default)]
+    pub data_encryption: DataEncryption,
+}
+
+/// `deployment.data_encryption`: the keyring that seals private keys at rest
+/// (see [`crate::keyring`]).
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataEncryption {
+    /// Base64 AES-256 keys (32 bytes each). The first seals every private
+    /// key written; all of them are tried to open one, so a key is rotated
+    /// by prepending its successor. Empty: keys are stored as given.
+    #[serde(default)]
+    pub keyring: Vec<String>,
+}
+
+impl std::fmt::Debug for DataEncryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataEncryption")
+            .field("keyring", &format_args!("<{} key(s) redacted>", self.keyring.len()))
+            .finish()
+    }
 }
 
 /// What one process does.
@@ -79,6 +110,10 @@ pub struct EtcdConfig {
     /// Per-request timeout, seconds.
     #[serde(default = "default_etcd_timeout")]
     pub timeout: u64,
+    /// TLS to etcd (`https://` endpoints), with a client certificate when
+    /// etcd runs with `--client-cert-auth`.
+    #[serde(default)]
+    pub tls: Option<EtcdTls>,
 }
 
 impl Default for EtcdConfig {
@@ -87,6 +122,35 @@ impl Default for EtcdConfig {
             endpoints: default_endpoints(),
             prefix: default_prefix(),
             timeout: default_etcd_timeout(),
+            tls: None,
+        }
+    }
+}
+
+/// `deployment.etcd.tls`: PEM file paths, re-read when they change.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTls {
+    /// The CA that signed etcd's server certificate.
+    pub ca: PathBuf,
+    /// Our client certificate (chain), for `--client-cert-auth`.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// The name sent in SNI and expected in etcd's certificate; default:
+    /// the endpoint's host.
+    #[serde(default)]
+    pub sni: Option<String>,
+}
+
+impl EtcdTls {
+    pub fn files(&self) -> TlsFiles {
+        TlsFiles {
+            cert: self.cert.as_ref().map(|p| PemFile::new("deployment.etcd.tls.cert", p)),
+            key: self.key.as_ref().map(|p| PemFile::new("deployment.etcd.tls.key", p)),
+            ca: Some(PemFile::new("deployment.etcd.tls.ca", &self.ca)),
         }
     }
 }
@@ -94,6 +158,38 @@ impl Default for EtcdConfig {
 impl EtcdConfig {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.timeout.max(1))
+    }
+
+    /// `https://` endpoints and `tls` go together; a certificate needs its key.
+    fn check_tls(&self) -> Result<(), ConfigError> {
+        let https = |e: &&String| e.starts_with("https://");
+        match &self.tls {
+            None => {
+                if let Some(endpoint) = self.endpoints.iter().find(https) {
+                    return Err(ConfigError::Invalid(format!(
+                        "deployment.etcd.endpoints: {endpoint} is https:// but deployment.etcd.tls is not set; give at least its `ca`"
+                    )));
+                }
+            }
+            Some(tls) => {
+                if let Some(endpoint) = self.endpoints.iter().find(|e| !https(e)) {
+                    return Err(ConfigError::Invalid(format!(
+                        "deployment.etcd.endpoints: {endpoint} must be https:// when deployment.etcd.tls is set"
+                    )));
+                }
+                if tls.cert.is_some() != tls.key.is_some() {
+                    return Err(invalid(
+                        "deployment.etcd.tls: `cert` and `key` go together (the client certificate and its private key)",
+                    ));
+                }
+                if let Some(sni) = &tls.sni {
+                    ServerName::try_from(sni.as_str()).map_err(|_| {
+                        ConfigError::Invalid(format!("deployment.etcd.tls.sni: {sni:?} is not a valid server name"))
+                    })?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -104,6 +200,61 @@ pub struct AdminConfig {
     pub listen: String,
     #[serde(default)]
     pub keys: Vec<AdminKey>,
+    /// Serve the admin API over HTTPS only (and require client certificates
+    /// with `client_ca`).
+    #[serde(default)]
+    pub tls: Option<AdminTls>,
+    /// Source addresses allowed to use the admin API; others get 403.
+    /// Absent: every address. Bare addresses mean a single host.
+    #[serde(default, deserialize_with = "allow_list")]
+    pub allow: Option<Vec<IpNet>>,
+}
+
+/// `deployment.admin.tls`: PEM file paths, re-read when they change.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTls {
+    /// The admin API's certificate (chain).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA: the
+    /// handshake fails without one. The API key is still required.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+impl AdminTls {
+    pub fn files(&self) -> TlsFiles {
+        TlsFiles {
+            cert: Some(PemFile::new("deployment.admin.tls.cert", &self.cert)),
+            key: Some(PemFile::new("deployment.admin.tls.key", &self.key)),
+            ca: self
+                .client_ca
+                .as_ref()
+                .map(|p| PemFile::new("deployment.admin.tls.client_ca", p)),
+        }
+    }
+}
+
+/// `deployment.admin.allow`: CIDR blocks (`10.0.0.0/8`) or single addresses.
+fn allow_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<IpNet>>, D::Error> {
+    let entries = Option::<Vec<String>>::deserialize(deserializer)?;
+    entries
+        .map(|entries| entries.iter().map(|entry| parse_net(entry)).collect())
+        .transpose()
+        .map_err(serde::de::Error::custom)
+}
+
+fn parse_net(entry: &str) -> Result<IpNet, String> {
+    let entry = entry.trim();
+    let net = match entry.parse::<IpNet>() {
+        Ok(net) => net.trunc(),
+        Err(_) => entry.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+            format!("deployment.admin.allow: {entry:?} is neither a CIDR block (e.g. \"10.0.0.0/8\") nor an IP address")
+        })?,
+    };
+    Ok(net)
 }
 
 #[derive(Clone, Deserialize)]
@@ -161,7 +312,23 @@ impl Config {
             source,
         })?;
         config.check()?;
+        config.check_files()?;
         Ok(config)
+    }
+
+    /// Reads every certificate and key file the config names and checks it
+    /// (PEM parses, key matches certificate), so that a typo in a path stops
+    /// the gateway at once with the setting and the reason.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let d = &self.deployment;
+        if let Some(tls) = &d.etcd.tls {
+            tls.files().load()?;
+        }
+        let admin_tls = d.admin.as_ref().and_then(|a| a.tls.as_ref());
+        if let Some(tls) = admin_tls.filter(|_| d.role.serves_admin()) {
+            tls.files().load()?;
+        }
+        Ok(())
     }
 
     /// Semantic checks serde cannot express.
@@ -179,7 +346,13 @@ impl Config {
                     "deployment.admin.keys must hold at least one non-empty key: refusing to serve an unprotected admin API",
                 ));
             }
+            if admin.allow.as_ref().is_some_and(Vec::is_empty) {
+                return Err(invalid(
+                    "deployment.admin.allow is empty, which would refuse every client: list the allowed networks, or remove the key to allow all",
+                ));
+            }
         }
+        d.etcd.check_tls()?;
         if d.role.serves_traffic() && self.proxy.http_listen.is_empty() && self.proxy.https_listen.is_empty() {
             return Err(invalid("proxy.http_listen and proxy.https_listen are both empty"));
         }
@@ -268,5 +441,92 @@ proxy:
             key: "s3cret".into(),
         };
         assert!(!format!("{key:?}").contains("s3cret"));
+    }
+    #[test]
+    fn admin_tls_and_allow_list_parse() {
+        let config = parse(
+            r#"
+deployment:
+  admin:
+    keys: [{name: a, key: k}]
+    tls: {cert: /certs/tls.crt, key: /certs/tls.key, client_ca: /certs/ca.crt}
+    allow: ["127.0.0.0/8", "10.1.2.3/8", "192.168.1.7", "::1"]
+"#,
+        )
+        .expect("valid");
+        let admin = config.deployment.admin.expect("admin");
+        let tls = admin.tls.expect("tls");
+        assert_eq!(tls.client_ca.as_deref(), Some(Path::new("/certs/ca.crt")));
+        let allow: Vec<String> = admin.allow.expect("allow").iter().map(ToString::to_string).collect();
+        assert_eq!(allow, ["127.0.0.0/8", "10.0.0.0/8", "192.168.1.7/32", "::1/128"]);
+    }
+
+    #[test]
+    fn refuses_a_bad_or_empty_allow_list() {
+        let err = serde_yaml::from_str::<Config>("deployment: {admin: {keys: [{name: a, key: k}], allow: ['10.0.0.0/33']}}")
+            .expect_err("bad CIDR");
+        assert!(err.to_string().contains("\"10.0.0.0/33\" is neither a CIDR block"), "{err}");
+        let err = parse("deployment: {admin: {keys: [{name: a, key: k}], allow: []}}").expect_err("empty");
+        assert!(err.to_string().contains("deployment.admin.allow is empty"), "{err}");
+    }
+
+    #[test]
+    fn etcd_tls_and_https_endpoints_go_together() {
+        let err = parse("deployment: {role: data_plane, etcd: {endpoints: ['https://etcd:2379']}}").expect_err("no tls");
+        assert!(err.to_string().contains("https://etcd:2379 is https:// but deployment.etcd.tls is not set"), "{err}");
+        let err = parse("deployment: {role: data_plane, etcd: {endpoints: ['http://etcd:2379'], tls: {ca: /ca.crt}}}")
+            .expect_err("http with tls");
+        assert!(err.to_string().contains("http://etcd:2379 must be https://"), "{err}");
+        let err = parse("deployment: {role: data_plane, etcd: {endpoints: ['https://etcd:2379'], tls: {ca: /ca.crt, cert: /c.crt}}}")
+            .expect_err("cert without key");
+        assert!(err.to_string().contains("`cert` and `key` go together"), "{err}");
+        let err = parse("deployment: {role: data_plane, etcd: {endpoints: ['https://etcd:2379'], tls: {ca: /ca.crt, sni: 'bad name!'}}}")
+            .expect_err("bad sni");
+        assert!(err.to_string().contains("deployment.etcd.tls.sni"), "{err}");
+        let config = parse(
+            "deployment: {role: data_plane, etcd: {endpoints: ['https://127.0.0.1:2379'], tls: {ca: /ca.crt, cert: /c.crt, key: /c.key, sni: etcd}}}",
+        )
+        .expect("valid");
+        let files = config.deployment.etcd.tls.expect("tls").files();
+        assert_eq!(files.ca.expect("ca").setting, "deployment.etcd.tls.ca");
+    }
+
+    /// A config file naming certificate files written into `dir`.
+    fn load_with_files(dir: &Path, cert: &str, key: &str, ca: &str) -> Result<Config, ConfigError> {
+        for (name, pem) in [("tls.crt", cert), ("tls.key", key), ("ca.crt", ca)] {
+            std::fs::write(dir.join(name), pem).expect("write pem");
+        }
+        let d = dir.display();
+        let yaml = format!(
+            "deployment:\n  etcd:\n    endpoints: [\"https://127.0.0.1:2379\"]\n    tls: {{ca: {d}/ca.crt, cert: {d}/tls.crt, key: {d}/tls.key}}\n  admin:\n    keys: [{{name: a, key: k}}]\n    tls: {{cert: {d}/tls.crt, key: {d}/tls.key, client_ca: {d}/ca.crt}}\n"
+        );
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, yaml).expect("write config");
+        Config::load(&path)
+    }
+
+    #[test]
+    fn load_checks_the_certificate_files() {
+        use crate::x509::test_pki::TestCa;
+        let alg = &rcgen::PKCS_ECDSA_P256_SHA256;
+        let ca = TestCa::new("Config CA", alg);
+        let leaf = ca.leaf("admin", &["admin.test"], vec![], alg);
+        let other = ca.leaf("other", &["other.test"], vec![], alg);
+        let dir = tempfile::tempdir().expect("temp dir");
+
+        load_with_files(dir.path(), &leaf.cert, &leaf.key, &ca.cert_pem()).expect("valid files");
+
+        let err = load_with_files(dir.path(), &leaf.cert, &other.key, &ca.cert_pem()).expect_err("mismatch");
+        let msg = err.to_string();
+        assert!(msg.contains("deployment.etcd.tls.key") && msg.contains("not the private key"), "{msg}");
+
+        let err = load_with_files(dir.path(), &leaf.cert, &leaf.key, "not a pem").expect_err("bad CA");
+        let msg = err.to_string();
+        assert!(msg.contains("deployment.etcd.tls.ca") && msg.contains("ca.crt"), "{msg}");
+
+        std::fs::remove_file(dir.path().join("tls.key")).expect("remove key");
+        let path = dir.path().join("config.yaml");
+        let msg = Config::load(&path).expect_err("missing key").to_string();
+        assert!(msg.contains("tls.key") && msg.contains("cannot read"), "{msg}");
     }
 }

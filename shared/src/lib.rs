@@ -15,9 +15,17 @@
 //! * [`keys`]: the etcd key layout under the configured prefix;
 //! * [`store`] and [`watch`]: the etcd client wrapper and the list-then-watch
 //!   loop that keeps a [`state::ConfigState`] up to date;
-//! * [`config`]: the `config.yaml` file types.
+//! * [`cache`]: the last-known-good configuration on disk, served when a data
+//!   plane starts while etcd is unreachable;
+//! * [`config`]: the `config.yaml` file types;
+//! * [`certfile`]: certificates and keys named by path in `config.yaml`
+//!   (admin API TLS, etcd TLS), re-read when the files are rotated;
+//! * [`keyring`]: private keys sealed at rest with the operator's keyring.
 
+pub mod cache;
+pub mod certfile;
 pub mod config;
+pub mod keyring;
 pub mod keys;
 pub mod resource;
 pub mod schema;

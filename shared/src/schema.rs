@@ -21,8 +21,16 @@ use serde_json::{json, Value};
 use crate::resource::Kind;
 use crate::validate::ValidationError;
 
+mod identity;
+
 /// Names of the plugins this build knows.
-pub const PLUGINS: &[&str] = &["proxy-rewrite"];
+pub const PLUGINS: &[&str] = &[
+    "proxy-rewrite",
+    "mtls-auth",
+    "mtls-acl",
+    "client-cert-auth",
+    "forward-client-cert",
+];
 
 /// Methods a route may list (APISIX's set).
 pub const METHODS: &[&str] = &[
@@ -80,7 +88,13 @@ static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
     ssl: compile(&ssl_schema()),
     route: compile(&route_schema()),
     upstream: compile(&upstream_schema()),
-    plugins: BTreeMap::from([("proxy-rewrite", compile(&proxy_rewrite_schema()))]),
+    plugins: BTreeMap::from([
+        ("proxy-rewrite", compile(&proxy_rewrite_schema())),
+        ("mtls-auth", compile(&identity::mtls_auth_schema())),
+        ("mtls-acl", compile(&identity::mtls_acl_schema())),
+        ("client-cert-auth", compile(&identity::client_cert_auth_schema())),
+        ("forward-client-cert", compile(&identity::forward_client_cert_schema())),
+    ]),
 });
 
 fn compile(schema: &Value) -> Validator {
@@ -137,7 +151,7 @@ fn is_plain_name(name: &str) -> bool {
 /// short one-line strings as themselves, anything else (and anything under
 /// `key`/`keys`) as `value`.
 fn echo(path: &str, instance: &Value) -> String {
-    let secret = path == "key" || path.starts_with("keys");
+    let secret = path == "key" || path.starts_with("keys") || path.ends_with("client_key");
     match instance {
         Value::Number(_) | Value::Bool(_) | Value::Null => instance.to_string(),
         Value::String(s)
@@ -226,7 +240,10 @@ fn ssl_schema() -> Value {
                     "type": "array",
                     "items": {"type": "string", "minLength": 1, "maxLength": 4096},
                     "maxItems": 256
-                }
+                },
+                "crl": identity::crl_list_schema(),
+                "crl_mode": identity::crl_mode_schema(),
+                "unknown_status": identity::unknown_status_schema()
             },
             "required": ["ca"],
             "additionalProperties": false
@@ -318,7 +335,8 @@ fn upstream_schema() -> Value {
             "required": ["connect", "send", "read"],
             "additionalProperties": false
         },
-        "retries": {"type": "integer", "minimum": 0, "maximum": 100}
+        "retries": {"type": "integer", "minimum": 0, "maximum": 100},
+        "tls": upstream_tls_schema()
     });
     let mut schema = object(common_properties(), extra, &["nodes"]);
     if let Value::Object(map) = &mut schema {
@@ -329,6 +347,24 @@ fn upstream_schema() -> Value {
         map.insert("then".into(), json!({"required": ["upstream_host"]}));
     }
     schema
+}
+
+/// An upstream's `tls`. Which fields go together is a semantic check, with
+/// a precise message (`crate::validate`).
+fn upstream_tls_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "client_cert": pem_schema(),
+            "client_key": pem_schema(),
+            "client_cert_id": id_schema(),
+            "verify": {"type": "boolean"},
+            "ca": {"type": "string", "minLength": 1, "maxLength": 1048576},
+            "ca_id": id_schema(),
+            "sni": {"type": "string", "minLength": 1, "maxLength": 253}
+        },
+        "additionalProperties": false
+    })
 }
 
 /// APISIX `proxy-rewrite`: `uri`, `method`, `host`, and `headers` either as

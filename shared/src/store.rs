@@ -3,20 +3,34 @@
 //! Only the admin API writes. Every call is bounded by the configured request
 //! timeout, so an unreachable etcd surfaces as [`StoreError::Unavailable`]
 //! (HTTP 503 on the admin API) instead of a hang.
+//!
+//! With `deployment.etcd.tls` the client speaks TLS (and presents a client
+//! certificate to an etcd running `--client-cert-auth`); when those files
+//! are rotated, a new client replaces the old one and new calls use it
+//! (`tls`). [`Store::probe`] tells a refused TLS handshake from an etcd that
+//! is merely down (`probe`).
+
+mod probe;
+mod tls;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
-    WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, TlsOptions, Txn,
+    TxnOp, WatchOptions, WatchStream,
 };
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::certfile::{CertFileError, Reloading};
 use crate::config::EtcdConfig;
 use crate::keys::KeyLayout;
 use crate::resource::Kind;
+
+pub use probe::ProbeError;
 
 /// Why a store operation failed.
 #[derive(Debug, Error)]
@@ -71,20 +85,33 @@ impl From<&KeyValue> for RawEntry {
     }
 }
 
+/// Why [`Store::connect`] failed.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    /// The `deployment.etcd.tls` files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] CertFileError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// A cheap-to-clone handle on etcd.
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
+    /// Replaced when the TLS files are rotated; each call uses the newest.
+    client: Arc<ArcSwap<Client>>,
     layout: KeyLayout,
     endpoints: String,
     timeout: Duration,
+    /// Follows the TLS files for as long as any clone of the store lives.
+    _tls: Option<Reloading<TlsOptions>>,
 }
 
 impl Store {
     /// Prepares a client for the configured endpoints; etcd-client balances
     /// over (and fails over between) them. The connection itself is made
-    /// lazily, so this succeeds while etcd is down.
-    pub async fn connect(config: &EtcdConfig) -> Result<Store, StoreError> {
+    /// lazily, so this succeeds while etcd is down; see [`Store::probe`].
+    pub async fn connect(config: &EtcdConfig) -> Result<Store, ConnectError> {
         let timeout = config.request_timeout();
         let endpoints = config.endpoints.join(",");
         let options = ConnectOptions::new()
@@ -92,18 +119,59 @@ impl Store {
             .with_timeout(timeout)
             .with_keep_alive(Duration::from_secs(5), timeout)
             .with_keep_alive_while_idle(true);
-        let client = Client::connect(&config.endpoints, Some(options))
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| tls::follow(tls, timeout))
+            .transpose()?;
+        let first = match &tls {
+            Some(tls) => options.clone().with_tls(TlsOptions::clone(&tls.current())),
+            None => options.clone(),
+        };
+        let client = Client::connect(&config.endpoints, Some(first))
             .await
             .map_err(|e| StoreError::Unavailable {
                 endpoints: endpoints.clone(),
-                reason: e.to_string(),
+                reason: describe(&e),
             })?;
+        let client = Arc::new(ArcSwap::from_pointee(client));
+        if let Some(tls) = &tls {
+            tokio::spawn(tls::rotate(
+                config.endpoints.clone(),
+                options,
+                tls.subscribe(),
+                Arc::downgrade(&client),
+            ));
+        }
         Ok(Store {
             client,
             layout: KeyLayout::new(&config.prefix),
             endpoints,
             timeout,
+            _tls: tls,
         })
+    }
+
+    /// One bounded read, to find out at startup whether etcd accepts us.
+    /// [`ProbeError::is_fatal`] tells a refused TLS handshake or refused
+    /// credentials (which retrying cannot fix) from an etcd that is down.
+    pub async fn probe(&self) -> Result<(), ProbeError> {
+        let mut client = self.client();
+        let options = GetOptions::new().with_keys_only().with_limit(1);
+        let call = client.get(self.layout.root(), Some(options));
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(probe::classify(&self.endpoints, &err)),
+            Err(_) => Err(ProbeError::Unreachable {
+                endpoints: self.endpoints.clone(),
+                reason: format!("no answer within {:?}", self.timeout),
+            }),
+        }
+    }
+
+    /// The newest client (cheap: the client is a set of channel handles).
+    fn client(&self) -> Client {
+        Client::clone(&self.client.load())
     }
 
     pub fn layout(&self) -> &KeyLayout {
@@ -112,7 +180,7 @@ impl Store {
 
     pub async fn get(&self, kind: Kind, id: &str) -> Result<Option<Entry>, StoreError> {
         let key = self.layout.object(kind, id);
-        let mut client = self.client.clone();
+        let mut client = self.client();
         let resp = self.bounded(client.get(key, None)).await?;
         resp.kvs().first().map(|kv| self.entry(kind, kv)).transpose()
     }
@@ -120,7 +188,7 @@ impl Store {
     /// Every object of `kind`, ordered by key. Values that are not JSON
     /// objects are skipped with a logged warning.
     pub async fn list(&self, kind: Kind) -> Result<Vec<Entry>, StoreError> {
-        let mut client = self.client.clone();
+        let mut client = self.client();
         let options = GetOptions::new().with_prefix();
         let resp = self
             .bounded(client.get(self.layout.dir(kind), Some(options)))
@@ -141,7 +209,7 @@ impl Store {
 
     /// Writes unconditionally; says whether the object is new.
     pub async fn put(&self, kind: Kind, id: &str, value: &Value) -> Result<PutOutcome, StoreError> {
-        let mut client = self.client.clone();
+        let mut client = self.client();
         let options = PutOptions::new().with_prev_key();
         let resp = self
             .bounded(client.put(self.layout.object(kind, id), value.to_string(), Some(options)))
@@ -176,7 +244,7 @@ impl Store {
 
     /// Deletes; `false` when there was nothing to delete.
     pub async fn delete(&self, kind: Kind, id: &str) -> Result<bool, StoreError> {
-        let mut client = self.client.clone();
+        let mut client = self.client();
         let resp = self
             .bounded(client.delete(self.layout.object(kind, id), None))
             .await?;
@@ -185,7 +253,7 @@ impl Store {
 
     /// Every key under the prefix, with the revision they were read at.
     pub async fn load_all(&self) -> Result<Listing, StoreError> {
-        let mut client = self.client.clone();
+        let mut client = self.client();
         let options = GetOptions::new().with_prefix();
         let resp = self
             .bounded(client.get(self.layout.root(), Some(options)))
@@ -197,7 +265,7 @@ impl Store {
 
     /// Opens a watch on the whole prefix from `start_revision` (inclusive).
     pub async fn watch_from(&self, start_revision: i64) -> Result<WatchStream, StoreError> {
-        let mut client = self.client.clone();
+        let mut client = self.client();
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(start_revision)
@@ -212,7 +280,7 @@ impl Store {
     }
 
     async fn put_when(&self, compare: Compare, key: String, value: &Value) -> Result<bool, StoreError> {
-        let mut client = self.client.clone();
+        let mut client = self.client();
         let txn = Txn::new()
             .when([compare])
             .and_then([TxnOp::put(key, value.to_string(), None)]);
@@ -260,13 +328,13 @@ impl Store {
 }
 
 /// A one-line reason for an etcd error: the gRPC message rather than the
-/// status's debug dump, and the transport error's causes.
+/// status's debug dump, and the causes behind it.
 fn describe(err: &etcd_client::Error) -> String {
-    if let etcd_client::Error::GRpcStatus(status) = err {
-        return format!("{:?}: {}", status.code(), status.message());
-    }
-    let mut reason = err.to_string();
-    let mut source = std::error::Error::source(err);
+    let mut reason = match err {
+        etcd_client::Error::GRpcStatus(status) => format!("{:?}: {}", status.code(), status.message()),
+        other => other.to_string(),
+    };
+    let mut source = probe::inner(err).and_then(std::error::Error::source);
     while let Some(cause) = source {
         reason.push_str(": ");
         reason.push_str(&cause.to_string());

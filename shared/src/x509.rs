@@ -4,8 +4,10 @@
 //!
 //! Everything here works on X.509 **v1** certificates too: the walkthroughs'
 //! `openssl x509 -req` commands produce them, and rustls/webpki refuse to
-//! parse them, so nothing in this module goes through webpki.
+//! parse them, so no certificate in this module goes through webpki (CRLs
+//! do, see `crl`).
 
+mod crl;
 mod dn;
 mod key;
 #[cfg(test)]
@@ -26,6 +28,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
+pub use crl::{parse_crls, CrlSummary};
 pub use key::key_matches_cert;
 
 /// Why a PEM or certificate could not be used.
@@ -39,6 +42,8 @@ pub enum X509Error {
     Certificate(String),
     #[error("unsupported private key: {0}")]
     Key(String),
+    #[error("malformed CRL: {0}")]
+    Crl(String),
 }
 
 /// What an operator (and a `$ssl_client_*` variable) wants to know about a
@@ -134,13 +139,25 @@ pub fn describe_certs(pem: &str) -> Vec<CertSummary> {
         .collect()
 }
 
-/// Removes the private keys (`key`, `keys`) from an SSL object's JSON before
-/// it leaves the process. Works on the object itself, not on an
-/// `{"key": …, "value": …}` envelope.
+/// Removes the private keys from a stored object's JSON before it leaves the
+/// process: an SSL object's `key` and `keys`, an upstream's
+/// `tls.client_key`, a route's inline `upstream.tls.client_key`. Safe on any
+/// kind (routes and upstreams have no top-level `key`). Works on the object
+/// itself, not on an `{"key": …, "value": …}` envelope.
 pub fn redact(value: &mut Value) {
     if let Value::Object(map) = value {
         map.remove("key");
         map.remove("keys");
+        remove_client_key(map.get_mut("tls"));
+        if let Some(Value::Object(upstream)) = map.get_mut("upstream") {
+            remove_client_key(upstream.get_mut("tls"));
+        }
+    }
+}
+
+fn remove_client_key(tls: Option<&mut Value>) {
+    if let Some(Value::Object(tls)) = tls {
+        tls.remove("client_key");
     }
 }
 

@@ -11,6 +11,7 @@ use tempfile::TempDir;
 
 use crate::net::free_addr;
 use crate::process::Process;
+use crate::tls_setup::{utf8, EtcdServerTls};
 
 /// How long etcd may take to answer its health check.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,6 +25,8 @@ pub struct Etcd {
     client: SocketAddr,
     peer: SocketAddr,
     process: Option<Process>,
+    /// Set: client URLs are https:// and require client certificates.
+    tls: Option<EtcdServerTls>,
     // Last: the directory must outlive the process writing into it.
     dir: TempDir,
 }
@@ -31,6 +34,16 @@ pub struct Etcd {
 impl Etcd {
     /// Starts etcd and waits until it answers.
     pub async fn start() -> crate::Result<Etcd> {
+        Etcd::start_with(None).await
+    }
+
+    /// Starts etcd serving `https://` with `--client-cert-auth`, and waits
+    /// until it answers the harness's client certificate.
+    pub async fn start_tls(tls: EtcdServerTls) -> crate::Result<Etcd> {
+        Etcd::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<EtcdServerTls>) -> crate::Result<Etcd> {
         let dir = tempfile::Builder::new()
             .prefix("portcullis-etcd-")
             .tempdir()
@@ -39,6 +52,7 @@ impl Etcd {
             client: free_addr(),
             peer: free_addr(),
             process: None,
+            tls,
             dir,
         };
         for attempt in 1..=START_ATTEMPTS {
@@ -55,9 +69,10 @@ impl Etcd {
         unreachable!("the last attempt returns")
     }
 
-    /// `http://127.0.0.1:PORT`, the client URL.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS), the client URL.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.client)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.client)
     }
 
     /// SIGTERM, then waits for the exit.
@@ -82,6 +97,7 @@ impl Etcd {
             .arg(format!("--endpoints={}", self.endpoint()))
             .arg("--dial-timeout=3s")
             .arg("--command-timeout=10s")
+            .args(self.etcdctl_tls_args()?)
             .args(args)
             .output()
             .context("cannot run etcdctl (run ./scripts/deps to install etcd-client)")?;
@@ -94,6 +110,18 @@ impl Etcd {
             );
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// `--cacert`, `--cert`, `--key` for a TLS etcd.
+    fn etcdctl_tls_args(&self) -> crate::Result<Vec<String>> {
+        let Some(tls) = &self.tls else {
+            return Ok(Vec::new());
+        };
+        Ok(vec![
+            format!("--cacert={}", utf8(&tls.ca)?),
+            format!("--cert={}", utf8(&tls.client_cert)?),
+            format!("--key={}", utf8(&tls.client_key)?),
+        ])
     }
 
     /// The current revision of the store.
@@ -137,10 +165,27 @@ impl Etcd {
             // Quick single-node elections keep restarts fast.
             .arg("--heartbeat-interval=50")
             .arg("--election-timeout=500");
+        if let Some(tls) = &self.tls {
+            cmd.arg("--client-cert-auth")
+                .arg(format!("--trusted-ca-file={}", utf8(&tls.ca)?))
+                .arg(format!("--cert-file={}", utf8(&tls.cert)?))
+                .arg(format!("--key-file={}", utf8(&tls.key)?));
+        }
         let mut process = Process::spawn("etcd", cmd, &self.log_path())
             .context("cannot start etcd (run ./scripts/deps to install etcd-server)")?;
         let client = self.client;
-        let ready = process.wait_ready(READY_TIMEOUT, || healthy(client)).await;
+        let tls = self.tls.clone();
+        let ready = process
+            .wait_ready(READY_TIMEOUT, || {
+                let tls = tls.clone();
+                async move {
+                    match tls {
+                        Some(tls) => healthy_tls(client, &tls),
+                        None => healthy(client).await,
+                    }
+                }
+            })
+            .await;
         self.process = Some(process);
         if let Err(e) = ready {
             self.stop().await;
@@ -155,6 +200,17 @@ async fn healthy(client: SocketAddr) -> bool {
     let health = crate::http::send(client, Method::GET, "/health", &[], None).await;
     matches!(health, Ok(reply) if reply.status == 200
         && String::from_utf8_lossy(&reply.body).contains(r#""health":"true""#))
+}
+
+/// Whether a TLS etcd on `client` answers its health check to the
+/// harness's client certificate.
+fn healthy_tls(client: SocketAddr, tls: &EtcdServerTls) -> bool {
+    let (Ok(ca), Ok(cert), Ok(key)) = (utf8(&tls.ca), utf8(&tls.client_cert), utf8(&tls.client_key)) else {
+        return false;
+    };
+    let url = format!("https://{client}/health");
+    let health = crate::curl(&[&url, "--cacert", ca, "--cert", cert, "--key", key, "-m", "2"]);
+    matches!(health, Ok(reply) if reply.status == 200 && reply.body.contains(r#""health":"true""#))
 }
 
 /// The last lines of a log, enough to see why a process failed.

@@ -13,6 +13,7 @@ use crate::admin::AdminClient;
 use crate::etcd::{tail, Etcd};
 use crate::net::{accepts, free_addr};
 use crate::process::Process;
+use crate::tls_setup::{AdminTlsFiles, EtcdClientTls};
 
 /// How long the gateway may take to open its listeners.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,6 +35,13 @@ pub struct GatewayOptions {
     pub fallback_sni: Option<String>,
     /// Default `test-admin-key`.
     pub admin_key: String,
+    /// `deployment.etcd.tls` (the etcd must then be started with TLS).
+    pub etcd_tls: Option<EtcdClientTls>,
+    /// `deployment.admin.tls`: the admin API is then HTTPS only, and
+    /// [`Gateway::admin`] (plain HTTP) cannot reach it; use curl.
+    pub admin_tls: Option<AdminTlsFiles>,
+    /// `deployment.admin.allow`; `None` leaves it out (every address).
+    pub admin_allow: Option<Vec<String>>,
 }
 
 impl Default for GatewayOptions {
@@ -44,6 +52,9 @@ impl Default for GatewayOptions {
             prefix: format!("/portcullis-test-{}-{n}", std::process::id()),
             fallback_sni: None,
             admin_key: "test-admin-key".to_owned(),
+            etcd_tls: None,
+            admin_tls: None,
+            admin_allow: None,
         }
     }
 }
@@ -266,12 +277,16 @@ fn render_config(opts: &GatewayOptions, etcd_endpoint: &str, ports: Ports) -> St
         etcd = q(etcd_endpoint),
         prefix = q(&opts.prefix),
     );
+    if let Some(tls) = &opts.etcd_tls {
+        yaml += &etcd_tls_yaml(tls);
+    }
     if opts.role != "data_plane" {
         yaml += &format!(
             "  admin:\n    listen: {listen}\n    keys:\n      - name: admin\n        key: {key}\n",
             listen = q(&ports.admin.to_string()),
             key = q(&opts.admin_key),
         );
+        yaml += &admin_access_yaml(opts);
     }
     yaml += &format!(
         "proxy:\n  http_listen: [{http}]\n  https_listen: [{https}]\n  worker_threads: 2\n",
@@ -280,6 +295,36 @@ fn render_config(opts: &GatewayOptions, etcd_endpoint: &str, ports: Ports) -> St
     );
     if let Some(sni) = &opts.fallback_sni {
         yaml += &format!("  fallback_sni: {}\n", q(sni));
+    }
+    yaml
+}
+
+fn yaml_path(path: &Path) -> String {
+    serde_json::Value::from(path.to_string_lossy()).to_string()
+}
+
+/// `    tls: {...}` under `deployment.etcd`.
+fn etcd_tls_yaml(tls: &EtcdClientTls) -> String {
+    let mut fields = vec![format!("ca: {}", yaml_path(&tls.ca))];
+    fields.extend(tls.cert.as_deref().map(|p| format!("cert: {}", yaml_path(p))));
+    fields.extend(tls.key.as_deref().map(|p| format!("key: {}", yaml_path(p))));
+    fields.extend(tls.sni.as_deref().map(|s| format!("sni: {}", serde_json::Value::from(s))));
+    format!("    tls: {{{}}}\n", fields.join(", "))
+}
+
+/// `tls` and `allow` under `deployment.admin`.
+fn admin_access_yaml(opts: &GatewayOptions) -> String {
+    let mut yaml = String::new();
+    if let Some(tls) = &opts.admin_tls {
+        let mut fields = vec![
+            format!("cert: {}", yaml_path(&tls.cert)),
+            format!("key: {}", yaml_path(&tls.key)),
+        ];
+        fields.extend(tls.client_ca.as_deref().map(|p| format!("client_ca: {}", yaml_path(p))));
+        yaml += &format!("    tls: {{{}}}\n", fields.join(", "));
+    }
+    if let Some(allow) = &opts.admin_allow {
+        yaml += &format!("    allow: {}\n", serde_json::Value::from(allow.clone()));
     }
     yaml
 }

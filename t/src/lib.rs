@@ -16,6 +16,7 @@ mod http;
 mod net;
 pub mod pki;
 mod process;
+pub mod tls_setup;
 mod wait;
 
 pub use admin::{AdminClient, AdminResponse};

@@ -40,6 +40,24 @@ impl Ca {
         }
     }
 
+    /// An intermediate CA signed by this one. Its `cert_pem` is its own
+    /// certificate only; see [`Leaf::with_chain`] to send it along a leaf.
+    pub fn intermediate(&self, cn: &str) -> Ca {
+        let key = KeyPair::generate().expect("generate an intermediate key");
+        let mut params = base_params(cn, &[]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign an intermediate");
+        Ca {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
     /// A server certificate (serverAuth) for `cn` with DNS `sans`.
     pub fn server(&self, cn: &str, sans: &[&str]) -> Leaf {
         self.sign(cn, sans, ExtendedKeyUsagePurpose::ServerAuth)
@@ -86,6 +104,19 @@ fn base_params(cn: &str, sans: &[&str]) -> CertificateParams {
 }
 
 impl Leaf {
+    /// The same leaf with `chain` (intermediates, leaf-most first) appended to
+    /// its certificate PEM, as a client sends it.
+    pub fn with_chain(&self, chain: &[&Ca]) -> Leaf {
+        let mut cert_pem = self.cert_pem.clone();
+        for ca in chain {
+            cert_pem.push_str(&ca.cert_pem);
+        }
+        Leaf {
+            cert_pem,
+            key_pem: self.key_pem.clone(),
+        }
+    }
+
     /// Writes `name.crt` and `name.key` into `dir`; returns their paths.
     pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         let cert = dir.join(format!("{name}.crt"));

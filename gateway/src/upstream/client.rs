@@ -1,11 +1,14 @@
-//! The one HTTP client every upstream request goes through: pooled
-//! keep-alive connections (keyed by scheme, host and port), plain TCP for
-//! `scheme: http`, rustls with the webpki roots and full verification for
-//! `scheme: https`. Upstream requests are HTTP/1.1, as nginx sends them.
+//! The HTTP clients upstream requests go through, one per TLS profile
+//! ([`super::pools`]), each with its own pool of keep-alive connections
+//! (keyed by scheme, host and port within the profile): plain TCP for
+//! `scheme: http`; for `scheme: https`, rustls configured from the
+//! upstream's `tls` (client certificate, trust anchors, server name) and
+//! offering h2 and http/1.1 by ALPN. Requests are HTTP/1.1 unless the
+//! upstream picks h2.
 //!
 //! Timeouts, per upstream (nginx `proxy_*_timeout` semantics):
-//! * `connect` bounds establishing the TCP connection. The pool is shared
-//!   while the timeout is not, so it travels with the request in a
+//! * `connect` bounds establishing the connection, TLS handshake included.
+//!   The pool is shared while the timeout is not, so it travels with the request in a
 //!   task-local the connector reads when it starts connecting (hyper-util
 //!   starts connecting on the requesting task; were that to change, connects
 //!   would fall back to [`DEFAULT_CONNECT_TIMEOUT`], never to none);
@@ -17,19 +20,20 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector};
+use hyper_rustls::{ConfigBuilderExt as _, FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
 use shared::validate::Timeouts;
 use thiserror::Error;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::body::AttemptBody;
@@ -58,6 +62,10 @@ pub(crate) enum SendError {
     ReadTimeout(Duration),
     #[error("request failed: {0}")]
     Failed(String),
+    /// The upstream's TLS profile could not be built (e.g. its
+    /// `tls.client_cert_id` names a missing SSL object): nothing is sent.
+    #[error("upstream TLS unavailable: {0}")]
+    TlsUnavailable(Arc<str>),
 }
 
 impl SendError {
@@ -75,29 +83,42 @@ impl SendError {
     }
 }
 
-/// The shared upstream client. Cloning shares the pool.
-#[derive(Clone)]
+/// The client of one TLS profile, and its connection pool.
 pub(crate) struct UpstreamClient {
-    inner: Client<HttpsConnector<TimedConnector>, AttemptBody>,
+    inner: Client<TimedConnector<HttpsConnector<HttpConnector>>, AttemptBody>,
 }
 
 impl UpstreamClient {
-    pub(crate) fn new() -> UpstreamClient {
-        let mut tcp = HttpConnector::new();
-        // The TLS layer above handles https:// URIs.
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_keepalive(Some(TCP_KEEPALIVE));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config())
+    /// For `scheme: http` (an `https://` URI would get the webpki roots and
+    /// no client certificate, but targets never send one here).
+    pub(crate) fn plain() -> UpstreamClient {
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(default_tls_config())
             .https_or_http()
             .enable_http1()
-            .wrap_connector(TimedConnector { inner: tcp });
+            .wrap_connector(tcp_connector());
+        UpstreamClient::with_connector(https)
+    }
+
+    /// For one `scheme: https` profile: `config` as built from it (no ALPN
+    /// yet), `server_name` sent and verified instead of each node's host.
+    pub(crate) fn tls(config: ClientConfig, server_name: Option<ServerName<'static>>) -> Self {
+        let mut builder = HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only();
+        if let Some(name) = server_name {
+            builder = builder.with_server_name_resolver(FixedServerNameResolver::new(name));
+        }
+        let https = builder.enable_all_versions().wrap_connector(tcp_connector());
+        UpstreamClient::with_connector(https)
+    }
+
+    fn with_connector(https: HttpsConnector<HttpConnector>) -> UpstreamClient {
         let inner = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .build(https);
+            .build(TimedConnector { inner: https });
         UpstreamClient { inner }
     }
 
@@ -132,7 +153,16 @@ impl UpstreamClient {
     }
 }
 
-fn tls_config() -> ClientConfig {
+fn tcp_connector() -> HttpConnector {
+    let mut tcp = HttpConnector::new();
+    // The TLS layer above handles https:// URIs.
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_keepalive(Some(TCP_KEEPALIVE));
+    tcp
+}
+
+fn default_tls_config() -> ClientConfig {
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     ClientConfig::builder_with_provider(provider.into())
         .with_safe_default_protocol_versions()
@@ -187,24 +217,31 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 #[error("connect timed out after {0:?}")]
 struct ConnectTimedOut(Duration);
 
-/// A TCP connector bounded by the connect timeout in scope.
+/// A connector (TCP, then TLS for `https`) bounded by the connect timeout
+/// in scope.
 #[derive(Clone)]
-pub(crate) struct TimedConnector {
-    inner: HttpConnector,
+pub(crate) struct TimedConnector<C> {
+    inner: C,
 }
 
-type Connecting = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send>>;
+type Connecting<R> = Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send>>;
 
-impl tower_service::Service<Uri> for TimedConnector {
-    type Response = TokioIo<TcpStream>;
+impl<C> tower_service::Service<Uri> for TimedConnector<C>
+where
+    C: tower_service::Service<Uri>,
+    C::Response: Send + 'static,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+{
+    type Response = C::Response;
     type Error = BoxError;
-    type Future = Connecting;
+    type Future = Connecting<C::Response>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, dst: Uri) -> Connecting {
+    fn call(&mut self, dst: Uri) -> Connecting<C::Response> {
         let limit = CONNECT_TIMEOUT
             .try_with(|t| *t)
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT);

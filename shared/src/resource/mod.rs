@@ -7,8 +7,8 @@ mod ssl;
 mod upstream;
 
 pub use route::Route;
-pub use ssl::{ClientSettings, Ssl, SslType};
-pub use upstream::{Node, Nodes, PassHost, Scheme, Timeout, Upstream};
+pub use ssl::{ClientSettings, CrlMode, Ssl, SslType, UnknownStatus};
+pub use upstream::{Node, Nodes, PassHost, Scheme, Timeout, Upstream, UpstreamTls};
 
 use std::fmt;
 

@@ -60,6 +60,38 @@ pub struct ClientSettings {
     /// Paths that may be served without a verified client certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_mtls_uri_regex: Option<Vec<String>>,
+    /// Certificate revocation lists, PEM (`X509 CRL`; an entry may hold
+    /// several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_mode: Option<CrlMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_status: Option<UnknownStatus>,
+}
+
+/// How much of a client's chain the CRLs are checked against (`crl_mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrlMode {
+    /// Every certificate of the chain, and a CRL past its `nextUpdate` is an
+    /// error (nginx `ssl_crl`).
+    #[default]
+    Strict,
+    /// The client's own certificate only, and a CRL past its `nextUpdate`
+    /// still counts.
+    LeafOnly,
+}
+
+/// What happens to a certificate whose issuer published no CRL
+/// (`unknown_status`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownStatus {
+    Allow,
+    /// Refused, as nginx does.
+    #[default]
+    Deny,
 }
 
 fn enabled() -> u8 {

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// An upstream (APISIX `upstreams`, or inline in a route).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -27,6 +28,9 @@ pub struct Upstream {
     pub timeout: Option<Timeout>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// TLS towards `scheme: https` nodes: client identity, trust, SNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_time: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,6 +87,68 @@ pub struct Timeout {
     pub connect: f64,
     pub send: f64,
     pub read: f64,
+}
+
+/// `tls` of an upstream. The client identity is either inline
+/// (`client_cert` + `client_key`) or an SSL object of `type: client`
+/// (`client_cert_id`); the trust roots are the webpki roots by default,
+/// `ca` (PEM) or the `client.ca` of the SSL object `ca_id`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct UpstreamTls {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    /// The private key, PEM. Never returned by the admin API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_id"
+    )]
+    pub client_cert_id: Option<String>,
+    /// Verify the upstream's certificate (default `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_id"
+    )]
+    pub ca_id: Option<String>,
+    /// The server name sent and verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+}
+
+impl fmt::Debug for UpstreamTls {
+    /// Never prints the private key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("client_cert", &self.client_cert.as_ref().map(|_| "<PEM>"))
+            .field("client_key", &self.client_key.as_ref().map(|_| "<redacted>"))
+            .field("client_cert_id", &self.client_cert_id)
+            .field("verify", &self.verify)
+            .field("ca", &self.ca.as_ref().map(|_| "<PEM>"))
+            .field("ca_id", &self.ca_id)
+            .field("sni", &self.sni)
+            .finish()
+    }
+}
+
+/// An object id given as a string or, as APISIX allows, an integer.
+fn optional_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    Ok(Option::<Id>::deserialize(deserializer)?.map(|id| match id {
+        Id::Text(text) => text,
+        Id::Number(n) => n.to_string(),
+    }))
 }
 
 fn one() -> u32 {

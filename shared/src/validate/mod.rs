@@ -9,8 +9,11 @@
 //! still referenced?) are not here: they need the store, and the admin API
 //! makes them.
 
+mod client_cert_auth;
 mod error;
 mod pattern;
+mod plugins;
+mod revocation;
 mod route;
 mod ssl;
 mod upstream;
@@ -20,11 +23,17 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use client_cert_auth::{
+    CertEncoding, CertHeader, ClientCertAuth, Requirement, CLIENT_CERT_AUTH,
+};
 pub use error::ValidationError;
 pub use pattern::{normalize_host, HostPattern, UriPattern};
+pub use revocation::Revocation;
 pub use route::{UpstreamRef, ValidRoute};
 pub use ssl::{CertKeyPair, ClientAuth, TlsVersion, ValidSsl};
-pub use upstream::{Timeouts, UpstreamNode, ValidUpstream};
+pub use upstream::{
+    ClientIdentity, Timeouts, Trust, UpstreamNode, UpstreamTlsPolicy, ValidUpstream,
+};
 
 use crate::resource::Kind;
 

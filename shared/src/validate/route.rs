@@ -38,6 +38,7 @@ pub(super) fn validate(id: &str, value: &Value) -> Result<ValidRoute, Validation
     let uris = uris(&spec)?;
     let hosts = hosts(&spec)?;
     let upstream = upstream_ref(&spec, value)?;
+    super::plugins::check(&spec.plugins)?;
     let mut methods: Vec<String> = spec
         .methods
         .iter()

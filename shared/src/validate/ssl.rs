@@ -9,6 +9,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::revocation::{revocation, Revocation, RevocationSpec};
 use super::{deserialize, HostPattern, ValidationError};
 use crate::resource::{ClientSettings, Ssl, SslType};
 use crate::x509::{self, CertSummary};
@@ -60,6 +61,8 @@ pub struct ClientAuth {
     /// Compiled `skip_mtls_uri_regex`; `None` when absent or empty, which
     /// means a certificate is required at the handshake.
     pub skip_mtls_uri_regex: Option<RegexSet>,
+    /// From `crl`, `crl_mode`, `unknown_status`; `None` without `crl`.
+    pub revocation: Option<Revocation>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,11 +236,23 @@ fn client_auth(
     }
     let skip_mtls_uri_regex =
         skip_regexes(settings.skip_mtls_uri_regex.as_deref().unwrap_or_default())?;
+    let revocation = revocation(
+        "client",
+        RevocationSpec {
+            crl: settings.crl.as_deref(),
+            mode: settings.crl_mode,
+            unknown_status: settings.unknown_status,
+        },
+    )?;
+    for stale in revocation.iter().flat_map(|r| r.stale_crls(notes.now)) {
+        notes.warnings.push(format!("client.crl: {stale}"));
+    }
     Ok(ClientAuth {
         ca,
         ca_summaries,
         depth,
         skip_mtls_uri_regex,
+        revocation,
     })
 }
 

@@ -1,5 +1,7 @@
 //! Upstreams: nodes parsed into `host`/`port`/`weight`, timeouts into
-//! durations.
+//! durations, `tls` into the policy for `https` nodes ([`tls`]).
+
+mod tls;
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
@@ -8,6 +10,8 @@ use serde_json::Value;
 
 use super::{deserialize, pattern, ValidationError};
 use crate::resource::{Nodes, PassHost, Scheme, Timeout, Upstream};
+
+pub use tls::{ClientIdentity, Trust, UpstreamTlsPolicy};
 
 /// A validated upstream.
 #[derive(Debug)]
@@ -24,6 +28,8 @@ pub struct ValidUpstream {
     pub timeouts: Timeouts,
     /// Extra attempts on another node after a connect failure.
     pub retries: u32,
+    /// `Some` exactly for `scheme: https`.
+    pub tls: Option<UpstreamTlsPolicy>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +93,7 @@ pub(super) fn validate(id: Option<&str>, value: &Value) -> Result<ValidUpstream,
             "is required when pass_host is \"rewrite\"",
         ));
     }
+    let tls = tls::validate(&spec, upstream_host.as_deref())?;
     let timeouts = spec.timeout.map(timeouts).transpose()?.unwrap_or_default();
     let retries = spec
         .retries
@@ -99,6 +106,7 @@ pub(super) fn validate(id: Option<&str>, value: &Value) -> Result<ValidUpstream,
         nodes,
         timeouts,
         retries,
+        tls,
         spec,
     })
 }

@@ -1,0 +1,262 @@
+//! TLS profiles: everything that decides how a connection to an `https`
+//! upstream is made (client identity, trust anchors, server name), resolved
+//! against the SSL objects that `tls.client_cert_id` and `tls.ca_id` name.
+//!
+//! A profile's [`ProfileKey`] is its identity for connection pooling: two
+//! upstreams share pooled connections only when their keys are equal, so
+//! two routes presenting different client certificates to the same host
+//! never share a connection.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hyper_rustls::ConfigBuilderExt as _;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ResolvesClientCert;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use shared::resource::SslType;
+use shared::validate::{ClientIdentity, Trust, UpstreamTlsPolicy, ValidSsl};
+
+/// The SSL objects of the configuration being built, by id.
+pub(crate) type SslObjects = BTreeMap<String, Arc<ValidSsl>>;
+
+/// What makes two upstream TLS connections interchangeable. Compared in
+/// full (certificates as DER), never by a digest, so that distinct profiles
+/// can never collide.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ProfileKey {
+    /// `scheme: http`.
+    Plain,
+    Tls {
+        /// The certificate chain of each client key pair.
+        identity: Vec<Vec<CertificateDer<'static>>>,
+        trust: TrustKey,
+        /// `None`: each node's host.
+        server_name: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum TrustKey {
+    Off,
+    WebPki,
+    Anchors(Vec<CertificateDer<'static>>),
+}
+
+/// A resolved TLS profile, ready to become a rustls `ClientConfig`.
+pub(crate) struct TlsProfile {
+    identity: Vec<IdentityPair>,
+    trust: TrustKey,
+    server_name: Option<ServerName<'static>>,
+}
+
+struct IdentityPair {
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl TlsProfile {
+    /// Resolves `policy`'s references against `ssls`. The error says which
+    /// reference is broken; the upstream then answers 502 with it.
+    pub(crate) fn resolve(policy: &UpstreamTlsPolicy, ssls: &SslObjects) -> Result<Self, String> {
+        let identity = match &policy.identity {
+            None => Vec::new(),
+            Some(ClientIdentity::Inline(pair)) => vec![IdentityPair {
+                chain: pair.chain.clone(),
+                key: Arc::clone(&pair.key),
+            }],
+            Some(ClientIdentity::SslObject(id)) => client_ssl(id, ssls)?
+                .pairs
+                .iter()
+                .map(|pair| IdentityPair {
+                    chain: pair.chain.clone(),
+                    key: Arc::clone(&pair.key),
+                })
+                .collect(),
+        };
+        let trust = match &policy.trust {
+            Trust::Off => TrustKey::Off,
+            Trust::WebPki => TrustKey::WebPki,
+            Trust::Pem(anchors) => TrustKey::Anchors(anchors.clone()),
+            Trust::SslObject(id) => TrustKey::Anchors(ca_of(id, ssls)?),
+        };
+        let server_name = policy
+            .server_name
+            .as_deref()
+            .map(|name| {
+                ServerName::try_from(name.to_owned())
+                    .map_err(|_| format!("tls server name {name:?} is not a DNS name or IP address"))
+            })
+            .transpose()?;
+        Ok(TlsProfile {
+            identity,
+            trust,
+            server_name,
+        })
+    }
+
+    pub(crate) fn key(&self) -> ProfileKey {
+        ProfileKey::Tls {
+            identity: self.identity.iter().map(|pair| pair.chain.clone()).collect(),
+            trust: self.trust.clone(),
+            server_name: self.server_name.as_ref().map(|name| name.to_str().into_owned()),
+        }
+    }
+
+    /// The fixed server name, if the profile overrides each node's host.
+    pub(crate) fn server_name(&self) -> Option<&ServerName<'static>> {
+        self.server_name.as_ref()
+    }
+
+    /// The rustls configuration for this profile (ALPN is left to the
+    /// connector, which offers h2 and http/1.1).
+    pub(crate) fn client_config(
+        &self,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<ClientConfig, String> {
+        let builder = ClientConfig::builder_with_provider(Arc::clone(provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS versions: {e}"))?;
+        let builder = match &self.trust {
+            TrustKey::Off => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyServerCert {
+                    algs: provider.signature_verification_algorithms,
+                })),
+            TrustKey::WebPki => builder.with_webpki_roots(),
+            TrustKey::Anchors(anchors) => builder.with_root_certificates(root_store(anchors)?),
+        };
+        if self.identity.is_empty() {
+            return Ok(builder.with_no_client_auth());
+        }
+        let keys = self
+            .identity
+            .iter()
+            .map(|pair| certified_key(pair, provider))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(builder.with_client_cert_resolver(Arc::new(ClientIdentityResolver { keys })))
+    }
+}
+
+/// `client_cert_id`: an enabled SSL object of `type: client`.
+fn client_ssl<'a>(id: &str, ssls: &'a SslObjects) -> Result<&'a ValidSsl, String> {
+    let ssl = ssls.get(id).ok_or_else(|| {
+        format!("tls.client_cert_id names SSL object {id}, which does not exist (or is invalid)")
+    })?;
+    if ssl.kind != SslType::Client {
+        return Err(format!(
+            "tls.client_cert_id names SSL object {id}, which is not of type \"client\""
+        ));
+    }
+    if !ssl.enabled {
+        return Err(format!(
+            "tls.client_cert_id names SSL object {id}, which is disabled (status 0)"
+        ));
+    }
+    Ok(ssl)
+}
+
+/// `ca_id`: the `client.ca` of that SSL object.
+fn ca_of(id: &str, ssls: &SslObjects) -> Result<Vec<CertificateDer<'static>>, String> {
+    let ssl = ssls.get(id).ok_or_else(|| {
+        format!("tls.ca_id names SSL object {id}, which does not exist (or is invalid)")
+    })?;
+    ssl.client
+        .as_ref()
+        .map(|client| client.ca.clone())
+        .ok_or_else(|| format!("tls.ca_id names SSL object {id}, which has no client.ca"))
+}
+
+fn root_store(anchors: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, String> {
+    let mut store = RootCertStore::empty();
+    for (i, anchor) in anchors.iter().enumerate() {
+        store
+            .add(anchor.clone())
+            .map_err(|e| format!("CA certificate #{i} cannot be a trust anchor: {e}"))?;
+    }
+    Ok(Arc::new(store))
+}
+
+/// Loaded with `CertifiedKey::new`, which (unlike `from_der`) does not parse
+/// the certificate with webpki, so X.509 v1 client certificates work; the
+/// key was matched to the certificate when the object was validated.
+fn certified_key(
+    pair: &IdentityPair,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, String> {
+    let key = provider
+        .key_provider
+        .load_private_key(pair.key.clone_key())
+        .map_err(|e| format!("the client key cannot be used: {e}"))?;
+    Ok(Arc::new(CertifiedKey::new(pair.chain.clone(), key)))
+}
+
+/// Presents the first client certificate whose key can sign with a scheme
+/// the upstream accepts (RSA and ECDSA identities side by side).
+#[derive(Debug)]
+struct ClientIdentityResolver {
+    keys: Vec<Arc<CertifiedKey>>,
+}
+
+impl ResolvesClientCert for ClientIdentityResolver {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.keys
+            .iter()
+            .find(|key| key.key.choose_scheme(sigschemes).is_some())
+            .cloned()
+    }
+
+    fn has_certs(&self) -> bool {
+        !self.keys.is_empty()
+    }
+}
+
+/// `verify: false`: any server certificate is accepted. The handshake
+/// signature is still checked against the presented certificate's key (v1
+/// certificates included), so the peer at least holds that key.
+#[derive(Debug)]
+struct AnyServerCert {
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crate::tls::signature::verify_tls12(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crate::tls::signature::verify_tls13(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}

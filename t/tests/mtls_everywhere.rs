@@ -1,0 +1,378 @@
+//! mTLS everywhere: gateway ↔ etcd and operator ↔ admin API mutually
+//! authenticated with certificates from one test PKI (separate certificates
+//! for the etcd server, the gateway as etcd client, the admin server and the
+//! operator), and certificate files rotated under a running gateway the way
+//! the kubelet rotates a cert-manager Secret.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use harness::fixtures::{curl_http, eventually_status, plain_route, CertFacts};
+use harness::pki::{Ca, Leaf};
+use harness::tls_setup::{
+    served_cert, AdminTlsFiles, EtcdClientTls, EtcdServerTls, SecretDir,
+};
+use harness::{curl, wait_until, CurlOutput, EchoServer, Etcd, Gateway, GatewayOptions};
+use serde_json::Value;
+use tempfile::TempDir;
+
+const API_KEY: &str = "test-admin-key";
+/// Rotated files are polled every second; allow for a slow CI machine.
+const ROTATION_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One CA and every certificate of the architecture, as files.
+struct Pki {
+    ca: Ca,
+    dir: TempDir,
+    operator: (PathBuf, PathBuf),
+}
+
+impl Pki {
+    fn new() -> harness::Result<Pki> {
+        let ca = Ca::new("mTLS Everywhere CA");
+        let dir = tempfile::Builder::new().prefix("portcullis-mtls-").tempdir()?;
+        std::fs::write(dir.path().join("ca.crt"), &ca.cert_pem)?;
+        ca.server("etcd", &["etcd", "127.0.0.1"]).write(dir.path(), "etcd-server");
+        ca.client("harness").write(dir.path(), "etcd-harness");
+        ca.client("gateway").write(dir.path(), "gateway-etcd");
+        ca.server("admin", &["admin.test", "127.0.0.1"]).write(dir.path(), "admin-server");
+        let operator = ca.client("operator").write(dir.path(), "operator");
+        Ok(Pki { ca, dir, operator })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// etcd with `--client-cert-auth`, trusting the CA.
+    fn etcd_server(&self) -> EtcdServerTls {
+        EtcdServerTls {
+            ca: self.path("ca.crt"),
+            cert: self.path("etcd-server.crt"),
+            key: self.path("etcd-server.key"),
+            client_cert: self.path("etcd-harness.crt"),
+            client_key: self.path("etcd-harness.key"),
+        }
+    }
+
+    /// The gateway's `deployment.etcd.tls`, verifying etcd as `etcd`.
+    fn gateway_etcd(&self) -> EtcdClientTls {
+        EtcdClientTls {
+            ca: self.path("ca.crt"),
+            cert: Some(self.path("gateway-etcd.crt")),
+            key: Some(self.path("gateway-etcd.key")),
+            sni: Some("etcd".to_owned()),
+        }
+    }
+
+    /// The gateway's `deployment.admin.tls`, requiring client certificates.
+    fn admin_tls(&self) -> AdminTlsFiles {
+        AdminTlsFiles {
+            cert: self.path("admin-server.crt"),
+            key: self.path("admin-server.key"),
+            client_ca: Some(self.path("ca.crt")),
+        }
+    }
+
+    /// curl to the HTTPS admin API, verifying it with the CA; presenting
+    /// the operator's certificate when `with_cert`.
+    fn admin(&self, gw: &Gateway, call: AdminCall<'_>) -> harness::Result<CurlOutput> {
+        let url = format!("https://127.0.0.1:{}{}", gw.admin_addr().port(), call.path);
+        let ca = self.path("ca.crt");
+        let mut args = vec![url.as_str(), "-X", call.method, "--cacert", utf8(&ca)];
+        if call.with_cert {
+            args.extend(["--cert", utf8(&self.operator.0), "--key", utf8(&self.operator.1)]);
+        }
+        let header = call.api_key.map(|key| format!("X-API-KEY: {key}"));
+        if let Some(header) = &header {
+            args.extend(["-H", header]);
+        }
+        if let Some(body) = call.body {
+            args.extend(["-H", "Content-Type: application/json", "-d", body]);
+        }
+        curl(&args)
+    }
+}
+
+/// One admin API call over curl.
+struct AdminCall<'a> {
+    method: &'a str,
+    path: &'a str,
+    api_key: Option<&'a str>,
+    body: Option<&'a str>,
+    with_cert: bool,
+}
+
+impl<'a> AdminCall<'a> {
+    /// `GET path` with the operator's certificate and the API key.
+    fn get(path: &'a str) -> AdminCall<'a> {
+        AdminCall {
+            method: "GET",
+            path,
+            api_key: Some(API_KEY),
+            body: None,
+            with_cert: true,
+        }
+    }
+}
+
+fn utf8(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+fn json(out: &CurlOutput) -> Value {
+    serde_json::from_str(&out.body).unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn admin_writes_travel_over_etcd_mtls_to_the_data_plane() -> harness::Result<()> {
+    let pki = Pki::new()?;
+    let etcd = Etcd::start_tls(pki.etcd_server()).await?;
+    let gw = Gateway::start_with(
+        &etcd,
+        GatewayOptions {
+            etcd_tls: Some(pki.gateway_etcd()),
+            admin_tls: Some(pki.admin_tls()),
+            ..GatewayOptions::default()
+        },
+    )
+    .await?;
+    let echo = EchoServer::start().await?;
+
+    let route = plain_route("/mtls", &echo.node()).to_string();
+    let put = pki.admin(
+        &gw,
+        AdminCall {
+            method: "PUT",
+            body: Some(&route),
+            ..AdminCall::get("/apisix/admin/routes/1")
+        },
+    )?;
+    assert_eq!(put.status, 201, "admin PUT over mTLS: {put:?}");
+
+    eventually_status("the route to be served", 200, || curl_http(&gw, "/mtls", &[])).await?;
+    let stored = etcd.etcdctl(&["get", "--print-value-only", &format!("{}/routes/1", gw.prefix())])?;
+    assert!(stored.contains("/mtls"), "stored in the TLS etcd: {stored}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn admin_api_requires_a_client_certificate_and_the_key() -> harness::Result<()> {
+    let pki = Pki::new()?;
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start_with(
+        &etcd,
+        GatewayOptions {
+            admin_tls: Some(pki.admin_tls()),
+            ..GatewayOptions::default()
+        },
+    )
+    .await?;
+
+    let ok = pki.admin(&gw, AdminCall::get("/apisix/admin/routes"))?;
+    assert_eq!(ok.status, 200, "certificate and key: {ok:?}");
+
+    let anonymous = pki.admin(
+        &gw,
+        AdminCall {
+            with_cert: false,
+            ..AdminCall::get("/apisix/admin/routes")
+        },
+    )?;
+    assert_eq!(anonymous.status, 0, "no HTTP answer without a certificate: {anonymous:?}");
+    assert_ne!(anonymous.exit_code, 0, "{anonymous:?}");
+    assert!(
+        anonymous.stderr.contains("alert") || anonymous.stderr.contains("certificate"),
+        "refused by the TLS handshake: {}",
+        anonymous.stderr
+    );
+
+    let wrong_key = pki.admin(
+        &gw,
+        AdminCall {
+            api_key: Some("not-the-key"),
+            ..AdminCall::get("/apisix/admin/routes")
+        },
+    )?;
+    assert_eq!(wrong_key.status, 401, "{wrong_key:?}");
+    assert_eq!(json(&wrong_key)["error_msg"], "failed to check token");
+
+    let plain = curl(&[&format!("http://{}/apisix/admin/routes", gw.admin_addr()), "-H", "X-API-KEY: test-admin-key"])?;
+    assert_eq!(plain.status, 0, "HTTPS only: plain HTTP gets no answer: {plain:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn admin_api_refuses_addresses_outside_the_allow_list() -> harness::Result<()> {
+    let pki = Pki::new()?;
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start_with(
+        &etcd,
+        GatewayOptions {
+            admin_tls: Some(pki.admin_tls()),
+            admin_allow: Some(vec!["10.0.0.0/8".to_owned()]),
+            ..GatewayOptions::default()
+        },
+    )
+    .await?;
+    let refused = pki.admin(&gw, AdminCall::get("/apisix/admin/routes"))?;
+    assert_eq!(refused.status, 403, "127.0.0.1 is outside 10.0.0.0/8: {refused:?}");
+    let msg = json(&refused)["error_msg"].as_str().unwrap_or_default().to_owned();
+    assert!(msg.contains("127.0.0.1") && msg.contains("deployment.admin.allow"), "{msg}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wrong_etcd_client_certificate_stops_the_start_naming_the_endpoint() -> harness::Result<()> {
+    let pki = Pki::new()?;
+    let etcd = Etcd::start_tls(pki.etcd_server()).await?;
+    let impostor = Ca::new("Impostor CA").client("gateway");
+    let (cert, key) = impostor.write(pki.dir.path(), "impostor");
+    let started = Instant::now();
+    let failed = Gateway::start_with(
+        &etcd,
+        GatewayOptions {
+            etcd_tls: Some(EtcdClientTls {
+                cert: Some(cert),
+                key: Some(key),
+                ..pki.gateway_etcd()
+            }),
+            ..GatewayOptions::default()
+        },
+    )
+    .await
+    .expect_err("etcd refuses the certificate: the gateway must not start");
+    let report = format!("{failed:#}");
+    assert!(report.contains("exited before it was ready (exit status: 1)"), "{report}");
+    assert!(
+        report.contains(&format!("etcd at {} refused the connection: TLS", etcd.endpoint())),
+        "the error names the endpoint and the TLS reason: {report}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "fails fast, not a hang: {:?}", started.elapsed());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_gateway_waits_for_a_tls_etcd_that_is_down() -> harness::Result<()> {
+    let pki = Pki::new()?;
+    let mut etcd = Etcd::start_tls(pki.etcd_server()).await?;
+    etcd.stop().await;
+    let gw = Gateway::start_with(
+        &etcd,
+        GatewayOptions {
+            etcd_tls: Some(pki.gateway_etcd()),
+            ..GatewayOptions::default()
+        },
+    )
+    .await?;
+    etcd.restart().await?;
+    let echo = EchoServer::start().await?;
+    let url = format!("http://{}/apisix/admin/routes/late", gw.admin_addr());
+    let route = plain_route("/late", &echo.node()).to_string();
+    let put = || curl(&[&url, "-X", "PUT", "-H", "X-API-KEY: test-admin-key", "-d", &route]);
+    let mut last = None;
+    wait_until("the admin API to write through etcd", ROTATION_TIMEOUT, || {
+        let out = put();
+        // 201, or 200 when an earlier attempt wrote but timed out.
+        let written = matches!(&out, Ok(o) if o.status == 201 || o.status == 200);
+        last = Some(out);
+        async move { written }
+    })
+    .await
+    .map_err(|e| e.context(format!("last answer: {last:?}")))?;
+    eventually_status("the route to be served", 200, || curl_http(&gw, "/late", &[])).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn rotated_admin_certificate_files_reach_new_handshakes() -> harness::Result<()> {
+    let pki = Pki::new()?;
+    let first = pki.ca.server("admin", &["admin.test", "127.0.0.1"]);
+    let mut secret = SecretDir::mount(&first, &pki.ca.cert_pem)?;
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start_with(
+        &etcd,
+        GatewayOptions {
+            admin_tls: Some(secret.admin_tls(true)),
+            ..GatewayOptions::default()
+        },
+    )
+    .await?;
+    let operator = (pki.operator.0.as_path(), pki.operator.1.as_path());
+    let serial = |leaf: &Leaf| CertFacts::of(&leaf.cert_pem).map(|facts| facts.serial);
+    let served = || served_cert(gw.admin_addr(), "admin.test", Some(operator)).map(|facts| facts.serial);
+    assert_eq!(served()?, serial(&first)?);
+
+    // cert-manager renews: the kubelet swaps `..data` to a new generation.
+    let second = pki.ca.server("admin", &["admin.test", "127.0.0.1"]);
+    let second_serial = serial(&second)?;
+    secret.rotate(&second, &pki.ca.cert_pem)?;
+    wait_until("new handshakes to show the rotated certificate", ROTATION_TIMEOUT, || {
+        let now = served().ok();
+        let rotated = now.as_deref() == Some(second_serial.as_str());
+        async move { rotated }
+    })
+    .await?;
+    let ok = pki.admin(&gw, AdminCall::get("/apisix/admin/routes"))?;
+    assert_eq!(ok.status, 200, "the API still works after the rotation: {ok:?}");
+
+    // A broken renewal: refused with a logged reason, the last good one stays.
+    secret.rotate_to(&[
+        ("tls.crt", "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n"),
+        ("tls.key", &second.key_pem),
+        ("ca.crt", &pki.ca.cert_pem),
+    ])?;
+    wait_until("the broken file to be refused in the log", ROTATION_TIMEOUT, || {
+        let log = gw.log();
+        let refused = log.contains("refusing the changed certificate files") && log.contains("deployment.admin.tls.cert");
+        async move { refused }
+    })
+    .await?;
+    assert_eq!(served()?, second_serial, "the last good certificate is still served");
+    Ok(())
+}
+
+#[tokio::test]
+async fn rotated_etcd_client_certificate_is_used_by_new_etcd_calls() -> harness::Result<()> {
+    let pki = Pki::new()?;
+    let etcd = Etcd::start_tls(pki.etcd_server()).await?;
+    let first = pki.ca.client("gateway");
+    let mut secret = SecretDir::mount(&first, &pki.ca.cert_pem)?;
+    let gw = Gateway::start_with(
+        &etcd,
+        GatewayOptions {
+            etcd_tls: Some(EtcdClientTls {
+                ca: secret.path("ca.crt"),
+                cert: Some(secret.path("tls.crt")),
+                key: Some(secret.path("tls.key")),
+                sni: Some("etcd".to_owned()),
+            }),
+            ..GatewayOptions::default()
+        },
+    )
+    .await?;
+    let admin = gw.admin();
+    let status = || {
+        let admin = admin.clone();
+        async move { admin.get("/apisix/admin/routes").await.map(|r| r.status).unwrap_or(0) }
+    };
+    assert_eq!(status().await, 200);
+
+    // A certificate etcd does not trust: once in use, etcd refuses the calls.
+    let impostor = Ca::new("Impostor CA").client("gateway");
+    secret.rotate(&impostor, &pki.ca.cert_pem)?;
+    wait_until("etcd to refuse the rotated (untrusted) identity", ROTATION_TIMEOUT, || {
+        let status = status();
+        async move { status.await == 503 }
+    })
+    .await?;
+
+    // A trusted renewal: calls succeed again, without a restart.
+    secret.rotate(&pki.ca.client("gateway"), &pki.ca.cert_pem)?;
+    wait_until("etcd to accept the renewed identity", ROTATION_TIMEOUT, || {
+        let status = status();
+        async move { status.await == 200 }
+    })
+    .await?;
+    Ok(())
+}
