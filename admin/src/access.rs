@@ -53,7 +53,10 @@ pub(crate) async fn require_allowed_peer(
     match peer {
         Some(ip) if allow.allows(ip) => next.run(request).await,
         _ => {
-            tracing::info!(?peer, "admin request refused: source address outside deployment.admin.allow");
+            tracing::info!(
+                ?peer,
+                "admin request refused: source address outside deployment.admin.allow"
+            );
             AdminError::Forbidden(peer).into_response()
         }
     }
@@ -64,7 +67,9 @@ mod tests {
     use super::*;
 
     fn list(nets: &[&str]) -> AllowList {
-        AllowList::new(Some(nets.iter().map(|n| n.parse().expect("CIDR")).collect()))
+        AllowList::new(Some(
+            nets.iter().map(|n| n.parse().expect("CIDR")).collect(),
+        ))
     }
 
     fn ip(s: &str) -> IpAddr {

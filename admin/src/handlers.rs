@@ -22,7 +22,10 @@ type Reply = Result<(StatusCode, Json<Value>), AdminError>;
 pub(crate) async fn list(State(state): State<AdminState>, Path(resource): Path<String>) -> Reply {
     let kind = kind(&resource)?;
     let entries = state.store.list(kind).await?;
-    ok(StatusCode::OK, response::list(kind, &entries, &state.keyring))
+    ok(
+        StatusCode::OK,
+        response::list(kind, &entries, &state.keyring),
+    )
 }
 
 /// `GET /{kind}/{id}`
@@ -36,7 +39,10 @@ pub(crate) async fn get(
         .get(kind, &id)
         .await?
         .ok_or_else(|| not_found(kind, &id))?;
-    ok(StatusCode::OK, response::entry(kind, &entry, &state.keyring))
+    ok(
+        StatusCode::OK,
+        response::entry(kind, &entry, &state.keyring),
+    )
 }
 
 /// `PUT /{kind}/{id}`: 201 when new, 200 when replaced.
@@ -68,7 +74,10 @@ pub(crate) async fn post(
 ) -> Reply {
     let kind = kind(&resource)?;
     let body = json_object(body)?;
-    let (id, prepared) = write::post(&state.store, &state.keyring, kind, body, || state.ids.next()).await?;
+    let (id, prepared) = write::post(&state.store, &state.keyring, kind, body, || {
+        state.ids.next()
+    })
+    .await?;
     tracing::info!(%kind, %id, "admin: object created");
     let key = state.store.layout().object(kind, &id);
     ok(

@@ -269,11 +269,15 @@ mod tests {
             Keyring::from_base64(&[key]).expect("key")
         };
         let pki = pki();
-        let mut stored = json!({"id": "1", "sni": "test.com", "cert": pki.cert_pem, "key": pki.key_pem});
+        let mut stored =
+            json!({"id": "1", "sni": "test.com", "cert": pki.cert_pem, "key": pki.key_pem});
         key(1).seal_object(Kind::Ssls, &mut stored).expect("sealed");
 
         let body = entry(Kind::Ssls, &ssl_entry(stored.clone()), &key(1));
-        assert_eq!(body["value"]["info"]["cert"]["subject"], "CN=test.com", "{body}");
+        assert_eq!(
+            body["value"]["info"]["cert"]["subject"], "CN=test.com",
+            "{body}"
+        );
         assert!(body["value"].get("key").is_none());
         assert!(body["value"].get("warnings").is_none(), "{body}");
 

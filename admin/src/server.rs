@@ -76,7 +76,10 @@ pub async fn serve_tls(
         };
         tokio::spawn(conn.serve(tcp, tls.current()));
     }
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(timeout = ?DRAIN_TIMEOUT, "admin connections still open after the drain timeout; closing them");
     }
     Ok(())

@@ -209,7 +209,9 @@ async fn check_references(store: &Store, valid: &Valid) -> Result<(), AdminError
                     return Err(AdminError::MissingUpstream(upstream.clone()));
                 }
             }
-            UpstreamRef::Inline(upstream) => check_tls_references(store, upstream, "upstream.").await?,
+            UpstreamRef::Inline(upstream) => {
+                check_tls_references(store, upstream, "upstream.").await?
+            }
         },
         Valid::Upstream(upstream) => check_tls_references(store, upstream, "").await?,
         Valid::Ssl(_) => {}

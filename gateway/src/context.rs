@@ -59,6 +59,10 @@ impl ClientCert {
 pub struct PeerCert {
     pub der: CertificateDer<'static>,
     pub summary: CertSummary,
+    /// The certificates the client sent after its leaf, as sent (possibly
+    /// in any order, possibly including its CA): what a route that verifies
+    /// client certificates itself builds the chain from.
+    pub intermediates: Vec<CertificateDer<'static>>,
 }
 
 /// The client-certificate policy of the SSL object that served the handshake.

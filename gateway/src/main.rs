@@ -7,10 +7,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use clap::Parser;
-use gateway::listener::{Listener, Protocol, ShutdownSignal};
+use gateway::listener::{ConnectionLimit, Listener, Protocol, Server, ShutdownSignal};
 use gateway::proxy::Proxy;
 use gateway::snapshot::{self, Snapshot};
-use shared::config::{AdminConfig, Config};
+use gateway::status::{DataPlaneStatus, StatusServer, StatusSources};
+use shared::cache::Cache;
+use shared::config::{AdminConfig, Config, DataEncryption, Role, StatusConfig};
+use shared::keyring::Keyring;
 use shared::store::Store;
 use tokio::task::JoinSet;
 
@@ -52,16 +55,23 @@ fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let role = config.deployment.role;
+    let keyring = load_keyring(&config.deployment.data_encryption)?;
     let store = Store::connect(&config.deployment.etcd).await?;
     probe_etcd(&store).await?;
     let (trigger, shutdown) = ShutdownSignal::new();
     let mut tasks = JoinSet::new();
 
     if let Some(admin) = config.deployment.admin.as_ref().filter(|_| role.serves_admin()) {
-        start_admin(admin, store.clone(), shutdown.clone(), &mut tasks).await?;
+        start_admin(admin, store.clone(), keyring.clone(), shutdown.clone(), &mut tasks).await?;
     }
-    if role.serves_traffic() {
-        start_data_plane(&config, store, shutdown, &mut tasks).await?;
+    let data_plane = role.serves_traffic().then(|| start_data_plane(&config, store, keyring));
+    if let Some(status) = &config.deployment.status {
+        let data_plane = data_plane.as_ref().map(|(status, _)| status.clone());
+        start_status(status, role, data_plane, shutdown.clone(), &mut tasks).await?;
+    }
+    if let Some((status, server)) = data_plane {
+        status.first_load().await;
+        open_proxy_listeners(&config, server, shutdown, &mut tasks).await?;
     }
     tracing::info!(?role, "portcullis started");
 
@@ -76,6 +86,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 async fn start_admin(
     admin: &AdminConfig,
     store: Store,
+    keyring: Keyring,
     shutdown: ShutdownSignal,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
@@ -83,7 +94,9 @@ async fn start_admin(
         .await
         .with_context(|| format!("cannot listen on deployment.admin.listen {}", admin.listen))?;
     tracing::info!(addr = %socket.local_addr()?, "admin API listening");
-    let state = admin::AdminState::new(store, admin.keys.clone()).with_allow(admin.allow.clone());
+    let state = admin::AdminState::new(store, admin.keys.clone())
+        .with_allow(admin.allow.clone())
+        .with_keyring(keyring);
     let tls = admin.tls.as_ref().map(admin::AdminTls::load).transpose()?;
     tasks.spawn(async move {
         let served = match tls {
@@ -97,31 +110,62 @@ async fn start_admin(
     Ok(())
 }
 
+/// `deployment.data_encryption.keyring`; a malformed key stops the start.
+fn load_keyring(config: &DataEncryption) -> anyhow::Result<Keyring> {
+    let keyring = Keyring::from_base64(&config.keyring)?;
+    if keyring.is_enabled() {
+        tracing::info!(keys = config.keyring.len(), "private keys in etcd are encrypted (AES-256-GCM)");
+    } else {
+        tracing::warn!(
+            "no deployment.data_encryption.keyring: private keys are stored in etcd as given, in clear"
+        );
+    }
+    Ok(keyring)
+}
+
 /// Stops the start when etcd refuses us (TLS, credentials): that will not
 /// fix itself. An etcd that is merely down is waited for in the background.
 async fn probe_etcd(store: &Store) -> anyhow::Result<()> {
     match store.probe().await {
         Ok(()) => tracing::info!(endpoints = store.endpoints(), "etcd reachable"),
         Err(err) if err.is_fatal() => {
-            return Err(err).context("check deployment.etcd.tls and the etcd server's TLS settings")
+            return Err(err).context("etcd refuses this gateway: check deployment.etcd.tls against the etcd server's TLS settings")
         }
         Err(err) => tracing::warn!(%err, "etcd not reachable yet; starting anyway and retrying"),
     }
     Ok(())
 }
 
-async fn start_data_plane(
+/// Starts following etcd and building snapshots; the listeners open later,
+/// once the first configuration is applied (see
+/// [`DataPlaneStatus::first_load`]).
+fn start_data_plane(config: &Config, store: Store, keyring: Keyring) -> (DataPlaneStatus, Arc<Server>) {
+    let fallback_sni = config.proxy.fallback_sni.clone();
+    let current = Arc::new(ArcSwap::from_pointee(Snapshot::empty(fallback_sni.as_deref())));
+    let cache = config.deployment.etcd.cache_dir.as_ref().map(|dir| Cache::new(dir, store.layout()));
+    let cache_path = cache.as_ref().map(|c| c.path().to_owned());
+    let watch = shared::watch::spawn(store, keyring, cache);
+    tokio::spawn(snapshot::follow(watch.states.clone(), Arc::clone(&current), fallback_sni));
+
+    let proxy = Arc::new(Proxy::new(Arc::clone(&current)));
+    let limit = ConnectionLimit::new(config.proxy.max_connections);
+    let server = Server::new(proxy, Arc::clone(&current), Arc::clone(&limit), &config.proxy);
+    let status = DataPlaneStatus {
+        states: watch.states,
+        sync: watch.status,
+        snapshot: current,
+        connections: limit,
+        cache_path,
+    };
+    (status, server)
+}
+
+async fn open_proxy_listeners(
     config: &Config,
-    store: Store,
+    server: Arc<Server>,
     shutdown: ShutdownSignal,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
-    let fallback_sni = config.proxy.fallback_sni.clone();
-    let current = Arc::new(ArcSwap::from_pointee(Snapshot::empty(fallback_sni.as_deref())));
-    let states = shared::watch::spawn(store);
-    tokio::spawn(snapshot::follow(states, Arc::clone(&current), fallback_sni));
-
-    let proxy = Arc::new(Proxy::new(Arc::clone(&current)));
     let listeners = config
         .proxy
         .http_listen
@@ -129,12 +173,27 @@ async fn start_data_plane(
         .map(|addr| (addr, Protocol::Http))
         .chain(config.proxy.https_listen.iter().map(|addr| (addr, Protocol::Https)));
     for (addr, protocol) in listeners {
-        let listener = Listener::bind(addr, protocol)
+        let listener = Listener::bind(addr, protocol, config.proxy.reuse_port)
             .await
             .with_context(|| format!("cannot listen on {addr} ({protocol:?})"))?;
         tracing::info!(addr = %listener.local_addr()?, ?protocol, "proxy listening");
-        tasks.spawn(listener.serve(Arc::clone(&proxy), Arc::clone(&current), shutdown.clone()));
+        tasks.spawn(listener.serve(Arc::clone(&server), shutdown.clone()));
     }
+    Ok(())
+}
+
+async fn start_status(
+    config: &StatusConfig,
+    role: Role,
+    data_plane: Option<DataPlaneStatus>,
+    shutdown: ShutdownSignal,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let server = StatusServer::bind(&config.listen, StatusSources { role, data_plane })
+        .await
+        .with_context(|| format!("cannot listen on deployment.status.listen {}", config.listen))?;
+    tracing::info!(addr = %server.local_addr()?, "status endpoints listening (/healthz, /readyz, /status)");
+    tasks.spawn(server.serve(shutdown));
     Ok(())
 }
 

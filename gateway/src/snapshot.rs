@@ -5,7 +5,9 @@
 //! Building happens on a blocking thread, never on the request path; the
 //! result is swapped in whole with `ArcSwap`, so a request sees either the
 //! old configuration or the new one, never a mix. Unchanged SSL objects keep
-//! their built TLS configuration (see [`SniTable::build`]).
+//! their built TLS configuration (see [`SniTable::build`]), and upstream TLS
+//! profiles that did not change keep their pooled connections (see
+//! [`RouteTable::build_with`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,10 +50,29 @@ impl Snapshot {
             .collect();
         Snapshot {
             revision: state.revision,
-            tls: SniTable::build(&ssls, fallback_sni, previous.map(|p| &p.tls)),
-            routes: RouteTable::build(&routes, &upstreams),
+            tls: SniTable::build_for_routes(
+                &ssls,
+                fallback_sni,
+                previous.map(|p| &p.tls),
+                &crate::plugins::client_cert_requests(&routes),
+            ),
+            routes: RouteTable::build_with(
+                &routes,
+                &upstreams,
+                &ssls_by_id(state),
+                previous.map(|p| Arc::clone(p.routes.pools())).unwrap_or_default(),
+            ),
         }
     }
+}
+
+/// The SSL objects by id, for upstream `tls.client_cert_id` and `tls.ca_id`.
+fn ssls_by_id(state: &ConfigState) -> BTreeMap<String, Arc<shared::validate::ValidSsl>> {
+    state
+        .ssls
+        .iter()
+        .map(|(id, s)| (id.clone(), Arc::clone(&s.value)))
+        .collect()
 }
 
 /// Rebuilds and swaps the snapshot each time the watched state changes,

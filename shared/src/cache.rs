@@ -110,7 +110,8 @@ impl Cache {
             path: self.display(),
             reason,
         };
-        let file: CacheFile = serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
+        let file: CacheFile =
+            serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
         if file.format != FORMAT {
             return Err(CacheError::Format {
                 path: self.display(),
@@ -118,7 +119,9 @@ impl Cache {
             });
         }
         if file.sha256 != digest(&file.prefix, file.revision, file.written_at, &file.entries) {
-            return Err(CacheError::Checksum { path: self.display() });
+            return Err(CacheError::Checksum {
+                path: self.display(),
+            });
         }
         if file.prefix != self.prefix {
             return Err(CacheError::OtherPrefix {
@@ -128,7 +131,10 @@ impl Cache {
             });
         }
         if file.revision < 1 {
-            return Err(malformed(format!("revision {} is not an etcd revision", file.revision)));
+            return Err(malformed(format!(
+                "revision {} is not an etcd revision",
+                file.revision
+            )));
         }
         let kvs = file
             .entries
@@ -160,10 +166,11 @@ impl Cache {
             sha256: digest(&self.prefix, revision, written_at, &entries),
             entries,
         };
-        self.replace_with(&file).map_err(|source| CacheError::Write {
-            path: self.display(),
-            source,
-        })
+        self.replace_with(&file)
+            .map_err(|source| CacheError::Write {
+                path: self.display(),
+                source,
+            })
     }
 
     fn read(&self) -> Result<Option<Vec<u8>>, CacheError> {
@@ -182,7 +189,9 @@ impl Cache {
             .read_to_end(&mut bytes)
             .map_err(read_error)?;
         if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err(CacheError::TooLarge { path: self.display() });
+            return Err(CacheError::TooLarge {
+                path: self.display(),
+            });
         }
         Ok(Some(bytes))
     }
@@ -191,7 +200,10 @@ impl Cache {
         create_private_dir(&self.dir)?;
         let temp = self.dir.join(format!(
             ".{}.{}.tmp",
-            self.path.file_name().and_then(|n| n.to_str()).unwrap_or("cache"),
+            self.path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("cache"),
             std::process::id()
         ));
         let written = write_new_private(&temp, file).and_then(|()| fs::rename(&temp, &self.path));
@@ -237,7 +249,10 @@ fn write_new_private(path: &Path, file: &CacheFile) -> io::Result<()> {
     let mut writer = BufWriter::new(out);
     serde_json::to_writer(&mut writer, file)?;
     writer.flush()?;
-    writer.into_inner().map_err(io::IntoInnerError::into_error)?.sync_all()
+    writer
+        .into_inner()
+        .map_err(io::IntoInnerError::into_error)?
+        .sync_all()
 }
 
 fn create_private_dir(dir: &Path) -> io::Result<()> {
@@ -254,7 +269,13 @@ fn file_name(prefix: &str) -> String {
     let readable: String = prefix
         .trim_matches('/')
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
     let hash = hex::encode(&Sha256::digest(prefix.as_bytes())[..4]);
@@ -304,19 +325,29 @@ mod tests {
         assert!(cache.load().expect("no file is fine").is_none());
         let entries = [
             entry("/p/routes/1", r#"{"uri":"/a","upstream_id":"1"}"#, 7),
-            entry("/p/upstreams/1", "{\"nodes\":{\"127.0.0.1:80\":1},\n \"desc\":\"é\"}", 5),
+            entry(
+                "/p/upstreams/1",
+                "{\"nodes\":{\"127.0.0.1:80\":1},\n \"desc\":\"é\"}",
+                5,
+            ),
         ];
         cache.save(9, &entries).expect("save");
         let listing = cache.load().expect("load").expect("a file");
         assert_eq!(listing.revision, 9);
         assert_eq!(listing.kvs.len(), 2);
         for (got, want) in listing.kvs.iter().zip(&entries) {
-            assert_eq!((&got.key, &got.value, got.mod_revision), (&want.key, &want.value, want.mod_revision));
+            assert_eq!(
+                (&got.key, &got.value, got.mod_revision),
+                (&want.key, &want.value, want.mod_revision)
+            );
         }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(cache.path()).expect("stat").permissions().mode();
+            let mode = fs::metadata(cache.path())
+                .expect("stat")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "the cache may hold private keys");
         }
         let leftovers: Vec<_> = fs::read_dir(cache.path().parent().expect("dir"))
@@ -331,22 +362,41 @@ mod tests {
     fn refuses_damaged_or_foreign_files() {
         let dir = tempfile::tempdir().expect("temp dir");
         let cache = cache(dir.path(), "/p");
-        cache.save(3, &[entry("/p/upstreams/1", r#"{"nodes":{"127.0.0.1:80":1}}"#, 2)]).expect("save");
+        cache
+            .save(
+                3,
+                &[entry(
+                    "/p/upstreams/1",
+                    r#"{"nodes":{"127.0.0.1:80":1}}"#,
+                    2,
+                )],
+            )
+            .expect("save");
         let good = fs::read_to_string(cache.path()).expect("read");
 
         let edited = good.replace("127.0.0.1:80", "10.0.0.1:80");
         fs::write(cache.path(), edited).expect("write");
-        assert!(matches!(cache.load(), Err(CacheError::Checksum { .. })), "an edited value is refused");
+        assert!(
+            matches!(cache.load(), Err(CacheError::Checksum { .. })),
+            "an edited value is refused"
+        );
 
         fs::write(cache.path(), &good[..good.len() / 2]).expect("write");
         let err = cache.load().expect_err("truncated");
         assert!(matches!(err, CacheError::Malformed { .. }), "{err}");
-        assert!(err.to_string().contains("is not a Portcullis cache file"), "{err}");
+        assert!(
+            err.to_string().contains("is not a Portcullis cache file"),
+            "{err}"
+        );
 
         fs::write(cache.path(), good.replace("\"format\":1", "\"format\":2")).expect("write");
-        assert!(matches!(cache.load(), Err(CacheError::Format { found: 2, .. })));
+        assert!(matches!(
+            cache.load(),
+            Err(CacheError::Format { found: 2, .. })
+        ));
 
         // Another prefix's file, under this prefix's name.
+        fs::write(cache.path(), &good).expect("write");
         let other = cache_for_prefix_file(dir.path(), "/q", cache.path());
         let err = other.load().expect_err("other prefix");
         assert!(matches!(err, CacheError::OtherPrefix { .. }), "{err}");
@@ -364,7 +414,10 @@ mod tests {
         let a = file_name("/a/b");
         let b = file_name("/a_b");
         assert_ne!(a, b);
-        assert!(a.starts_with("portcullis-a_b-") && a.ends_with(".json"), "{a}");
+        assert!(
+            a.starts_with("portcullis-a_b-") && a.ends_with(".json"),
+            "{a}"
+        );
         assert!(!file_name("/../../etc").contains('/'));
     }
 }

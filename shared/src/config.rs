@@ -53,6 +53,17 @@ pub struct Deployment {
     /// How private keys are stored in etcd.
     #[serde(default)]
     pub data_encryption: DataEncryption,
+    /// `/healthz`, `/readyz` and `/status` on their own listener.
+    #[serde(default)]
+    pub status: Option<StatusConfig>,
+}
+
+/// `deployment.status`: the status endpoints' listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusConfig {
+    /// e.g. `127.0.0.1:9090`.
+    pub listen: String,
 }
 
 /// `deployment.data_encryption`: the keyring that seals private keys at rest
@@ -70,7 +81,10 @@ pub struct DataEncryption {
 impl std::fmt::Debug for DataEncryption {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataEncryption")
-            .field("keyring", &format_args!("<{} key(s) redacted>", self.keyring.len()))
+            .field(
+                "keyring",
+                &format_args!("<{} key(s) redacted>", self.keyring.len()),
+            )
             .finish()
     }
 }
@@ -114,6 +128,10 @@ pub struct EtcdConfig {
     /// etcd runs with `--client-cert-auth`.
     #[serde(default)]
     pub tls: Option<EtcdTls>,
+    /// Where a data plane keeps its last-known-good configuration, served
+    /// when it starts while etcd is unreachable. Unset: no cache.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for EtcdConfig {
@@ -123,6 +141,7 @@ impl Default for EtcdConfig {
             prefix: default_prefix(),
             timeout: default_etcd_timeout(),
             tls: None,
+            cache_dir: None,
         }
     }
 }
@@ -286,6 +305,16 @@ pub struct ProxyConfig {
     /// Worker threads of the runtime; 0 = one per core.
     #[serde(default)]
     pub worker_threads: usize,
+    #[serde(default)]
+    pub timeouts: ProxyTimeouts,
+    /// Concurrent client connections over all proxy listeners; beyond it,
+    /// new connections are closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Bind the proxy listeners with `SO_REUSEPORT`, so that a new process
+    /// can take over the ports before the old one drains.
+    #[serde(default = "default_reuse_port")]
+    pub reuse_port: bool,
 }
 
 impl Default for ProxyConfig {
@@ -295,8 +324,66 @@ impl Default for ProxyConfig {
             https_listen: default_https_listen(),
             fallback_sni: None,
             worker_threads: 0,
+            timeouts: ProxyTimeouts::default(),
+            max_connections: default_max_connections(),
+            reuse_port: default_reuse_port(),
         }
     }
+}
+
+/// `proxy.timeouts`, in seconds (fractions allowed).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyTimeouts {
+    /// From accept to the end of the TLS handshake.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake: f64,
+    /// For a client to send a request's headers (also the idle time
+    /// allowed between requests on a keep-alive HTTP/1.1 connection).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read: f64,
+}
+
+impl Default for ProxyTimeouts {
+    fn default() -> Self {
+        ProxyTimeouts {
+            handshake: default_handshake_timeout(),
+            header_read: default_header_read_timeout(),
+        }
+    }
+}
+
+impl ProxyTimeouts {
+    /// The longest timeout accepted: anything longer is a typo.
+    const MAX_SECONDS: f64 = 86_400.0;
+
+    /// Valid after [`Config::check`].
+    pub fn handshake(&self) -> Duration {
+        seconds(self.handshake)
+    }
+
+    /// Valid after [`Config::check`].
+    pub fn header_read(&self) -> Duration {
+        seconds(self.header_read)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        for (name, value) in [("handshake", self.handshake), ("header_read", self.header_read)] {
+            if !(value > 0.0 && value <= Self::MAX_SECONDS) {
+                return Err(ConfigError::Invalid(format!(
+                    "proxy.timeouts.{name}: {value} is not a number of seconds between 0 (excluded) and {}",
+                    Self::MAX_SECONDS
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Out-of-range values (refused by `check`) fall back to one second rather
+/// than panicking in `Duration::from_secs_f64`.
+fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value).unwrap_or(Duration::from_secs(1))
 }
 
 impl Config {
@@ -356,6 +443,13 @@ impl Config {
         if d.role.serves_traffic() && self.proxy.http_listen.is_empty() && self.proxy.https_listen.is_empty() {
             return Err(invalid("proxy.http_listen and proxy.https_listen are both empty"));
         }
+        self.proxy.timeouts.check()?;
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&self.proxy.max_connections) {
+            return Err(ConfigError::Invalid(format!(
+                "proxy.max_connections: {} is not between 1 and {MAX_CONNECTIONS_LIMIT}",
+                self.proxy.max_connections
+            )));
+        }
         Ok(())
     }
 }
@@ -378,6 +472,25 @@ fn default_etcd_timeout() -> u64 {
 
 fn default_admin_listen() -> String {
     "127.0.0.1:9180".to_owned()
+}
+
+/// More would exceed what one process can hold open anyway.
+const MAX_CONNECTIONS_LIMIT: usize = 100_000_000;
+
+fn default_max_connections() -> usize {
+    100_000
+}
+
+fn default_reuse_port() -> bool {
+    true
+}
+
+fn default_handshake_timeout() -> f64 {
+    10.0
+}
+
+fn default_header_read_timeout() -> f64 {
+    30.0
 }
 
 fn default_http_listen() -> Vec<String> {
@@ -427,6 +540,29 @@ proxy:
         assert!(err.to_string().contains("admin.keys"), "{err}");
         let err = parse("deployment: {admin: {keys: [{name: a, key: ' '}]}}").unwrap_err();
         assert!(err.to_string().contains("admin.keys"), "{err}");
+    }
+
+    #[test]
+    fn hardening_keys_parse_and_are_checked() {
+        let config = parse(
+            "deployment: {role: data_plane, status: {listen: '127.0.0.1:9090'}, etcd: {cache_dir: /var/cache/portcullis}}\nproxy: {timeouts: {handshake: 0.5}, max_connections: 5, reuse_port: false}",
+        )
+        .expect("valid");
+        assert_eq!(config.proxy.timeouts.handshake(), Duration::from_millis(500));
+        assert_eq!(config.proxy.timeouts.header_read(), Duration::from_secs(30));
+        assert_eq!(config.proxy.max_connections, 5);
+        assert!(!config.proxy.reuse_port);
+        assert_eq!(config.deployment.status.expect("status").listen, "127.0.0.1:9090");
+        let defaults = parse("deployment: {role: data_plane}").expect("valid");
+        assert!(defaults.proxy.reuse_port && defaults.deployment.etcd.cache_dir.is_none());
+        assert_eq!(defaults.proxy.timeouts.handshake(), Duration::from_secs(10));
+
+        let err = parse("deployment: {role: data_plane}\nproxy: {timeouts: {header_read: 0}}").expect_err("zero");
+        assert!(err.to_string().contains("proxy.timeouts.header_read"), "{err}");
+        let err = parse("deployment: {role: data_plane}\nproxy: {timeouts: {handshake: .nan}}").expect_err("NaN");
+        assert!(err.to_string().contains("proxy.timeouts.handshake"), "{err}");
+        let err = parse("deployment: {role: data_plane}\nproxy: {max_connections: 0}").expect_err("zero");
+        assert!(err.to_string().contains("proxy.max_connections"), "{err}");
     }
 
     #[test]
@@ -528,5 +664,18 @@ deployment:
         let path = dir.path().join("config.yaml");
         let msg = Config::load(&path).expect_err("missing key").to_string();
         assert!(msg.contains("tls.key") && msg.contains("cannot read"), "{msg}");
+    }
+
+    #[test]
+    fn the_keyring_parses_and_never_prints() {
+        let config = parse(
+            "deployment: {role: data_plane, data_encryption: {keyring: [s3cretkey, other]}}",
+        )
+        .expect("valid");
+        assert_eq!(config.deployment.data_encryption.keyring.len(), 2);
+        let debug = format!("{:?}", config.deployment);
+        assert!(!debug.contains("s3cretkey"), "{debug}");
+        let typo = "deployment: {role: data_plane, data_encryption: {keys: []}}";
+        assert!(serde_yaml::from_str::<Config>(typo).is_err(), "unknown fields are refused");
     }
 }

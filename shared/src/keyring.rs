@@ -43,9 +43,7 @@ pub enum KeyringError {
     WrongLength { index: usize, len: usize },
     #[error("encryption failed")]
     Seal,
-    #[error(
-        "the value is encrypted but no deployment.data_encryption.keyring is configured"
-    )]
+    #[error("the value is encrypted but no deployment.data_encryption.keyring is configured")]
     NoKeyring,
     #[error("the encrypted value is malformed: {0}")]
     Malformed(&'static str),
@@ -125,9 +123,7 @@ impl Keyring {
         let opened = self.keys.iter().find_map(|key| {
             let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
             let mut in_out = ciphertext.to_vec();
-            let plaintext = key
-                .open_in_place(nonce, Aad::from(AAD), &mut in_out)
-                .ok()?;
+            let plaintext = key.open_in_place(nonce, Aad::from(AAD), &mut in_out).ok()?;
             Some(plaintext.to_vec())
         });
         let plaintext = opened.ok_or(KeyringError::NoKeyFits {
@@ -250,7 +246,8 @@ mod tests {
 
     use super::*;
 
-    const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n";
+    const PEM: &str =
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n";
 
     fn ring(keys: &[[u8; 32]]) -> Keyring {
         let encoded: Vec<String> = keys.iter().map(|k| BASE64.encode(k)).collect();
@@ -290,7 +287,10 @@ mod tests {
             ring(&[[3; 32]]).open(&sealed),
             Err(KeyringError::NoKeyFits { keys: 1 })
         );
-        assert_eq!(Keyring::default().open(&sealed), Err(KeyringError::NoKeyring));
+        assert_eq!(
+            Keyring::default().open(&sealed),
+            Err(KeyringError::NoKeyring)
+        );
     }
 
     #[test]
@@ -356,7 +356,10 @@ mod tests {
             assert!(text.contains(SEALED_PREFIX), "{kind}: {text}");
             let sealed_once = value.clone();
             keyring.seal_object(kind, value).expect("idempotent");
-            assert_eq!(*value, sealed_once, "{kind}: sealed values stay as they are");
+            assert_eq!(
+                *value, sealed_once,
+                "{kind}: sealed values stay as they are"
+            );
             keyring.open_object(kind, value).expect("opened");
             assert_eq!(*value, original, "{kind}");
         }
@@ -370,7 +373,9 @@ mod tests {
             .open_object(Kind::Routes, &mut route)
             .expect_err("wrong key");
         assert_eq!(err.field, "upstream.tls.client_key");
-        assert!(err.to_string().starts_with("cannot decrypt private key `upstream.tls.client_key`"));
+        assert!(err
+            .to_string()
+            .starts_with("cannot decrypt private key `upstream.tls.client_key`"));
     }
 
     #[test]

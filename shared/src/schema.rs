@@ -92,8 +92,14 @@ static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
         ("proxy-rewrite", compile(&proxy_rewrite_schema())),
         ("mtls-auth", compile(&identity::mtls_auth_schema())),
         ("mtls-acl", compile(&identity::mtls_acl_schema())),
-        ("client-cert-auth", compile(&identity::client_cert_auth_schema())),
-        ("forward-client-cert", compile(&identity::forward_client_cert_schema())),
+        (
+            "client-cert-auth",
+            compile(&identity::client_cert_auth_schema()),
+        ),
+        (
+            "forward-client-cert",
+            compile(&identity::forward_client_cert_schema()),
+        ),
     ]),
 });
 

@@ -248,9 +248,9 @@ mod tests {
         // After a restore from a snapshot, a key may hold other content at a
         // mod_revision the gateway has already seen.
         let layout = KeyLayout::new("/p");
-        let first = ConfigState::from_listing(&layout, 9, &[raw("/p/upstreams/1", UPSTREAM, 2)], None);
+        let first = ConfigState::from_listing(&layout, &Keyring::default(), 9, &[raw("/p/upstreams/1", UPSTREAM, 2)], None);
         let restored = r#"{"nodes":{"127.0.0.2:80":1},"type":"roundrobin"}"#;
-        let second = ConfigState::from_listing(&layout, 3, &[raw("/p/upstreams/1", restored, 2)], Some(&first));
+        let second = ConfigState::from_listing(&layout, &Keyring::default(), 3, &[raw("/p/upstreams/1", restored, 2)], Some(&first));
         assert!(!Arc::ptr_eq(&first.upstreams["1"].value, &second.upstreams["1"].value));
         assert_eq!(&*second.upstreams["1"].raw, restored.as_bytes());
     }
@@ -263,11 +263,11 @@ mod tests {
             raw("/p/upstreams/1", UPSTREAM, 4),
             raw("/p/upstreams/3", "not json", 6),
         ];
-        let state = ConfigState::from_listing(&layout, 6, &kvs, None);
+        let state = ConfigState::from_listing(&layout, &Keyring::default(), 6, &kvs, None);
         let entries = state.entries(&layout);
         let keys: Vec<_> = entries.iter().map(|e| (e.key.as_str(), e.mod_revision)).collect();
         assert_eq!(keys, [("/p/upstreams/1", 4), ("/p/upstreams/2", 5)], "invalid objects are not cached");
-        let again = ConfigState::from_listing(&layout, 6, &entries, Some(&state));
+        let again = ConfigState::from_listing(&layout, &Keyring::default(), 6, &entries, Some(&state));
         assert!(Arc::ptr_eq(&state.upstreams["2"].value, &again.upstreams["2"].value));
     }
 

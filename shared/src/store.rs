@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, TlsOptions, Txn,
-    TxnOp, WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
+    WatchOptions, WatchStream,
 };
 use serde_json::Value;
 use thiserror::Error;
@@ -31,6 +31,7 @@ use crate::keys::KeyLayout;
 use crate::resource::Kind;
 
 pub use probe::ProbeError;
+use tls::EtcdTlsVersion;
 
 /// Why a store operation failed.
 #[derive(Debug, Error)]
@@ -102,9 +103,10 @@ pub struct Store {
     client: Arc<ArcSwap<Client>>,
     layout: KeyLayout,
     endpoints: String,
+    urls: Arc<[String]>,
     timeout: Duration,
     /// Follows the TLS files for as long as any clone of the store lives.
-    _tls: Option<Reloading<TlsOptions>>,
+    tls: Option<Reloading<EtcdTlsVersion>>,
 }
 
 impl Store {
@@ -125,7 +127,7 @@ impl Store {
             .map(|tls| tls::follow(tls, timeout))
             .transpose()?;
         let first = match &tls {
-            Some(tls) => options.clone().with_tls(TlsOptions::clone(&tls.current())),
+            Some(tls) => options.clone().with_tls(tls.current().options.clone()),
             None => options.clone(),
         };
         let client = Client::connect(&config.endpoints, Some(first))
@@ -141,14 +143,16 @@ impl Store {
                 options,
                 tls.subscribe(),
                 Arc::downgrade(&client),
+                timeout,
             ));
         }
         Ok(Store {
             client,
             layout: KeyLayout::new(&config.prefix),
             endpoints,
+            urls: config.endpoints.clone().into(),
             timeout,
-            _tls: tls,
+            tls,
         })
     }
 
@@ -159,14 +163,27 @@ impl Store {
         let mut client = self.client();
         let options = GetOptions::new().with_keys_only().with_limit(1);
         let call = client.get(self.layout.root(), Some(options));
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(probe::classify(&self.endpoints, &err)),
-            Err(_) => Err(ProbeError::Unreachable {
-                endpoints: self.endpoints.clone(),
-                reason: format!("no answer within {:?}", self.timeout),
-            }),
+        let failure = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(err)) => probe::classify(&self.endpoints, &err),
+            // A silent etcd is not refusing us; do not wait on it twice.
+            Err(_) => {
+                return Err(ProbeError::Unreachable {
+                    endpoints: self.endpoints.clone(),
+                    reason: format!("no answer within {:?}", self.timeout),
+                })
+            }
+        };
+        if failure.is_fatal() {
+            return Err(failure);
         }
+        Err(self.tls_refusal().await.unwrap_or(failure))
+    }
+
+    /// The first endpoint that refuses our TLS settings, with its reason.
+    async fn tls_refusal(&self) -> Option<ProbeError> {
+        let tls = self.tls.as_ref()?.current();
+        probe::first_refusal(&self.urls, &tls, self.timeout).await
     }
 
     /// The newest client (cheap: the client is a set of channel handles).

@@ -23,6 +23,7 @@ use etcd_client::{EventType, WatchResponse, WatchStream};
 use tokio::sync::watch;
 
 use crate::cache::Cache;
+use crate::keyring::Keyring;
 use crate::keys::KeyLayout;
 use crate::state::ConfigState;
 use crate::store::{RawEntry, Store};
@@ -77,6 +78,9 @@ pub struct SyncStatus {
     pub cache_revision: Option<i64>,
     /// Why the last cache write failed, until one succeeds.
     pub cache_error: Option<String>,
+    /// The first attempt found nothing to serve: etcd was unreachable and
+    /// there was no usable cache.
+    pub initial_load_failed: bool,
 }
 
 impl SyncStatus {
@@ -90,20 +94,33 @@ impl SyncStatus {
     pub fn stale(&self) -> bool {
         self.loaded() && !self.connected
     }
+
+    /// Whether the first attempt to load a configuration is over: one was
+    /// loaded (from etcd or the cache), or there is none to load for now.
+    pub fn first_load_over(&self) -> bool {
+        self.loaded() || self.initial_load_failed
+    }
 }
 
 /// Starts the watch loop (and, with a cache, its writer) on the current
-/// runtime.
-pub fn spawn(store: Store, cache: Option<Cache>) -> Watch {
+/// runtime. `keyring` opens the private keys sealed in etcd (and in the
+/// cache, which holds them as etcd does).
+pub fn spawn(store: Store, keyring: Keyring, cache: Option<Cache>) -> Watch {
     let (states_tx, states) = watch::channel(None);
     let (status_tx, status) = watch::channel(SyncStatus::default());
     let to_cache = cache.clone().map(|cache| {
         let (tx, rx) = watch::channel(None);
-        tokio::spawn(write_behind(cache, store.layout().clone(), rx, status_tx.clone()));
+        tokio::spawn(write_behind(
+            cache,
+            store.layout().clone(),
+            rx,
+            status_tx.clone(),
+        ));
         tx
     });
     let follower = Follower {
         store,
+        keyring,
         cache,
         states: states_tx,
         status: status_tx,
@@ -116,6 +133,7 @@ pub fn spawn(store: Store, cache: Option<Cache>) -> Watch {
 /// The watch loop's state.
 struct Follower {
     store: Store,
+    keyring: Keyring,
     cache: Option<Cache>,
     states: watch::Sender<Option<Arc<ConfigState>>>,
     status: watch::Sender<SyncStatus>,
@@ -135,6 +153,9 @@ impl Follower {
                     if !cache_tried && self.states.borrow().is_none() {
                         cache_tried = true;
                         self.load_cache().await;
+                        if self.states.borrow().is_none() {
+                            self.status.send_modify(|s| s.initial_load_failed = true);
+                        }
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -150,7 +171,13 @@ impl Follower {
         let listing = self.store.load_all().await.map_err(|e| e.to_string())?;
         let previous = self.states.borrow().clone();
         warn_if_restored(previous.as_deref(), listing.revision);
-        let mut state = ConfigState::from_listing(self.layout(), listing.revision, &listing.kvs, previous.as_deref());
+        let mut state = ConfigState::from_listing(
+            self.layout(),
+            &self.keyring,
+            listing.revision,
+            &listing.kvs,
+            previous.as_deref(),
+        );
         tracing::info!(
             revision = state.revision,
             ssls = state.ssls.len(),
@@ -169,7 +196,11 @@ impl Follower {
         self.follow(&mut stream, &mut state).await
     }
 
-    async fn follow(&self, stream: &mut WatchStream, state: &mut ConfigState) -> Result<(), String> {
+    async fn follow(
+        &self,
+        stream: &mut WatchStream,
+        state: &mut ConfigState,
+    ) -> Result<(), String> {
         loop {
             let response = match stream.message().await {
                 Ok(Some(response)) => response,
@@ -177,17 +208,24 @@ impl Follower {
                 Err(err) => return Err(format!("watch stream broken: {err}")),
             };
             if response.compact_revision() > 0 {
-                tracing::warn!(compact_revision = response.compact_revision(), "watch fell behind a compaction; relisting");
+                tracing::warn!(
+                    compact_revision = response.compact_revision(),
+                    "watch fell behind a compaction; relisting"
+                );
                 return Ok(());
             }
             if response.canceled() {
-                return Err(format!("watch canceled by etcd: {}", response.cancel_reason()));
+                return Err(format!(
+                    "watch canceled by etcd: {}",
+                    response.cancel_reason()
+                ));
             }
-            if apply(self.layout(), state, &response) {
+            if apply(self.layout(), &self.keyring, state, &response) {
                 self.publish(state, Source::Etcd);
             } else {
                 // A progress notification: etcd confirms nothing changed.
-                self.status.send_modify(|s| s.last_sync = Some(SystemTime::now()));
+                self.status
+                    .send_modify(|s| s.last_sync = Some(SystemTime::now()));
             }
         }
     }
@@ -225,16 +263,19 @@ impl Follower {
     /// Serves the last-known-good cache, if there is a usable one. Reading
     /// and validating happen on a blocking thread.
     async fn load_cache(&self) {
-        let Some(cache) = self.cache.clone() else { return };
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
         let path = cache.path().display().to_string();
-        let layout = self.layout().clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let listing = cache.load()?;
-            Ok::<_, crate::cache::CacheError>(
-                listing.map(|l| ConfigState::from_listing(&layout, l.revision, &l.kvs, None)),
-            )
-        })
-        .await;
+        let (layout, keyring) = (self.layout().clone(), self.keyring.clone());
+        let loaded =
+            tokio::task::spawn_blocking(move || {
+                let listing = cache.load()?;
+                Ok::<_, crate::cache::CacheError>(listing.map(|l| {
+                    ConfigState::from_listing(&layout, &keyring, l.revision, &l.kvs, None)
+                }))
+            })
+            .await;
         match loaded {
             Ok(Ok(Some(state))) => {
                 tracing::warn!(
@@ -248,8 +289,12 @@ impl Follower {
                 );
                 self.publish(&state, Source::Cache);
             }
-            Ok(Ok(None)) => tracing::info!(%path, "no last-known-good cache yet; nothing is served until etcd answers"),
-            Ok(Err(err)) => tracing::error!(%err, "ignoring the last-known-good cache; nothing is served until etcd answers"),
+            Ok(Ok(None)) => {
+                tracing::info!(%path, "no last-known-good cache yet; nothing is served until etcd answers")
+            }
+            Ok(Err(err)) => {
+                tracing::error!(%err, "ignoring the last-known-good cache; nothing is served until etcd answers")
+            }
             Err(err) => tracing::error!(%path, %err, "loading the last-known-good cache failed"),
         }
     }
@@ -272,7 +317,12 @@ fn warn_if_restored(previous: Option<&ConfigState>, revision: i64) {
 }
 
 /// Applies a watch response's events; says whether anything changed.
-fn apply(layout: &KeyLayout, state: &mut ConfigState, response: &WatchResponse) -> bool {
+fn apply(
+    layout: &KeyLayout,
+    keyring: &Keyring,
+    state: &mut ConfigState,
+    response: &WatchResponse,
+) -> bool {
     if let Some(header) = response.header() {
         state.revision = state.revision.max(header.revision());
     }
@@ -280,7 +330,7 @@ fn apply(layout: &KeyLayout, state: &mut ConfigState, response: &WatchResponse) 
         let Some(kv) = event.kv() else { continue };
         let raw = RawEntry::from(kv);
         match event.event_type() {
-            EventType::Put => state.put(layout, &raw),
+            EventType::Put => state.put(layout, keyring, &raw),
             EventType::Delete => state.delete(layout, &raw.key),
         }
     }
@@ -297,10 +347,14 @@ async fn write_behind(
     status: watch::Sender<SyncStatus>,
 ) {
     while states.changed().await.is_ok() {
-        let Some(state) = states.borrow_and_update().clone() else { continue };
+        let Some(state) = states.borrow_and_update().clone() else {
+            continue;
+        };
         let revision = state.revision;
         let (file, keys) = (cache.clone(), layout.clone());
-        let saved = tokio::task::spawn_blocking(move || file.save(state.revision, &state.entries(&keys))).await;
+        let saved =
+            tokio::task::spawn_blocking(move || file.save(state.revision, &state.entries(&keys)))
+                .await;
         let outcome = match saved {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(err.to_string()),
@@ -311,7 +365,11 @@ async fn write_behind(
     }
 }
 
-fn record_cache_write(status: &watch::Sender<SyncStatus>, revision: i64, outcome: Result<(), String>) {
+fn record_cache_write(
+    status: &watch::Sender<SyncStatus>,
+    revision: i64,
+    outcome: Result<(), String>,
+) {
     status.send_modify(|s| match outcome {
         Ok(()) => {
             tracing::debug!(revision, "last-known-good cache written");

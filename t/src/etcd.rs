@@ -118,7 +118,7 @@ impl Etcd {
             return Ok(Vec::new());
         };
         Ok(vec![
-            format!("--cacert={}", utf8(&tls.ca)?),
+            format!("--cacert={}", utf8(&tls.server_ca)?),
             format!("--cert={}", utf8(&tls.client_cert)?),
             format!("--key={}", utf8(&tls.client_key)?),
         ])
@@ -167,7 +167,7 @@ impl Etcd {
             .arg("--election-timeout=500");
         if let Some(tls) = &self.tls {
             cmd.arg("--client-cert-auth")
-                .arg(format!("--trusted-ca-file={}", utf8(&tls.ca)?))
+                .arg(format!("--trusted-ca-file={}", utf8(&tls.trusted_ca)?))
                 .arg(format!("--cert-file={}", utf8(&tls.cert)?))
                 .arg(format!("--key-file={}", utf8(&tls.key)?));
         }
@@ -205,7 +205,7 @@ async fn healthy(client: SocketAddr) -> bool {
 /// Whether a TLS etcd on `client` answers its health check to the
 /// harness's client certificate.
 fn healthy_tls(client: SocketAddr, tls: &EtcdServerTls) -> bool {
-    let (Ok(ca), Ok(cert), Ok(key)) = (utf8(&tls.ca), utf8(&tls.client_cert), utf8(&tls.client_key)) else {
+    let (Ok(ca), Ok(cert), Ok(key)) = (utf8(&tls.server_ca), utf8(&tls.client_cert), utf8(&tls.client_key)) else {
         return false;
     };
     let url = format!("https://{client}/health");

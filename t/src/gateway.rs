@@ -42,6 +42,15 @@ pub struct GatewayOptions {
     pub admin_tls: Option<AdminTlsFiles>,
     /// `deployment.admin.allow`; `None` leaves it out (every address).
     pub admin_allow: Option<Vec<String>>,
+    /// `deployment.data_encryption.keyring` (base64 keys); empty leaves it out.
+    pub keyring: Vec<String>,
+    /// `deployment.status.listen` on a free port (see [`Gateway::status_addr`]).
+    pub status: bool,
+    /// `deployment.etcd.cache_dir`.
+    pub cache_dir: Option<PathBuf>,
+    /// Extra lines under `proxy:`, indented by two spaces, e.g.
+    /// `"  max_connections: 5\n"`.
+    pub proxy_yaml: String,
 }
 
 impl Default for GatewayOptions {
@@ -55,6 +64,10 @@ impl Default for GatewayOptions {
             etcd_tls: None,
             admin_tls: None,
             admin_allow: None,
+            keyring: Vec::new(),
+            status: false,
+            cache_dir: None,
+            proxy_yaml: String::new(),
         }
     }
 }
@@ -65,6 +78,7 @@ struct Ports {
     admin: SocketAddr,
     http: SocketAddr,
     https: SocketAddr,
+    status: SocketAddr,
 }
 
 impl Ports {
@@ -73,6 +87,7 @@ impl Ports {
             admin: free_addr(),
             http: free_addr(),
             https: free_addr(),
+            status: free_addr(),
         }
     }
 }
@@ -134,6 +149,27 @@ impl Gateway {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.ports.http
+    }
+
+    /// The status listener (`/healthz`, `/readyz`, `/status`); only opened
+    /// with [`GatewayOptions::status`].
+    pub fn status_addr(&self) -> SocketAddr {
+        self.ports.status
+    }
+
+    /// `GET /status` on the status listener, parsed.
+    pub async fn status(&self) -> crate::Result<serde_json::Value> {
+        let reply = crate::http::send(self.ports.status, http::Method::GET, "/status", &[], None).await?;
+        if reply.status != 200 {
+            bail!("GET /status answered {}", reply.status);
+        }
+        serde_json::from_slice(&reply.body).context("GET /status is not JSON")
+    }
+
+    /// The HTTP status of `GET path` on the status listener (`/healthz`, `/readyz`).
+    pub async fn status_code(&self, path: &str) -> crate::Result<u16> {
+        let reply = crate::http::send(self.ports.status, http::Method::GET, path, &[], None).await?;
+        Ok(reply.status)
     }
 
     pub fn https_addr(&self) -> SocketAddr {
@@ -237,6 +273,9 @@ impl Gateway {
         if self.opts.role != "control_plane" {
             addrs.extend([self.ports.http, self.ports.https]);
         }
+        if self.opts.status {
+            addrs.push(self.ports.status);
+        }
         addrs
     }
 
@@ -280,6 +319,16 @@ fn render_config(opts: &GatewayOptions, etcd_endpoint: &str, ports: Ports) -> St
     if let Some(tls) = &opts.etcd_tls {
         yaml += &etcd_tls_yaml(tls);
     }
+    if let Some(dir) = &opts.cache_dir {
+        yaml += &format!("    cache_dir: {}\n", yaml_path(dir));
+    }
+    if opts.status {
+        yaml += &format!("  status:\n    listen: {}\n", q(&ports.status.to_string()));
+    }
+    if !opts.keyring.is_empty() {
+        let keys: Vec<String> = opts.keyring.iter().map(|k| q(k)).collect();
+        yaml += &format!("  data_encryption:\n    keyring: [{}]\n", keys.join(", "));
+    }
     if opts.role != "data_plane" {
         yaml += &format!(
             "  admin:\n    listen: {listen}\n    keys:\n      - name: admin\n        key: {key}\n",
@@ -296,6 +345,7 @@ fn render_config(opts: &GatewayOptions, etcd_endpoint: &str, ports: Ports) -> St
     if let Some(sni) = &opts.fallback_sni {
         yaml += &format!("  fallback_sni: {}\n", q(sni));
     }
+    yaml += &opts.proxy_yaml;
     yaml
 }
 

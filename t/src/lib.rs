@@ -7,6 +7,7 @@
 //! test panics), so tests are independent and may run in parallel.
 
 mod admin;
+pub mod client_pki;
 mod curl;
 mod echo;
 mod etcd;
@@ -17,6 +18,7 @@ mod net;
 pub mod pki;
 mod process;
 pub mod tls_setup;
+mod tls_echo;
 mod wait;
 
 pub use admin::{AdminClient, AdminResponse};
@@ -25,6 +27,7 @@ pub use echo::EchoServer;
 pub use etcd::Etcd;
 pub use gateway::{gateway_bin, Gateway, GatewayOptions};
 pub use net::free_port;
+pub use tls_echo::{TlsEchoOptions, TlsEchoServer};
 pub use wait::wait_until;
 
 /// Every harness operation reports failures with enough context to act on.

@@ -18,10 +18,13 @@ use crate::pki::Leaf;
 /// itself uses for its health checks and `etcdctl`.
 #[derive(Clone, Debug)]
 pub struct EtcdServerTls {
-    /// The CA client certificates must chain to (`--trusted-ca-file`).
-    pub ca: PathBuf,
+    /// The CA(s) client certificates must chain to (`--trusted-ca-file`).
+    pub trusted_ca: PathBuf,
+    /// etcd's certificate and key (`--cert-file`, `--key-file`).
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The CA that signed `cert`, for the harness's own calls.
+    pub server_ca: PathBuf,
     /// A client certificate (clientAuth) for the harness's own calls.
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
@@ -90,11 +93,16 @@ impl SecretDir {
     /// atomically; names left out dangle, as in a broken Secret.
     pub fn rotate_to(&mut self, files: &[(&str, &str)]) -> crate::Result<()> {
         self.generation += 1;
-        let generation = format!("..2026_11_23_10_00_{:02}.{}", self.generation % 60, self.generation);
+        let generation = format!(
+            "..2026_11_23_10_00_{:02}.{}",
+            self.generation % 60,
+            self.generation
+        );
         let dir = self.dir.path().join(&generation);
         std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for (name, content) in files {
-            std::fs::write(dir.join(name), content).with_context(|| format!("cannot write {name}"))?;
+            std::fs::write(dir.join(name), content)
+                .with_context(|| format!("cannot write {name}"))?;
         }
         let tmp = self.dir.path().join("..data_tmp");
         symlink(&generation, &tmp).context("cannot link ..data_tmp")?;

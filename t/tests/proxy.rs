@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use harness::fixtures::{curl_http, eventually_status, plain_route};
+use harness::fixtures::{curl_http, eventually_status, plain_route, walkthrough_ssl};
+use harness::pki::OpensslPki;
 use harness::{free_port, wait_until, EchoServer, Etcd, Gateway, GatewayOptions};
 use serde_json::{json, Value};
 
@@ -40,6 +41,59 @@ async fn plain_http_serves_routes_and_answers_404_json_otherwise() -> harness::R
     let out = curl_http(&gw, "/nothing-here", &[])?;
     assert_eq!(out.status, 404, "{out:?}");
     assert_eq!(json_body(&out)["error_msg"], "404 Route Not Found");
+    Ok(())
+}
+
+#[tokio::test]
+async fn plain_http_refuses_a_host_that_requires_client_certificates() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start(&etcd).await?;
+    let echo = EchoServer::start().await?;
+    let pki = OpensslPki::walkthrough()?;
+    let admin = gw.admin();
+    assert_eq!(
+        admin
+            .put("/apisix/admin/ssls/1", walkthrough_ssl(&pki))
+            .await?
+            .status,
+        201
+    );
+    let mut route = plain_route("/anything", &echo.node());
+    route["hosts"] = json!(["test.com"]);
+    assert_eq!(
+        admin.put("/apisix/admin/routes/1", route).await?.status,
+        201
+    );
+    assert_eq!(
+        admin
+            .put("/apisix/admin/routes/2", plain_route("/open", &echo.node()))
+            .await?
+            .status,
+        201
+    );
+    eventually_status("the route without hosts", 200, || {
+        curl_http(&gw, "/open", &[])
+    })
+    .await?;
+
+    for (path, host) in [
+        ("/anything", "test.com"),
+        ("/open", "test.com"),
+        ("/anything", "TEST.com:80"),
+    ] {
+        let out = curl_http(&gw, path, &["-H", &format!("Host: {host}")])?;
+        assert_eq!(out.status, 421, "plain HTTP to {host}{path}: {out:?}");
+    }
+    let out = curl_http(&gw, "/anything", &[])?;
+    assert_eq!(
+        out.status, 404,
+        "a hosts-bound route is not served to other hosts: {out:?}"
+    );
+    assert_eq!(
+        echo.hits(),
+        1,
+        "only the first /open may reach the upstream"
+    );
     Ok(())
 }
 

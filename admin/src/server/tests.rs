@@ -181,7 +181,10 @@ async fn client_certificate_is_required_and_the_key_too() {
 
     // A certificate and a wrong key: 401.
     let wrong_key = request(server.addr, &client(&ca, Some(&operator)), "nope").await;
-    assert_eq!(wrong_key.response.as_deref(), Ok("HTTP/1.1 401 Unauthorized"));
+    assert_eq!(
+        wrong_key.response.as_deref(),
+        Ok("HTTP/1.1 401 Unauthorized")
+    );
 
     // No certificate: refused by the handshake (with TLS 1.3 the client
     // learns it from the server's alert on its first read).
@@ -203,7 +206,10 @@ async fn without_client_ca_any_tls_client_reaches_the_key_check() {
     write(dir.path(), &ca, &ca.leaf("admin server"));
     let server = start(dir.path(), false, None).await;
     let anonymous = request(server.addr, &client(&ca, None), "nope").await;
-    assert_eq!(anonymous.response.as_deref(), Ok("HTTP/1.1 401 Unauthorized"));
+    assert_eq!(
+        anonymous.response.as_deref(),
+        Ok("HTTP/1.1 401 Unauthorized")
+    );
 }
 
 #[tokio::test]

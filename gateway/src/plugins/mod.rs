@@ -9,19 +9,32 @@
 //! registry below maps each name to its constructor and its place in a
 //! chain (higher priority runs first, APISIX's numbers).
 
+mod cert_header;
+mod client_cert_auth;
+mod forward_client_cert;
+mod identity;
+mod mtls_acl;
+mod mtls_auth;
 mod proxy_rewrite;
+mod reply;
 mod vars;
+
+#[cfg(test)]
+mod testing;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use http::{request, response, Response};
 use serde_json::Value;
+use shared::validate::{ClientCertAuth, ValidRoute, CLIENT_CERT_AUTH};
 use thiserror::Error;
 
 use crate::context::ConnInfo;
 use crate::proxy::ProxyBody;
+use crate::tls::RouteCertRequests;
 
 /// What a phase decides: go on, or answer the client with this response
 /// (the rest of the chain and the upstream are skipped).
@@ -91,11 +104,52 @@ struct Registration {
 }
 
 /// Every plugin of this build. Keep in step with `shared::schema::PLUGINS`.
-const REGISTRY: &[Registration] = &[Registration {
-    name: proxy_rewrite::NAME,
-    priority: 1008,
-    build: proxy_rewrite::build,
-}];
+/// Authentication runs before authorisation (APISIX's auth plugins sit
+/// around 2500, `consumer-restriction` at 2400), both before any rewrite.
+const REGISTRY: &[Registration] = &[
+    Registration {
+        name: client_cert_auth::NAME,
+        priority: 2540,
+        build: client_cert_auth::build,
+    },
+    Registration {
+        name: mtls_auth::NAME,
+        priority: 2530,
+        build: mtls_auth::build,
+    },
+    Registration {
+        name: mtls_acl::NAME,
+        priority: 2420,
+        build: mtls_acl::build,
+    },
+    Registration {
+        name: forward_client_cert::NAME,
+        priority: 2410,
+        build: forward_client_cert::build,
+    },
+    Registration {
+        name: proxy_rewrite::NAME,
+        priority: 1008,
+        build: proxy_rewrite::build,
+    },
+];
+
+/// What the handshakes must ask for on behalf of the enabled routes that
+/// verify client certificates themselves (`client-cert-auth`); see
+/// [`crate::tls::RouteCertRequests`]. A configuration that does not parse
+/// asks for nothing: its route answers 503 anyway.
+pub fn client_cert_requests(routes: &[Arc<ValidRoute>]) -> RouteCertRequests {
+    let mut requests = RouteCertRequests::default();
+    for route in routes.iter().filter(|route| route.enabled) {
+        let Some(config) = route.plugins.get(CLIENT_CERT_AUTH) else {
+            continue;
+        };
+        if let Ok(auth) = ClientCertAuth::from_config(config) {
+            requests.add(&route.hosts, auth.ca_names());
+        }
+    }
+    requests
+}
 
 /// A route's plugins, in the order they run.
 #[derive(Default)]

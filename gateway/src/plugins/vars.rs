@@ -100,7 +100,7 @@ const PATH_VALUE: &AsciiSet = &CONTROLS
     .add(b'|');
 
 /// nginx's `$ssl_client_escaped_cert`: everything but RFC 3986 unreserved.
-const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
@@ -348,7 +348,7 @@ fn query_arg<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 }
 
 /// A certificate as PEM, 64 base64 characters a line, as nginx prints it.
-fn pem(der: &[u8]) -> String {
+pub(crate) fn pem(der: &[u8]) -> String {
     let encoded = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = String::with_capacity(encoded.len() + encoded.len() / 64 + 64);
     out.push_str("-----BEGIN CERTIFICATE-----\n");

@@ -91,6 +91,7 @@ impl ProxyError {
                 SendError::ConnectTimeout(_) | SendError::ReadTimeout(_) => "upstream timed out",
                 SendError::Connect(_) => "failed to connect to upstream",
                 SendError::Failed(_) => "upstream request failed",
+                SendError::TlsUnavailable(_) => "upstream TLS configuration unavailable",
             },
         }
     }

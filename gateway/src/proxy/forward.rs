@@ -15,7 +15,7 @@ use super::ProxyBody;
 use crate::context::ConnInfo;
 use crate::plugins::RequestCtx;
 use crate::router::Pipeline;
-use crate::upstream::{Node, RequestBody, UpstreamClient, UpstreamTarget};
+use crate::upstream::{Node, RequestBody, UpstreamTarget};
 
 /// The client's request as every attempt starts from it: forwarding headers
 /// set, hop-by-hop headers gone.
@@ -35,7 +35,6 @@ pub(super) enum Outcome {
 }
 
 pub(super) async fn forward(
-    client: &UpstreamClient,
     pipeline: &Pipeline,
     ctx: &RequestCtx<'_>,
     request: UpstreamRequest,
@@ -64,11 +63,7 @@ pub(super) async fn forward(
             return Ok(Outcome::Plugin(response));
         }
         let (attempt_body, sent) = body.attempt();
-        let sending = client.send(
-            Request::from_parts(parts, attempt_body),
-            &upstream.timeouts,
-            sent,
-        );
+        let sending = upstream.send(Request::from_parts(parts, attempt_body), sent);
         let error = match sending.await {
             Ok(response) => return Ok(Outcome::Upstream(response)),
             Err(error) => error,

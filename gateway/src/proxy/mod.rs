@@ -39,7 +39,7 @@ use crate::context::ConnInfo;
 use crate::plugins::RequestCtx;
 use crate::router::{normalize_path, Pipeline};
 use crate::snapshot::Snapshot;
-use crate::upstream::{ResponseBody, UpstreamClient};
+use crate::upstream::ResponseBody;
 
 /// Any error a body may end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -48,19 +48,16 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// upstream, or a small JSON error.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
-/// The request handler shared by every client connection. It owns the
-/// upstream connection pool; share it with an `Arc`.
+/// The request handler shared by every client connection; share it with an
+/// `Arc`. The upstream connection pools live in the snapshot's route table
+/// (one per upstream TLS profile, carried across configuration changes).
 pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
-    client: UpstreamClient,
 }
 
 impl Proxy {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Proxy {
-        Proxy {
-            snapshot,
-            client: UpstreamClient::new(),
-        }
+        Proxy { snapshot }
     }
 
     /// Serves one request from a client connection (HTTP/1.1 or HTTP/2).
@@ -104,7 +101,7 @@ impl Proxy {
             return Ok(response);
         }
         let request = UpstreamRequest::new(parts, conn, target.host_header.clone());
-        let outcome = forward(&self.client, pipeline, &ctx, request, body).await?;
+        let outcome = forward(pipeline, &ctx, request, body).await?;
         Ok(match outcome {
             Outcome::Upstream(response) => relay(response, pipeline, &ctx),
             Outcome::Plugin(response) => response,

@@ -158,6 +158,7 @@ fn upstream_to(ports: &[u16], read: Duration, retries: u32) -> ValidUpstream {
             read,
         },
         retries,
+        tls: None,
     }
 }
 

@@ -27,13 +27,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::Method;
-use shared::validate::{HostPattern, UpstreamRef, UriPattern, ValidRoute, ValidUpstream};
+use shared::validate::{HostPattern, UpstreamRef, UriPattern, ValidRoute, ValidSsl, ValidUpstream};
 
 pub(crate) use path::{normalize_path, PathError};
 use prefix_tree::PrefixTree;
 
 use crate::plugins::PluginChain;
-use crate::upstream::UpstreamTarget;
+use crate::upstream::{BuildContext, UpstreamPools, UpstreamTarget};
 
 /// Every enabled route of one configuration, indexed for lookup.
 #[derive(Default)]
@@ -46,6 +46,9 @@ pub struct RouteTable {
     /// Routes without `hosts`.
     no_host: UriIndex,
     len: usize,
+    /// The upstream clients this table's upstreams use, handed on to the
+    /// next table so that unchanged TLS profiles keep their connections.
+    pools: Arc<UpstreamPools>,
 }
 
 /// One matchable route, with what it runs once matched.
@@ -81,7 +84,25 @@ impl RouteTable {
         routes: &[Arc<ValidRoute>],
         upstreams: &BTreeMap<String, Arc<ValidUpstream>>,
     ) -> RouteTable {
-        let mut targets = UpstreamTargets::new(upstreams);
+        RouteTable::build_with(routes, upstreams, &BTreeMap::new(), Arc::default())
+    }
+
+    /// [`RouteTable::build`], resolving upstream `tls.client_cert_id` and
+    /// `tls.ca_id` against `ssls`, and reusing the clients (with their warm
+    /// connections) of `pools` for the TLS profiles still in use; pass the
+    /// previous table's [`RouteTable::pools`].
+    pub fn build_with(
+        routes: &[Arc<ValidRoute>],
+        upstreams: &BTreeMap<String, Arc<ValidUpstream>>,
+        ssls: &BTreeMap<String, Arc<ValidSsl>>,
+        pools: Arc<UpstreamPools>,
+    ) -> RouteTable {
+        let ctx = BuildContext {
+            ssls,
+            pools: &pools,
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        };
+        let mut targets = UpstreamTargets::new(upstreams, &ctx);
         let mut table = RouteTable::default();
         for route in routes.iter().filter(|route| route.enabled) {
             let entry = Arc::new(RouteEntry::build(route, &mut targets));
@@ -89,7 +110,13 @@ impl RouteTable {
             table.len += 1;
         }
         table.rank_candidates();
+        table.pools = pools;
         table
+    }
+
+    /// The upstream clients of this table, to hand on to the next build.
+    pub fn pools(&self) -> &Arc<UpstreamPools> {
+        &self.pools
     }
 
     /// The route serving `path` with `method` on `host`. `host` must be
@@ -253,13 +280,15 @@ impl Pipeline {
 /// shares one balancer.
 struct UpstreamTargets<'a> {
     stored: &'a BTreeMap<String, Arc<ValidUpstream>>,
+    ctx: &'a BuildContext<'a>,
     built: HashMap<String, Result<Arc<UpstreamTarget>, String>>,
 }
 
 impl<'a> UpstreamTargets<'a> {
-    fn new(stored: &'a BTreeMap<String, Arc<ValidUpstream>>) -> Self {
+    fn new(stored: &'a BTreeMap<String, Arc<ValidUpstream>>, ctx: &'a BuildContext<'a>) -> Self {
         UpstreamTargets {
             stored,
+            ctx,
             built: HashMap::new(),
         }
     }
@@ -270,17 +299,19 @@ impl<'a> UpstreamTargets<'a> {
         upstream: &UpstreamRef,
     ) -> Result<Arc<UpstreamTarget>, String> {
         match upstream {
-            UpstreamRef::Inline(spec) => {
-                UpstreamTarget::build(format!("inline upstream of route {route_id}"), spec)
-                    .map(Arc::new)
-            }
+            UpstreamRef::Inline(spec) => UpstreamTarget::build(
+                format!("inline upstream of route {route_id}"),
+                spec,
+                self.ctx,
+            )
+            .map(Arc::new),
             UpstreamRef::Id(id) => {
-                let stored = self.stored;
+                let (stored, ctx) = (self.stored, self.ctx);
                 self.built
                     .entry(id.clone())
                     .or_insert_with(|| match stored.get(id) {
                         Some(spec) => {
-                            UpstreamTarget::build(format!("upstream {id}"), spec).map(Arc::new)
+                            UpstreamTarget::build(format!("upstream {id}"), spec, ctx).map(Arc::new)
                         }
                         None => Err(format!("upstream_id {id:?} does not exist")),
                     })

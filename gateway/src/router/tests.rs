@@ -20,6 +20,7 @@ fn upstream() -> Arc<ValidUpstream> {
         upstream_host: None,
         timeouts: Timeouts::default(),
         retries: 0,
+        tls: None,
     })
 }
 

@@ -12,7 +12,8 @@ use shared::x509::{CertSummary, X509Error};
 use thiserror::Error;
 
 use super::resolve::CertResolver;
-use super::verify::{ClientVerifier, VerifierError};
+use super::trust::TrustError;
+use super::verify::ClientVerifier;
 use crate::context::{ClientCert, MtlsPolicy, PeerCert};
 
 /// Sessions remembered per SSL object for resumption.
@@ -25,8 +26,8 @@ pub(crate) enum EntryError {
     NoCertificate,
     #[error("certificate pair {index} cannot be loaded: {source}")]
     Certificate { index: usize, source: rustls::Error },
-    #[error(transparent)]
-    Client(#[from] VerifierError),
+    #[error("client: {0}")]
+    Client(#[from] TrustError),
     #[error("ssl_protocols cannot be used: {0}")]
     Protocols(rustls::Error),
 }
@@ -40,11 +41,19 @@ pub(crate) struct Entry {
     pub(crate) id: Arc<str>,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) mtls: MtlsPolicy,
+    /// The CA names requested on behalf of routes (see
+    /// [`super::RouteCertRequests`]); a change rebuilds the entry.
+    pub(crate) route_names: Option<Vec<Vec<u8>>>,
     verifier: Option<Arc<ClientVerifier>>,
 }
 
 impl Entry {
-    pub(crate) fn build(ssl: &Arc<ValidSsl>) -> Result<Entry, EntryError> {
+    /// `route_names`: `None` when no route on this object's SNIs verifies
+    /// client certificates itself, else the CA names those routes trust.
+    pub(crate) fn build(
+        ssl: &Arc<ValidSsl>,
+        route_names: Option<&[Vec<u8>]>,
+    ) -> Result<Entry, EntryError> {
         let provider = super::provider();
         let id: Arc<str> = Arc::from(ssl.id.as_str());
         let resolver = CertResolver::new(&ssl.pairs, &provider)
@@ -52,13 +61,14 @@ impl Entry {
         if resolver.is_empty() {
             return Err(EntryError::NoCertificate);
         }
-        let verifier = match &ssl.client {
-            Some(auth) => Some(Arc::new(ClientVerifier::new(
+        let verifier = match (&ssl.client, route_names) {
+            (None, None) => None,
+            (auth, names) => Some(Arc::new(ClientVerifier::new(
                 Arc::clone(&id),
-                auth,
+                auth.as_ref(),
+                names.unwrap_or_default(),
                 provider.signature_verification_algorithms,
             )?)),
-            None => None,
         };
         let builder = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&protocol_versions(&ssl.protocols))
@@ -78,6 +88,7 @@ impl Entry {
             id,
             config: Arc::new(config),
             mtls: mtls_policy(ssl),
+            route_names: route_names.map(<[_]>::to_vec),
             verifier,
         })
     }
@@ -85,7 +96,7 @@ impl Entry {
     /// The client certificate of a finished handshake on this entry's
     /// configuration. Required mode: the handshake already verified it.
     /// Optional mode: verified here, once, so that an untrusted certificate
-    /// is recorded rather than refused.
+    /// is recorded rather than refused (and left for routes to judge).
     pub(crate) fn client_cert(&self, conn: &ServerConnection) -> Result<ClientCert, X509Error> {
         let (Some(verifier), Some((leaf, intermediates))) = (
             &self.verifier,
@@ -96,6 +107,7 @@ impl Entry {
         let cert = Arc::new(PeerCert {
             der: leaf.clone(),
             summary: CertSummary::from_der(leaf)?,
+            intermediates: intermediates.to_vec(),
         });
         if verifier.mandatory() {
             return Ok(ClientCert::Verified(cert));

@@ -11,17 +11,25 @@
 //! * `table`: the SNI table (exact, one-label wildcard, `*`, fallback);
 //! * `entry`: one SSL object turned into a `ServerConfig`;
 //! * `resolve`: server certificate selection (RSA and ECDSA side by side);
-//! * `verify` and `v1`: client-certificate verification, including the
-//!   X.509 v1 certificates that the common `openssl x509 -req` recipes
-//!   produce and that webpki refuses to parse;
+//! * `verify`, `trust`, `revocation` and `v1`: client-certificate
+//!   verification (trust anchors, depth, CRLs), including the X.509 v1
+//!   certificates that the common `openssl x509 -req` recipes produce and
+//!   that webpki refuses to parse; a [`TrustSet`] is also what a route's
+//!   `client-cert-auth` verifies against;
+//! * `requests`: which handshakes ask for a certificate on behalf of routes
+//!   that verify it themselves;
 //! * `signature`: handshake signatures by v1 or v3 certificates;
 //! * `accept`: the per-connection path and its errors.
 
 mod accept;
 mod entry;
+mod requests;
 mod resolve;
-mod signature;
+mod revocation;
+// Also checks upstream handshake signatures under `tls.verify: false`.
+pub(crate) mod signature;
 mod table;
+mod trust;
 mod v1;
 mod verify;
 
@@ -35,11 +43,15 @@ use std::sync::{Arc, LazyLock};
 use rustls::crypto::CryptoProvider;
 
 pub use accept::{accept, AcceptError};
+pub use requests::RouteCertRequests;
 pub use table::SniTable;
+
+pub(crate) use trust::TrustSet;
+pub(crate) use verify::ClientCertError;
 
 /// The data plane's crypto provider, chosen explicitly rather than relying on
 /// a process-wide default that another crate could install.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: LazyLock<Arc<CryptoProvider>> =
         LazyLock::new(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
     Arc::clone(&PROVIDER)

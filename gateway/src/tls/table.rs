@@ -13,6 +13,7 @@ use shared::resource::SslType;
 use shared::validate::{normalize_host, HostPattern, ValidSsl};
 
 use super::entry::Entry;
+use super::RouteCertRequests;
 
 /// Per-SSL-object TLS state for every SNI, built once per configuration
 /// change.
@@ -46,6 +47,19 @@ impl SniTable {
         fallback_sni: Option<&str>,
         previous: Option<&SniTable>,
     ) -> SniTable {
+        SniTable::build_for_routes(ssls, fallback_sni, previous, &RouteCertRequests::default())
+    }
+
+    /// [`SniTable::build`], where the handshakes of the SSL objects through
+    /// which a route in `requests` can be reached also ask for a client
+    /// certificate (optional, listing the route's CAs) unless the object's
+    /// own `client` section already makes one mandatory.
+    pub fn build_for_routes(
+        ssls: &[Arc<ValidSsl>],
+        fallback_sni: Option<&str>,
+        previous: Option<&SniTable>,
+        requests: &RouteCertRequests,
+    ) -> SniTable {
         let mut servers: Vec<&Arc<ValidSsl>> = ssls
             .iter()
             .filter(|ssl| ssl.enabled && ssl.kind == SslType::Server)
@@ -57,7 +71,8 @@ impl SniTable {
                 tracing::warn!(ssl_id = %ssl.id, "SSL object listed twice; using the first");
                 continue;
             }
-            if let Some(entry) = reuse_or_build(ssl, previous) {
+            let route_names = requests.names_for(&ssl.snis);
+            if let Some(entry) = reuse_or_build(ssl, route_names.as_deref(), previous) {
                 table.insert(entry);
             }
         }
@@ -122,14 +137,20 @@ impl SniTable {
     }
 }
 
-fn reuse_or_build(ssl: &Arc<ValidSsl>, previous: Option<&SniTable>) -> Option<Arc<Entry>> {
+fn reuse_or_build(
+    ssl: &Arc<ValidSsl>,
+    route_names: Option<&[Vec<u8>]>,
+    previous: Option<&SniTable>,
+) -> Option<Arc<Entry>> {
     let unchanged = previous
         .and_then(|table| table.by_id.get(&ssl.id))
-        .filter(|entry| Arc::ptr_eq(&entry.ssl, ssl));
+        .filter(|entry| {
+            Arc::ptr_eq(&entry.ssl, ssl) && entry.route_names.as_deref() == route_names
+        });
     if let Some(entry) = unchanged {
         return Some(Arc::clone(entry));
     }
-    match Entry::build(ssl) {
+    match Entry::build(ssl, route_names) {
         Ok(entry) => {
             // Once per change of the object, not per connection.
             for warning in &ssl.warnings {

@@ -27,6 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{accept, provider, signature, AcceptError, SniTable};
 use crate::context::{ClientCert, TlsInfo};
@@ -101,6 +102,36 @@ impl Ca {
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.issue(params)
+    }
+
+    /// A CRL of this CA revoking the leaves of `revoked`, valid for 30 days
+    /// from `this_update`.
+    pub(crate) fn crl(
+        &self,
+        revoked: &[&Identity],
+        this_update: time::OffsetDateTime,
+    ) -> rustls_pki_types::CertificateRevocationListDer<'static> {
+        let revoked_certs = revoked
+            .iter()
+            .map(|identity| {
+                let (_, leaf) = X509Certificate::from_der(identity.leaf().as_ref()).unwrap();
+                rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from_slice(leaf.raw_serial()),
+                    revocation_time: this_update,
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                }
+            })
+            .collect();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update,
+            next_update: this_update + time::Duration::days(30),
+            crl_number: 1u64.into(),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).unwrap().der().clone()
     }
 
     fn issue(&self, params: CertificateParams) -> Identity {
@@ -241,6 +272,7 @@ pub(crate) fn client_auth(ca: &[CertificateDer<'static>], depth: u32, skip: &[&s
             .collect(),
         depth,
         skip_mtls_uri_regex: (!skip.is_empty()).then(|| regex::RegexSet::new(skip).unwrap()),
+        revocation: None,
     }
 }
 

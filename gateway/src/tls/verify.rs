@@ -1,10 +1,6 @@
-//! Client-certificate verification for one SSL object's `client` section.
-//!
-//! v3 chains go to webpki unchanged (client-auth key usage, path building
-//! through the intermediates the client sent); `client.depth` is enforced on
-//! the path webpki found. A v1 leaf, which webpki cannot parse, is checked by
-//! [`super::v1`]. In both cases a certificate that is itself one of the trust
-//! anchors is refused.
+//! Client-certificate verification at the handshake of one SSL object: its
+//! `client` section (checked by a [`TrustSet`]), and the certificate
+//! requests of routes that verify client certificates themselves.
 //!
 //! When `skip_mtls_uri_regex` makes the certificate optional, the handshake
 //! must succeed even with an untrusted certificate (the proxy answers 400 on
@@ -12,6 +8,13 @@
 //! verifier to the application, so in that mode the handshake only checks
 //! the proof of possession, and [`ClientVerifier::verify`] runs once after the
 //! handshake to record the verdict.
+//!
+//! The same holds when routes reachable on the object's SNIs carry
+//! `client-cert-auth`: the handshake asks for a certificate (listing the
+//! routes' CAs so that a client picks the right one), never fails on it, and
+//! each route judges the certificate against its own trust set per request.
+//! An object whose `client` section makes the certificate mandatory is left
+//! as it is.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -23,13 +26,13 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
 };
-use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use rustls_pki_types::{CertificateDer, UnixTime};
 use shared::validate::ClientAuth;
 use thiserror::Error;
-use webpki::{EndEntityCert, KeyUsage, VerifiedPath};
 
 use super::signature;
-use super::v1::{self, V1Issuer, V1Leaf};
+use super::trust::{TrustError, TrustSet};
+use super::v1::V1Leaf;
 
 /// How many distinct v1 certificates per SSL object are remembered for the
 /// once-only warning; bounds the memory a stream of certificates can take.
@@ -60,6 +63,15 @@ pub(crate) enum ClientCertError {
     InvalidCa,
     #[error("malformed certificate: {0}")]
     Malformed(String),
+    #[error("certificate revoked")]
+    Revoked,
+    /// A CRL check was required but no CRL of the issuer was configured.
+    #[error("unable to get certificate CRL")]
+    UnknownRevocationStatus,
+    #[error("CRL has expired")]
+    CrlExpired,
+    #[error("CRL signature failure")]
+    CrlSignature,
     #[error("certificate rejected: {0}")]
     Rejected(String),
 }
@@ -81,6 +93,10 @@ impl From<webpki::Error> for ClientCertError {
             E::BadDer | E::BadDerTime | E::TrailingData(_) | E::InvalidCertValidity => {
                 ClientCertError::Malformed(err.to_string())
             }
+            E::CertRevoked => ClientCertError::Revoked,
+            E::UnknownRevocationStatus => ClientCertError::UnknownRevocationStatus,
+            E::CrlExpired { .. } => ClientCertError::CrlExpired,
+            E::InvalidCrlSignatureForPublicKey => ClientCertError::CrlSignature,
             other => ClientCertError::Rejected(other.to_string()),
         }
     }
@@ -97,67 +113,59 @@ impl From<ClientCertError> for rustls::Error {
             ClientCertError::NotYetValid => CertificateError::NotValidYet,
             ClientCertError::UnsupportedPurpose => CertificateError::InvalidPurpose,
             ClientCertError::Malformed(_) => CertificateError::BadEncoding,
+            ClientCertError::Revoked => CertificateError::Revoked,
+            ClientCertError::UnknownRevocationStatus => CertificateError::UnknownRevocationStatus,
+            ClientCertError::CrlExpired => CertificateError::ExpiredRevocationList,
             other => CertificateError::Other(OtherError(Arc::new(other))),
         };
         rustls::Error::InvalidCertificate(cert_error)
     }
 }
 
-/// Why a `client` section cannot be turned into a verifier.
-#[derive(Debug, Error)]
-pub(crate) enum VerifierError {
-    #[error("client.ca certificate {index} is not a usable trust anchor: {reason}")]
-    Anchor { index: usize, reason: String },
-    #[error("client.ca contains no certificate")]
-    NoAnchor,
-}
-
 /// The client-certificate verifier of one SSL object.
 pub(crate) struct ClientVerifier {
     ssl_id: Arc<str>,
-    anchors: Vec<TrustAnchor<'static>>,
-    anchor_ders: Vec<CertificateDer<'static>>,
-    v1_issuers: Vec<V1Issuer>,
+    /// From the `client` section; `None` when the object has none and the
+    /// handshake only asks for a certificate on behalf of routes that verify
+    /// it themselves (`client-cert-auth`).
+    trust: Option<TrustSet>,
     /// Subjects advertised in the CertificateRequest.
     hints: Vec<DistinguishedName>,
-    /// nginx `ssl_verify_depth`: certificates allowed above the leaf,
-    /// the trust anchor included.
-    depth: u32,
     mandatory: bool,
     algs: WebPkiSupportedAlgorithms,
     v1_warned: Mutex<HashSet<Vec<u8>>>,
 }
 
 impl ClientVerifier {
+    /// The verifier for the `client` section `auth` and the CA names
+    /// (DER `Name`s) of the routes on this object's SNIs that verify client
+    /// certificates themselves. The handshake is mandatory only for a
+    /// `client` section without `skip_mtls_uri_regex`, which then advertises
+    /// its own CAs only: the routes' CAs would invite certificates it
+    /// refuses.
     pub(crate) fn new(
         ssl_id: Arc<str>,
-        auth: &ClientAuth,
+        auth: Option<&ClientAuth>,
+        route_names: &[Vec<u8>],
         algs: WebPkiSupportedAlgorithms,
-    ) -> Result<ClientVerifier, VerifierError> {
-        if auth.ca.is_empty() {
-            return Err(VerifierError::NoAnchor);
+    ) -> Result<ClientVerifier, TrustError> {
+        let trust = auth
+            .map(|auth| TrustSet::new(&auth.ca, auth.depth, auth.revocation.as_ref(), algs))
+            .transpose()?;
+        let mandatory = auth.is_some_and(|auth| auth.skip_mtls_uri_regex.is_none());
+        let mut hints: Vec<DistinguishedName> = trust.iter().flat_map(TrustSet::names).collect();
+        if !mandatory {
+            for name in route_names {
+                if !hints.iter().any(|hint| hint.as_ref() == name.as_slice()) {
+                    hints.push(DistinguishedName::from(name.clone()));
+                }
+            }
         }
-        let anchor_error = |index, reason: String| VerifierError::Anchor { index, reason };
-        let mut anchors = Vec::with_capacity(auth.ca.len());
-        let mut v1_issuers = Vec::with_capacity(auth.ca.len());
-        for (index, der) in auth.ca.iter().enumerate() {
-            let anchor = webpki::anchor_from_trusted_cert(der)
-                .map_err(|e| anchor_error(index, e.to_string()))?;
-            anchors.push(anchor.to_owned());
-            v1_issuers.push(V1Issuer::from_ca(der).map_err(|e| anchor_error(index, e))?);
-        }
-        let hints = anchors
-            .iter()
-            .map(|anchor| DistinguishedName::in_sequence(anchor.subject.as_ref()))
-            .collect();
         Ok(ClientVerifier {
             ssl_id,
-            anchors,
-            anchor_ders: auth.ca.clone(),
-            v1_issuers,
+            trust,
             hints,
-            depth: auth.depth,
-            mandatory: auth.skip_mtls_uri_regex.is_none(),
+            mandatory,
             algs,
             v1_warned: Mutex::new(HashSet::new()),
         })
@@ -168,65 +176,18 @@ impl ClientVerifier {
         self.mandatory
     }
 
-    /// Whether `end_entity` (with the `intermediates` the client sent, in any
-    /// order, possibly including the CA itself) chains to a trust anchor
-    /// within `client.depth`.
+    /// Whether `end_entity` (with the `intermediates` the client sent)
+    /// chains to one of the `client.ca` anchors within `client.depth` and is
+    /// not revoked. Without a `client` section nothing is trusted here.
     pub(crate) fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<(), ClientCertError> {
-        if self.anchor_ders.iter().any(|anchor| anchor == end_entity) {
-            return Err(ClientCertError::AnchorAsLeaf);
-        }
-        match EndEntityCert::try_from(end_entity) {
-            Ok(cert) => self.verify_v3(&cert, intermediates, now),
-            Err(webpki::Error::UnsupportedCertVersion) => {
-                self.check_depth(0)?;
-                let leaf = v1::verify_leaf(end_entity, &self.v1_issuers, now)?;
-                self.warn_v1_once(leaf);
-                Ok(())
-            }
-            Err(err) => Err(err.into()),
-        }
-    }
-
-    fn verify_v3(
-        &self,
-        cert: &EndEntityCert<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<(), ClientCertError> {
-        if cert.subject() == cert.issuer() {
-            return Err(ClientCertError::SelfSigned);
-        }
-        // Rejecting a path here makes webpki try the next one, so a client
-        // that sends its CA along still gets the shortest path.
-        let within_depth = |path: &VerifiedPath<'_>| {
-            self.check_depth(path.intermediate_certificates().count())
-                .map_err(|_| webpki::Error::MaximumPathDepthExceeded)
-        };
-        cert.verify_for_usage(
-            self.algs.all,
-            &self.anchors,
-            intermediates,
-            now,
-            KeyUsage::client_auth(),
-            None,
-            Some(&within_depth),
-        )?;
-        Ok(())
-    }
-
-    /// A chain is the leaf, `intermediates` and the anchor: nginx's depth
-    /// counts the certificates above the leaf.
-    fn check_depth(&self, intermediates: usize) -> Result<(), ClientCertError> {
-        let above_leaf = u64::try_from(intermediates)
-            .unwrap_or(u64::MAX)
-            .saturating_add(1);
-        if above_leaf > u64::from(self.depth) {
-            return Err(ClientCertError::ChainTooLong);
+        let trust = self.trust.as_ref().ok_or(ClientCertError::UnknownIssuer)?;
+        if let Some(leaf) = trust.verify(end_entity, intermediates, now)? {
+            self.warn_v1_once(leaf);
         }
         Ok(())
     }
@@ -254,8 +215,8 @@ impl fmt::Debug for ClientVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientVerifier")
             .field("ssl_id", &self.ssl_id)
-            .field("anchors", &self.anchors.len())
-            .field("depth", &self.depth)
+            .field("trust", &self.trust)
+            .field("hints", &self.hints.len())
             .field("mandatory", &self.mandatory)
             .finish_non_exhaustive()
     }

@@ -4,14 +4,17 @@
 //! `scheme: http`; for `scheme: https`, rustls configured from the
 //! upstream's `tls` (client certificate, trust anchors, server name) and
 //! offering h2 and http/1.1 by ALPN. Requests are HTTP/1.1 unless the
-//! upstream picks h2.
+//! upstream picks h2; over h2 the `:authority` is the node (the pool and the
+//! connector work from the request URI) and `Host` carries the `pass_host`
+//! value, as over HTTP/1.1.
 //!
 //! Timeouts, per upstream (nginx `proxy_*_timeout` semantics):
 //! * `connect` bounds establishing the connection, TLS handshake included.
-//!   The pool is shared while the timeout is not, so it travels with the request in a
-//!   task-local the connector reads when it starts connecting (hyper-util
-//!   starts connecting on the requesting task; were that to change, connects
-//!   would fall back to [`DEFAULT_CONNECT_TIMEOUT`], never to none);
+//!   The pool is shared while the timeout is not, so it travels with the
+//!   request in a task-local the connector reads when it starts connecting
+//!   (hyper-util starts connecting on the requesting task; were that to
+//!   change, connects would fall back to [`DEFAULT_CONNECT_TIMEOUT`], never
+//!   to none);
 //! * `read` bounds the wait for the response head once the request is sent,
 //!   then every silence between two chunks of the response body
 //!   ([`super::ResponseBody`]);
@@ -26,7 +29,9 @@ use std::time::Duration;
 
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_rustls::{ConfigBuilderExt as _, FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{
+    ConfigBuilderExt as _, FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder,
+};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -109,7 +114,9 @@ impl UpstreamClient {
         if let Some(name) = server_name {
             builder = builder.with_server_name_resolver(FixedServerNameResolver::new(name));
         }
-        let https = builder.enable_all_versions().wrap_connector(tcp_connector());
+        let https = builder
+            .enable_all_versions()
+            .wrap_connector(tcp_connector());
         UpstreamClient::with_connector(https)
     }
 

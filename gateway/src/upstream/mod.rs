@@ -1,21 +1,47 @@
 //! Where a route sends traffic: an upstream built once per configuration
-//! (node addresses, weighted round-robin, `pass_host` policy, timeouts), the
-//! shared pooled client that reaches it, and the bodies streamed through it.
+//! (node addresses, weighted round-robin, `pass_host` policy, timeouts, TLS
+//! profile), the pooled client of its TLS profile, and the bodies streamed
+//! through it.
+//!
+//! Module map:
+//! * `balancer`: smooth weighted round-robin;
+//! * `profile`: an upstream's `tls` resolved into a TLS profile (client
+//!   identity, trust anchors, server name) and its rustls `ClientConfig`;
+//! * `pools`: one client per profile, kept across configuration changes;
+//! * `client`: the hyper client of one profile, with its timeouts;
+//! * `body`: request and response bodies in flight.
 
 mod balancer;
 mod body;
 mod client;
+mod pools;
+mod profile;
 
 use std::sync::Arc;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Uri};
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+use rustls::crypto::CryptoProvider;
 use shared::resource::{PassHost, Scheme as UpstreamScheme};
 use shared::validate::{Timeouts, UpstreamNode, ValidUpstream};
+use tokio::sync::oneshot;
 
 use balancer::Balancer;
-pub(crate) use body::{RequestBody, ResponseBody};
-pub(crate) use client::{SendError, UpstreamClient};
+pub(crate) use body::{AttemptBody, RequestBody, ResponseBody};
+pub(crate) use client::SendError;
+use client::UpstreamClient;
+pub use pools::UpstreamPools;
+pub(crate) use profile::SslObjects;
+use profile::TlsProfile;
+
+/// What upstreams are built with, besides their own spec.
+pub(crate) struct BuildContext<'a> {
+    /// The SSL objects `tls.client_cert_id` and `tls.ca_id` may name.
+    pub(crate) ssls: &'a SslObjects,
+    pub(crate) pools: &'a UpstreamPools,
+    pub(crate) provider: Arc<CryptoProvider>,
+}
 
 /// A built upstream, shared by every route that names it.
 pub(crate) struct UpstreamTarget {
@@ -28,6 +54,9 @@ pub(crate) struct UpstreamTarget {
     pub(crate) retries: u32,
     nodes: Vec<Node>,
     balancer: Balancer,
+    /// The client of this upstream's TLS profile, or why there is none
+    /// (every request then answers 502 with that reason logged).
+    client: Result<Arc<UpstreamClient>, Arc<str>>,
 }
 
 /// Which `Host` the upstream sees (`pass_host`).
@@ -49,8 +78,14 @@ pub(crate) struct Node {
 
 impl UpstreamTarget {
     /// Builds `spec`; fails, naming the field, when a node address or
-    /// `upstream_host` cannot be used.
-    pub(crate) fn build(name: String, spec: &ValidUpstream) -> Result<UpstreamTarget, String> {
+    /// `upstream_host` cannot be used. A TLS profile that cannot be built
+    /// (a missing `client_cert_id`, ...) does not fail the build: the target
+    /// answers 502 (see [`UpstreamTarget::send`]).
+    pub(crate) fn build(
+        name: String,
+        spec: &ValidUpstream,
+        ctx: &BuildContext<'_>,
+    ) -> Result<UpstreamTarget, String> {
         let scheme = match spec.scheme {
             UpstreamScheme::Http => Scheme::HTTP,
             UpstreamScheme::Https => Scheme::HTTPS,
@@ -61,7 +96,12 @@ impl UpstreamTarget {
             .map(|node| Node::new(node, &scheme))
             .collect::<Result<Vec<_>, _>>()?;
         let weights: Vec<u32> = spec.nodes.iter().map(|node| node.weight).collect();
+        let client = client_for(spec, ctx).map_err(|reason| {
+            tracing::warn!(upstream = %name, %reason, "upstream TLS unavailable; its requests answer 502 until fixed");
+            Arc::from(reason)
+        });
         Ok(UpstreamTarget {
+            client,
             name: name.into(),
             host_policy: HostPolicy::new(spec)?,
             timeouts: spec.timeouts,
@@ -84,6 +124,19 @@ impl UpstreamTarget {
 
     pub(crate) fn node(&self, index: usize) -> &Node {
         &self.nodes[index]
+    }
+
+    /// Sends `req` through this upstream's pooled client (see
+    /// [`UpstreamClient::send`] for `sent`).
+    pub(crate) async fn send(
+        &self,
+        req: Request<AttemptBody>,
+        sent: Option<oneshot::Receiver<()>>,
+    ) -> Result<Response<Incoming>, SendError> {
+        match &self.client {
+            Ok(client) => client.send(req, &self.timeouts, sent).await,
+            Err(reason) => Err(SendError::TlsUnavailable(Arc::clone(reason))),
+        }
     }
 
     /// The absolute URI of `path_and_query` on `node`.
@@ -111,6 +164,18 @@ impl UpstreamTarget {
                 .or_else(|| Some(node.host_header.clone())),
             HostPolicy::Node => Some(node.host_header.clone()),
             HostPolicy::Rewrite(host) => Some(host.clone()),
+        }
+    }
+}
+
+/// The pooled client of `spec`'s TLS profile (the shared plain client for
+/// `http`).
+fn client_for(spec: &ValidUpstream, ctx: &BuildContext<'_>) -> Result<Arc<UpstreamClient>, String> {
+    match &spec.tls {
+        None => Ok(ctx.pools.plain()),
+        Some(policy) => {
+            let profile = TlsProfile::resolve(policy, ctx.ssls)?;
+            ctx.pools.tls(&profile, &ctx.provider)
         }
     }
 }
@@ -164,6 +229,9 @@ impl Node {
 }
 
 #[cfg(test)]
+mod tls_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use shared::resource::Upstream;
@@ -190,18 +258,26 @@ mod tests {
             upstream_host: upstream_host.map(str::to_owned),
             timeouts: Timeouts::default(),
             retries: 1,
+            tls: None,
         }
+    }
+
+    fn build(spec: &ValidUpstream) -> Result<UpstreamTarget, String> {
+        let ssls = SslObjects::new();
+        let pools = UpstreamPools::default();
+        let ctx = BuildContext {
+            ssls: &ssls,
+            pools: &pools,
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        };
+        UpstreamTarget::build("u".into(), spec, &ctx)
     }
 
     #[test]
     fn host_header_follows_pass_host() {
         let client = HeaderValue::from_static("api.example.com:9443");
         let nodes = [("10.0.0.1", 8080, 1)];
-        let pass = UpstreamTarget::build(
-            "u".into(),
-            &spec(&nodes, UpstreamScheme::Http, PassHost::Pass, None),
-        )
-        .unwrap();
+        let pass = build(&spec(&nodes, UpstreamScheme::Http, PassHost::Pass, None)).unwrap();
         let node = pass.node(0);
         assert_eq!(
             pass.host_header(node, Some(&client)).unwrap(),
@@ -209,25 +285,18 @@ mod tests {
         );
         assert_eq!(pass.host_header(node, None).unwrap(), "10.0.0.1:8080");
 
-        let by_node = UpstreamTarget::build(
-            "u".into(),
-            &spec(&nodes, UpstreamScheme::Http, PassHost::Node, None),
-        )
-        .unwrap();
+        let by_node = build(&spec(&nodes, UpstreamScheme::Http, PassHost::Node, None)).unwrap();
         assert_eq!(
             by_node.host_header(by_node.node(0), Some(&client)).unwrap(),
             "10.0.0.1:8080"
         );
 
-        let rewrite = UpstreamTarget::build(
-            "u".into(),
-            &spec(
-                &nodes,
-                UpstreamScheme::Http,
-                PassHost::Rewrite,
-                Some("internal"),
-            ),
-        )
+        let rewrite = build(&spec(
+            &nodes,
+            UpstreamScheme::Http,
+            PassHost::Rewrite,
+            Some("internal"),
+        ))
         .unwrap();
         assert_eq!(
             rewrite.host_header(rewrite.node(0), Some(&client)).unwrap(),
@@ -237,15 +306,12 @@ mod tests {
 
     #[test]
     fn default_ports_are_left_out_of_the_node_host() {
-        let https = UpstreamTarget::build(
-            "u".into(),
-            &spec(
-                &[("backend.internal", 443, 1), ("::1", 8443, 1)],
-                UpstreamScheme::Https,
-                PassHost::Node,
-                None,
-            ),
-        )
+        let https = build(&spec(
+            &[("backend.internal", 443, 1), ("::1", 8443, 1)],
+            UpstreamScheme::Https,
+            PassHost::Node,
+            None,
+        ))
         .unwrap();
         assert_eq!(
             https.host_header(https.node(0), None).unwrap(),
@@ -263,39 +329,30 @@ mod tests {
 
     #[test]
     fn unusable_settings_are_named() {
-        let missing = UpstreamTarget::build(
-            "u".into(),
-            &spec(
-                &[("a", 80, 1)],
-                UpstreamScheme::Http,
-                PassHost::Rewrite,
-                None,
-            ),
-        );
+        let missing = build(&spec(
+            &[("a", 80, 1)],
+            UpstreamScheme::Http,
+            PassHost::Rewrite,
+            None,
+        ));
         assert!(missing.err().unwrap().contains("upstream_host"));
-        let bad_node = UpstreamTarget::build(
-            "u".into(),
-            &spec(
-                &[("a b", 80, 1)],
-                UpstreamScheme::Http,
-                PassHost::Pass,
-                None,
-            ),
-        );
+        let bad_node = build(&spec(
+            &[("a b", 80, 1)],
+            UpstreamScheme::Http,
+            PassHost::Pass,
+            None,
+        ));
         assert!(bad_node.err().unwrap().contains("a b:80"));
     }
 
     #[test]
     fn retries_avoid_failed_nodes() {
-        let target = UpstreamTarget::build(
-            "u".into(),
-            &spec(
-                &[("a", 80, 5), ("b", 80, 1), ("c", 80, 1)],
-                UpstreamScheme::Http,
-                PassHost::Pass,
-                None,
-            ),
-        )
+        let target = build(&spec(
+            &[("a", 80, 5), ("b", 80, 1), ("c", 80, 1)],
+            UpstreamScheme::Http,
+            PassHost::Pass,
+            None,
+        ))
         .unwrap();
         for _ in 0..20 {
             let first = target.pick(&[]).unwrap();

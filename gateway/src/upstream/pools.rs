@@ -8,6 +8,7 @@
 //! connections as soon as the last snapshot naming it is gone.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
@@ -28,8 +29,10 @@ pub struct UpstreamPools {
 impl UpstreamPools {
     /// The client for plain `http` upstreams.
     pub(crate) fn plain(&self) -> Arc<UpstreamClient> {
-        self.get_or_insert(ProfileKey::Plain, || Ok(UpstreamClient::plain()))
-            .unwrap_or_else(|_: String| Arc::new(UpstreamClient::plain()))
+        let Ok(client) = self.get_or_insert(ProfileKey::Plain, || {
+            Ok::<_, Infallible>(UpstreamClient::plain())
+        });
+        client
     }
 
     /// The client for `profile`: the existing one if an equal profile is in
@@ -47,14 +50,17 @@ impl UpstreamPools {
 
     /// How many profiles have a live client.
     pub(crate) fn len(&self) -> usize {
-        self.lock().values().filter(|c| c.strong_count() > 0).count()
+        self.lock()
+            .values()
+            .filter(|c| c.strong_count() > 0)
+            .count()
     }
 
-    fn get_or_insert(
+    fn get_or_insert<E>(
         &self,
         key: ProfileKey,
-        make: impl FnOnce() -> Result<UpstreamClient, String>,
-    ) -> Result<Arc<UpstreamClient>, String> {
+        make: impl FnOnce() -> Result<UpstreamClient, E>,
+    ) -> Result<Arc<UpstreamClient>, E> {
         let mut clients = self.lock();
         if let Some(client) = clients.get(&key).and_then(Weak::upgrade) {
             return Ok(client);

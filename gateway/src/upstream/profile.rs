@@ -87,8 +87,9 @@ impl TlsProfile {
             .server_name
             .as_deref()
             .map(|name| {
-                ServerName::try_from(name.to_owned())
-                    .map_err(|_| format!("tls server name {name:?} is not a DNS name or IP address"))
+                ServerName::try_from(name.to_owned()).map_err(|_| {
+                    format!("tls server name {name:?} is not a DNS name or IP address")
+                })
             })
             .transpose()?;
         Ok(TlsProfile {
@@ -100,9 +101,16 @@ impl TlsProfile {
 
     pub(crate) fn key(&self) -> ProfileKey {
         ProfileKey::Tls {
-            identity: self.identity.iter().map(|pair| pair.chain.clone()).collect(),
+            identity: self
+                .identity
+                .iter()
+                .map(|pair| pair.chain.clone())
+                .collect(),
             trust: self.trust.clone(),
-            server_name: self.server_name.as_ref().map(|name| name.to_str().into_owned()),
+            server_name: self
+                .server_name
+                .as_ref()
+                .map(|name| name.to_str().into_owned()),
         }
     }
 

@@ -149,7 +149,10 @@ pub struct TlsMaterial {
 }
 
 impl TlsMaterial {
-    pub(crate) fn parse(files: &TlsFiles, contents: &Contents) -> Result<TlsMaterial, CertFileError> {
+    pub(crate) fn parse(
+        files: &TlsFiles,
+        contents: &Contents,
+    ) -> Result<TlsMaterial, CertFileError> {
         let chain = parse_each(&files.cert, &contents.cert, certs_in)?;
         let key = parse_each(&files.key, &contents.key, key_in)?;
         let roots = parse_each(&files.ca, &contents.ca, certs_in)?;
@@ -247,7 +250,10 @@ fn parse_each<'f, T>(
     }
 }
 
-fn certs_in(file: &PemFile, bytes: &[u8]) -> Result<(Vec<CertificateDer<'static>>, String), CertFileError> {
+fn certs_in(
+    file: &PemFile,
+    bytes: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, String), CertFileError> {
     let pem = text(file, bytes)?;
     let certs = x509::parse_certs(&pem).map_err(|source| invalid(file, source))?;
     Ok((certs, pem))

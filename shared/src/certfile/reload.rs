@@ -147,14 +147,21 @@ where
                 let value = Arc::new(value);
                 current.store(Arc::clone(&value));
                 self.tx.send_replace(value);
-                log_loaded(&material, "certificate files changed: new connections use them");
+                log_loaded(
+                    &material,
+                    "certificate files changed: new connections use them",
+                );
                 Outcome::Reloaded
             }
             Err(err) => {
                 // A certificate may be caught already replaced while its key
                 // is not yet: only refuse bytes that are still there on a
                 // second look.
-                if self.read().await.is_some_and(|again| again.digest() != digest) {
+                if self
+                    .read()
+                    .await
+                    .is_some_and(|again| again.digest() != digest)
+                {
                     return Outcome::Unsettled;
                 }
                 tracing::error!(error = %err, "refusing the changed certificate files; the ones loaded before stay in use");

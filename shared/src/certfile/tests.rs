@@ -40,7 +40,10 @@ impl SecretDir {
     /// Writes a new generation, then atomically points `..data` at it.
     fn swap(&mut self, files: &[(&str, &str)]) {
         self.generation += 1;
-        let generation = format!("..2026_11_23_10_00_{:02}.{}", self.generation, self.generation);
+        let generation = format!(
+            "..2026_11_23_10_00_{:02}.{}",
+            self.generation, self.generation
+        );
         let dir = self.dir.path().join(&generation);
         std::fs::create_dir(&dir).expect("generation dir");
         for (name, content) in files {
@@ -107,7 +110,10 @@ fn loads_a_matching_pair_and_its_ca() {
     assert_eq!(material.chain().len(), 1);
     assert_eq!(material.roots().len(), 1);
     assert!(material.key().is_some());
-    assert_eq!(material.leaf().map(|l| l.subject.as_str()), Some("CN=first"));
+    assert_eq!(
+        material.leaf().map(|l| l.subject.as_str()),
+        Some("CN=first")
+    );
     let (cert_pem, key_pem) = material.identity_pem().expect("identity");
     assert_eq!(cert_pem, pki.first.cert);
     assert_eq!(key_pem, pki.first.key);
@@ -138,7 +144,12 @@ fn names_the_file_that_cannot_be_read() {
     let mut files = secret.files();
     files.ca = Some(PemFile::new("test.tls.ca", secret.path("missing.crt")));
     let msg = files.load().expect_err("missing file").to_string();
-    assert!(msg.starts_with("test.tls.ca (") && msg.contains("missing.crt") && msg.contains("cannot read"), "{msg}");
+    assert!(
+        msg.starts_with("test.tls.ca (")
+            && msg.contains("missing.crt")
+            && msg.contains("cannot read"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -150,14 +161,24 @@ fn names_the_file_that_is_not_pem() {
         ("ca.crt", &pki.ca_pem),
     ]);
     let err = secret.files().load().expect_err("garbage certificate");
-    assert!(matches!(err, CertFileError::Invalid { ref file, .. } if file.setting == "test.tls.cert"), "{err:?}");
+    assert!(
+        matches!(err, CertFileError::Invalid { ref file, .. } if file.setting == "test.tls.cert"),
+        "{err:?}"
+    );
     let secret = SecretDir::new(&[
         ("tls.crt", &pki.first.cert),
         ("tls.key", &pki.first.cert),
         ("ca.crt", &pki.ca_pem),
     ]);
-    let msg = secret.files().load().expect_err("a certificate is no key").to_string();
-    assert!(msg.contains("test.tls.key") && msg.contains("private key"), "{msg}");
+    let msg = secret
+        .files()
+        .load()
+        .expect_err("a certificate is no key")
+        .to_string();
+    assert!(
+        msg.contains("test.tls.key") && msg.contains("private key"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -180,14 +201,19 @@ fn debug_never_shows_the_key() {
     let material = secret.files().load().expect("valid");
     let debug = format!("{material:?}");
     assert!(debug.contains("<redacted>"), "{debug}");
-    assert!(!debug.contains("PRIVATE KEY") && !debug.contains(&pki.first.key[40..80]), "{debug}");
+    assert!(
+        !debug.contains("PRIVATE KEY") && !debug.contains(&pki.first.key[40..80]),
+        "{debug}"
+    );
 }
 
 #[tokio::test]
 async fn poll_follows_swaps_and_keeps_the_old_material_on_bad_files() {
     let pki = Pki::new();
     let mut secret = SecretDir::new(&pki.secret(&pki.first));
-    let current = Arc::new(ArcSwap::from_pointee(subject(&secret.files().load().expect("valid")).expect("cn")));
+    let current = Arc::new(ArcSwap::from_pointee(
+        subject(&secret.files().load().expect("valid")).expect("cn"),
+    ));
     let (mut poller, mut updates) = Poller::for_test(secret.files(), subject, &current);
     assert_eq!(poller.poll(&current).await, Outcome::Unchanged);
 
@@ -199,7 +225,10 @@ async fn poll_follows_swaps_and_keeps_the_old_material_on_bad_files() {
 
     // A broken certificate: refused once, then left alone; the old one stays.
     secret.swap(&[
-        ("tls.crt", "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n"),
+        (
+            "tls.crt",
+            "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n",
+        ),
         ("tls.key", &pki.first.key),
         ("ca.crt", &pki.ca_pem),
     ]);
@@ -238,7 +267,8 @@ async fn poll_refuses_what_the_consumer_cannot_use() {
 async fn reloading_picks_up_a_swap_by_itself() {
     let pki = Pki::new();
     let mut secret = SecretDir::new(&pki.secret(&pki.first));
-    let reloading = Reloading::start_polling(secret.files(), Duration::from_millis(10), subject).expect("valid files");
+    let reloading = Reloading::start_polling(secret.files(), Duration::from_millis(10), subject)
+        .expect("valid files");
     assert_eq!(*reloading.current(), "CN=first");
     let mut updates = reloading.subscribe();
     secret.swap(&pki.secret(&pki.second));
@@ -266,10 +296,14 @@ async fn refuses_to_start_on_bad_files() {
 async fn polling_stops_when_every_handle_is_dropped() {
     let pki = Pki::new();
     let secret = SecretDir::new(&pki.secret(&pki.first));
-    let reloading = Reloading::start_polling(secret.files(), Duration::from_millis(10), subject).expect("valid files");
+    let reloading = Reloading::start_polling(secret.files(), Duration::from_millis(10), subject)
+        .expect("valid files");
     let mut updates = reloading.subscribe();
     drop(reloading);
     let deadline = Instant::now() + Duration::from_secs(10);
     let closed = tokio::time::timeout_at(deadline.into(), updates.changed()).await;
-    assert!(matches!(closed, Ok(Err(_))), "the poller must end and close the channel");
+    assert!(
+        matches!(closed, Ok(Err(_))),
+        "the poller must end and close the channel"
+    );
 }

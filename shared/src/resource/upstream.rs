@@ -127,7 +127,10 @@ impl fmt::Debug for UpstreamTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpstreamTls")
             .field("client_cert", &self.client_cert.as_ref().map(|_| "<PEM>"))
-            .field("client_key", &self.client_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "client_key",
+                &self.client_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("client_cert_id", &self.client_cert_id)
             .field("verify", &self.verify)
             .field("ca", &self.ca.as_ref().map(|_| "<PEM>"))

@@ -1,7 +1,8 @@
-//! TLS to etcd: client options built from `deployment.etcd.tls`, and a
+//! TLS to etcd: client settings built from `deployment.etcd.tls`, and a
 //! fresh etcd client whenever those files are rotated.
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
@@ -11,21 +12,38 @@ use tokio::sync::watch;
 use crate::certfile::{CertFileError, Reloading, TlsMaterial};
 use crate::config::EtcdTls;
 
-/// Follows the configured files; each valid version becomes `TlsOptions`.
-pub(super) fn follow(config: &EtcdTls, handshake_timeout: std::time::Duration) -> Result<Reloading<TlsOptions>, CertFileError> {
+/// One version of the TLS files, ready for use.
+pub(super) struct EtcdTlsVersion {
+    /// What the etcd client is given.
+    pub(super) options: TlsOptions,
+    /// The same settings as a rustls configuration, for the startup probe's
+    /// own handshake.
+    pub(super) rustls: Arc<ClientConfig>,
+    /// The name sent and verified, when not the endpoint's host.
+    pub(super) sni: Option<String>,
+}
+
+/// Follows the configured files; each valid version is built once.
+pub(super) fn follow(
+    config: &EtcdTls,
+    handshake_timeout: Duration,
+) -> Result<Reloading<EtcdTlsVersion>, CertFileError> {
     let sni = config.sni.clone();
     Reloading::start(config.files(), move |material| {
-        options(material, sni.as_deref(), handshake_timeout)
+        Ok(EtcdTlsVersion {
+            options: options(material, sni.as_deref(), handshake_timeout)?,
+            rustls: Arc::new(rustls_config(material)?),
+            sni: sni.clone(),
+        })
     })
 }
 
-/// The client TLS options for one version of the files.
+/// The etcd client's TLS options for one version of the files.
 fn options(
     material: &TlsMaterial,
     sni: Option<&str>,
-    handshake_timeout: std::time::Duration,
+    handshake_timeout: Duration,
 ) -> Result<TlsOptions, CertFileError> {
-    check_usable(material)?;
     let ca = material
         .roots_pem()
         .ok_or_else(|| material.rejected("no CA certificate to verify etcd with"))?;
@@ -41,49 +59,68 @@ fn options(
     Ok(tls)
 }
 
-/// Builds the rustls client configuration the etcd client will build, so
-/// that whatever rustls refuses is refused here, with a reason, and not
-/// later when connecting (the etcd client silently drops CA certificates it
-/// cannot use, which would only show as failed handshakes).
-fn check_usable(material: &TlsMaterial) -> Result<(), CertFileError> {
+/// The rustls configuration the etcd client will build from the same
+/// files. Building it here refuses, with a reason, whatever rustls would
+/// refuse later: the etcd client silently drops CA certificates it cannot
+/// use, which would only show as failed handshakes.
+fn rustls_config(material: &TlsMaterial) -> Result<ClientConfig, CertFileError> {
     let mut roots = RootCertStore::empty();
     for root in material.roots() {
-        roots
-            .add(root.clone())
-            .map_err(|e| material.rejected(format!("the CA certificate cannot be a trust anchor: {e}")))?;
+        roots.add(root.clone()).map_err(|e| {
+            material.rejected(format!("the CA certificate cannot be a trust anchor: {e}"))
+        })?;
     }
-    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| material.rejected(e))?
         .with_root_certificates(roots);
-    if let (chain, Some(key)) = (material.chain(), material.key()) {
-        builder
+    let mut config = match (material.chain(), material.key()) {
+        (chain, Some(key)) => builder
             .with_client_auth_cert(chain.to_vec(), key.clone_key())
-            .map_err(|e| material.rejected(format!("the client certificate cannot be used: {e}")))?;
-    }
-    Ok(())
+            .map_err(|e| {
+                material.rejected(format!("the client certificate cannot be used: {e}"))
+            })?,
+        (_, None) => builder.with_no_client_auth(),
+    };
+    // etcd speaks gRPC, which is HTTP/2 only.
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
 }
 
 /// Replaces the client in `slot` whenever the TLS files change, so new
-/// requests present the new certificate. Ends when the store is dropped.
+/// requests present the new certificate. Files that etcd refuses (e.g. a
+/// certificate from a CA it does not trust) do not replace working ones.
+/// Ends when the store is dropped.
 pub(super) async fn rotate(
     endpoints: Vec<String>,
     options: ConnectOptions,
-    mut updates: watch::Receiver<Arc<TlsOptions>>,
+    mut updates: watch::Receiver<Arc<EtcdTlsVersion>>,
     slot: Weak<ArcSwap<Client>>,
+    timeout: Duration,
 ) {
+    let joined = endpoints.join(",");
     while updates.changed().await.is_ok() {
+        let version = Arc::clone(&updates.borrow_and_update());
+        if let Some(refused) = super::probe::first_refusal(&endpoints, &version, timeout).await {
+            tracing::error!(error = %refused, "refusing the changed etcd TLS files: etcd does not accept them; the ones loaded before stay in use");
+            continue;
+        }
         let Some(slot) = slot.upgrade() else {
             return;
         };
-        let tls = TlsOptions::clone(&updates.borrow_and_update());
-        match Client::connect(&endpoints, Some(options.clone().with_tls(tls))).await {
+        match Client::connect(
+            &endpoints,
+            Some(options.clone().with_tls(version.options.clone())),
+        )
+        .await
+        {
             Ok(client) => {
                 slot.store(Arc::new(client));
-                tracing::info!(endpoints = %endpoints.join(","), "etcd TLS files changed: new etcd requests use them");
+                tracing::info!(endpoints = %joined, "etcd TLS files changed: new etcd requests use them");
             }
             Err(err) => tracing::error!(
-                endpoints = %endpoints.join(","),
+                endpoints = %joined,
                 error = %super::describe(&err),
                 "cannot use the changed etcd TLS files; the ones loaded before stay in use"
             ),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::revocation::{revocation, Revocation, RevocationSpec};
+use super::revocation::{check_signers, revocation, Revocation, RevocationSpec};
 use super::ValidationError;
 use crate::resource::{CrlMode, UnknownStatus};
 use crate::x509;
@@ -134,6 +134,9 @@ impl ClientCertAuth {
                 unknown_status: spec.unknown_status,
             },
         )?;
+        if let Some(revocation) = &revocation {
+            check_signers("crl", revocation, &ca)?;
+        }
         let cert_header = spec.cert_header.map(cert_header).transpose()?;
         Ok(ClientCertAuth {
             required: spec.required,
@@ -154,7 +157,11 @@ impl ClientCertAuth {
             X509Certificate::from_der(der.as_ref())
                 .ok()
                 .map(|(_, cert)| {
-                    let name = if issuer { cert.issuer() } else { cert.subject() };
+                    let name = if issuer {
+                        cert.issuer()
+                    } else {
+                        cert.subject()
+                    };
                     name.as_raw().to_vec()
                 })
         };
@@ -171,8 +178,8 @@ fn pinned(pems: &[String]) -> Result<Vec<CertificateDer<'static>>, ValidationErr
         .enumerate()
         .map(|(i, pem)| {
             let field = format!("certificates[{i}]");
-            let mut certs =
-                x509::parse_certs(pem).map_err(|e| ValidationError::field(&field, e.to_string()))?;
+            let mut certs = x509::parse_certs(pem)
+                .map_err(|e| ValidationError::field(&field, e.to_string()))?;
             match certs.len() {
                 1 => Ok(certs.remove(0)),
                 n => Err(ValidationError::field(
@@ -292,7 +299,12 @@ mod tests {
         let names: Vec<String> = parsed
             .ca_names()
             .iter()
-            .map(|der| x509_parser::x509::X509Name::from_der(der).unwrap().1.to_string())
+            .map(|der| {
+                x509_parser::x509::X509Name::from_der(der)
+                    .unwrap()
+                    .1
+                    .to_string()
+            })
             .collect();
         assert_eq!(names, ["CN=Route CA", "CN=Other CA"]);
         drop((issuer, other_pem));
@@ -309,7 +321,10 @@ mod tests {
                 json!({"certificates": [format!("{leaf}{ca_pem}")]}),
                 "certificates[0]",
             ),
-            (json!({"ca": [ca_pem, "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"]}), "ca[1]"),
+            (
+                json!({"ca": [ca_pem, "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"]}),
+                "ca[1]",
+            ),
             (json!({"ca": [ca_pem], "depth": 0}), "depth"),
             (json!({"ca": [ca_pem], "crl": ["not a crl"]}), "crl[0]"),
             (json!({"ca": [ca_pem], "crl_mode": "strict"}), "crl_mode"),

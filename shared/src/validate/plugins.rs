@@ -13,7 +13,7 @@ pub(super) fn check(plugins: &BTreeMap<String, Value>) -> Result<(), ValidationE
     for (name, config) in plugins {
         let checked = match name.as_str() {
             CLIENT_CERT_AUTH => ClientCertAuth::from_config(config).map(drop),
-            "mtls-acl" => mtls_acl(config),
+            "mtls-acl" => mtls_acl(config, plugins.get("mtls-auth")),
             _ => Ok(()),
         };
         checked.map_err(|e| e.within(&format!("plugins.{name}")))?;
@@ -22,8 +22,10 @@ pub(super) fn check(plugins: &BTreeMap<String, Value>) -> Result<(), ValidationE
 }
 
 /// Exactly one list (`allow` or `deny`) and exactly one source of the value
-/// (`certificate_header_name` or `attribute`).
-fn mtls_acl(config: &Value) -> Result<(), ValidationError> {
+/// (`certificate_header_name` or `attribute`). A header must be one that
+/// the route's `mtls-auth` sets: any other header is the client's own word,
+/// which the ACL never reads (it would refuse everyone).
+fn mtls_acl(config: &Value, mtls_auth: Option<&Value>) -> Result<(), ValidationError> {
     let has = |field: &str| config.get(field).is_some();
     match (has("allow"), has("deny")) {
         (true, true) => {
@@ -40,17 +42,40 @@ fn mtls_acl(config: &Value) -> Result<(), ValidationError> {
         }
         _ => {}
     }
-    match (has("certificate_header_name"), has("attribute")) {
-        (true, true) => Err(ValidationError::field(
-            "attribute",
-            "give either `certificate_header_name` or `attribute`, not both",
-        )),
-        (false, false) => Err(ValidationError::field(
-            "attribute",
-            "one of `certificate_header_name` or `attribute` is required",
-        )),
-        _ => Ok(()),
+    let header = match (config.get("certificate_header_name"), has("attribute")) {
+        (Some(_), true) => {
+            return Err(ValidationError::field(
+                "attribute",
+                "give either `certificate_header_name` or `attribute`, not both",
+            ))
+        }
+        (None, false) => {
+            return Err(ValidationError::field(
+                "attribute",
+                "one of `certificate_header_name` or `attribute` is required",
+            ))
+        }
+        (None, true) => return Ok(()),
+        (Some(header), false) => header.as_str().unwrap_or_default(),
+    };
+    let set_by_mtls_auth = mtls_auth.and_then(Value::as_object).is_some_and(|auth| {
+        auth.iter().any(|(setting, name)| {
+            setting.ends_with("_header")
+                && name
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(header))
+        })
+    });
+    if set_by_mtls_auth {
+        return Ok(());
     }
+    Err(ValidationError::field(
+        "certificate_header_name",
+        format!(
+            "no mtls-auth setting of this route sets {header:?}; set it with mtls-auth \
+             (e.g. upstream_cert_org_header) or use `attribute`"
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -64,10 +89,27 @@ mod tests {
     }
 
     #[test]
+    fn mtls_acl_reads_a_header_only_mtls_auth_sets() {
+        let acl = json!({"certificate_header_name": "X-Client-Cert-Organization",
+                         "allow": ["Callista Enterprise AB"]});
+        let auth = json!({"upstream_cert_org_header": "x-client-cert-organization"});
+        let plugins = BTreeMap::from([
+            ("mtls-acl".to_owned(), acl.clone()),
+            ("mtls-auth".to_owned(), auth),
+        ]);
+        assert_eq!(check(&plugins), Ok(()));
+        let err = check_one("mtls-acl", acl).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "invalid plugins.mtls-acl.certificate_header_name: no mtls-auth setting"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn mtls_acl_needs_one_list_and_one_source() {
         let ok = json!({"attribute": "subject_o", "allow": ["Callista Enterprise AB"]});
-        assert_eq!(check_one("mtls-acl", ok), Ok(()));
-        let ok = json!({"certificate_header_name": "X-O", "deny": ["Other Corp"]});
         assert_eq!(check_one("mtls-acl", ok), Ok(()));
         let both = json!({"attribute": "subject_o", "allow": ["a"], "deny": ["b"]});
         assert_eq!(

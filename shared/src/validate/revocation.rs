@@ -1,7 +1,9 @@
 //! Revocation settings, shared by an SSL object's `client` section and the
 //! `client-cert-auth` plugin: `crl`, `crl_mode`, `unknown_status`.
 
-use rustls_pki_types::CertificateRevocationListDer;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::revocation_list::CertificateRevocationList;
 
 use super::ValidationError;
 use crate::resource::{CrlMode, UnknownStatus};
@@ -27,6 +29,46 @@ impl Revocation {
             .map(|crl| format!("the CRL of {} is past its nextUpdate", crl.issuer))
             .collect()
     }
+}
+
+/// Refuses a CRL that names one of `ca` as its issuer without being signed
+/// by it: such a CRL would make every certificate of that CA fail at
+/// verification time. (A CRL of another issuer, e.g. an intermediate CA, is
+/// checked when a chain through that issuer is verified.)
+pub(super) fn check_signers(
+    field: &str,
+    revocation: &Revocation,
+    ca: &[CertificateDer<'_>],
+) -> Result<(), ValidationError> {
+    let anchors: Vec<X509Certificate<'_>> = ca
+        .iter()
+        .filter_map(|der| X509Certificate::from_der(der.as_ref()).ok())
+        .map(|(_, cert)| cert)
+        .collect();
+    for (i, der) in revocation.crls.iter().enumerate() {
+        let Ok((_, crl)) = CertificateRevocationList::from_der(der.as_ref()) else {
+            continue;
+        };
+        let mut named = anchors
+            .iter()
+            .filter(|cert| cert.subject().as_raw() == crl.issuer().as_raw())
+            .peekable();
+        if named.peek().is_some()
+            && !named.any(|cert| crl.verify_signature(cert.public_key()).is_ok())
+        {
+            return Err(ValidationError::field(
+                field,
+                format!(
+                    "CRL #{i} names {} as its issuer but is not signed by that CA",
+                    revocation
+                        .summaries
+                        .get(i)
+                        .map_or("its CA", |s| s.issuer.as_str())
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The raw settings, as found in the object.
@@ -81,4 +123,111 @@ pub(super) fn revocation(
         mode: spec.mode.unwrap_or_default(),
         unknown_status: spec.unknown_status.unwrap_or_default(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber,
+        PKCS_ECDSA_P256_SHA256,
+    };
+    use serde_json::{json, Value};
+
+    use crate::resource::Kind;
+    use crate::validate::{validate, Valid, ValidationError};
+    use crate::x509::test_pki::TestCa;
+
+    fn crl(ca: &TestCa, next_update_days: i64) -> String {
+        let now = time::OffsetDateTime::now_utc();
+        CertificateRevocationListParams {
+            this_update: now - time::Duration::days(40),
+            next_update: now + time::Duration::days(next_update_days),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(42u64),
+                revocation_time: now - time::Duration::days(40),
+                reason_code: None,
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca.issuer)
+        .unwrap()
+        .pem()
+        .unwrap()
+    }
+
+    fn ssl_with_client(client: Value) -> Result<Valid, ValidationError> {
+        let server_ca = TestCa::new("Server CA", &PKCS_ECDSA_P256_SHA256);
+        let server = server_ca.leaf("test.com", &["test.com"], vec![], &PKCS_ECDSA_P256_SHA256);
+        let body =
+            json!({"sni": "test.com", "cert": server.cert, "key": server.key, "client": client});
+        validate(Kind::Ssls, "1", &body)
+    }
+
+    #[test]
+    fn ssl_objects_take_crls() {
+        let ca = TestCa::new("Client CA", &PKCS_ECDSA_P256_SHA256);
+        let client = json!({"ca": ca.cert_pem(), "crl": [crl(&ca, 30)], "crl_mode": "leaf_only"});
+        let Ok(Valid::Ssl(ssl)) = ssl_with_client(client) else {
+            panic!("refused a valid CRL");
+        };
+        let revocation = ssl.client.as_ref().unwrap().revocation.as_ref().unwrap();
+        assert_eq!(revocation.crls.len(), 1);
+        assert_eq!(revocation.mode, crate::resource::CrlMode::LeafOnly);
+        assert_eq!(
+            revocation.unknown_status,
+            crate::resource::UnknownStatus::Deny
+        );
+        assert!(ssl.warnings.is_empty(), "{:?}", ssl.warnings);
+    }
+
+    #[test]
+    fn stale_crls_are_accepted_with_a_warning() {
+        let ca = TestCa::new("Client CA", &PKCS_ECDSA_P256_SHA256);
+        let client = json!({"ca": ca.cert_pem(), "crl": [crl(&ca, -1)]});
+        let Ok(Valid::Ssl(ssl)) = ssl_with_client(client) else {
+            panic!("refused a stale CRL");
+        };
+        assert_eq!(
+            ssl.warnings,
+            ["client.crl: the CRL of CN=Client CA is past its nextUpdate"]
+        );
+    }
+
+    #[test]
+    fn refuses_bad_crls_naming_the_field() {
+        let ca = TestCa::new("Client CA", &PKCS_ECDSA_P256_SHA256);
+        let impostor = TestCa::new("Client CA", &PKCS_ECDSA_P256_SHA256);
+        let cases = [
+            (
+                json!({"ca": ca.cert_pem(), "crl": ["garbage"]}),
+                "client.crl[0]",
+            ),
+            (
+                json!({"ca": ca.cert_pem(), "crl": [crl(&impostor, 30)]}),
+                "client.crl",
+            ),
+            (
+                json!({"ca": ca.cert_pem(), "unknown_status": "allow"}),
+                "client.unknown_status",
+            ),
+        ];
+        for (client, field) in cases {
+            match ssl_with_client(client.clone()) {
+                Err(ValidationError::Field {
+                    field: blamed,
+                    reason,
+                }) => {
+                    assert_eq!(blamed, field, "{reason}")
+                }
+                other => panic!("{client}: expected a field error, got {other:?}"),
+            }
+        }
+        // Another issuer's CRL (an intermediate's) cannot be checked here.
+        let other = TestCa::new("Intermediate", &PKCS_ECDSA_P256_SHA256);
+        let client = json!({"ca": ca.cert_pem(), "crl": [crl(&other, 30)]});
+        assert!(ssl_with_client(client).is_ok());
+    }
 }

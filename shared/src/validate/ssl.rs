@@ -9,7 +9,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::revocation::{revocation, Revocation, RevocationSpec};
+use super::revocation::{check_signers, revocation, Revocation, RevocationSpec};
 use super::{deserialize, HostPattern, ValidationError};
 use crate::resource::{ClientSettings, Ssl, SslType};
 use crate::x509::{self, CertSummary};
@@ -244,6 +244,9 @@ fn client_auth(
             unknown_status: settings.unknown_status,
         },
     )?;
+    if let Some(revocation) = &revocation {
+        check_signers("client.crl", revocation, &ca)?;
+    }
     for stale in revocation.iter().flat_map(|r| r.stale_crls(notes.now)) {
         notes.warnings.push(format!("client.crl: {stale}"));
     }

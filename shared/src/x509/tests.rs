@@ -362,9 +362,15 @@ fn redact_removes_upstream_client_keys_inline_or_not() {
     let tls = json!({"client_cert": "C", "client_key": "K", "sni": "a.test"});
     let mut upstream = json!({"nodes": {"a:1": 1}, "tls": tls});
     redact(&mut upstream);
-    assert_eq!(upstream["tls"], json!({"client_cert": "C", "sni": "a.test"}));
+    assert_eq!(
+        upstream["tls"],
+        json!({"client_cert": "C", "sni": "a.test"})
+    );
     let mut route = json!({"uri": "/", "upstream": {"nodes": {"a:1": 1}, "tls": tls}});
     redact(&mut route);
-    assert_eq!(route["upstream"]["tls"], json!({"client_cert": "C", "sni": "a.test"}));
+    assert_eq!(
+        route["upstream"]["tls"],
+        json!({"client_cert": "C", "sni": "a.test"})
+    );
     assert_eq!(route["uri"], "/");
 }

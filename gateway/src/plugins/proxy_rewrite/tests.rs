@@ -34,7 +34,11 @@ fn verified() -> ClientCert {
         .der()
         .clone();
     let summary = CertSummary::from_der(&der).unwrap();
-    ClientCert::Verified(Arc::new(PeerCert { der, summary }))
+    ClientCert::Verified(Arc::new(PeerCert {
+        der,
+        summary,
+        intermediates: Vec::new(),
+    }))
 }
 
 /// The request as the proxy hands it to `upstream_request_filter`.

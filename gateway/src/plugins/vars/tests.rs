@@ -44,7 +44,11 @@ fn client_cert(cn: &str) -> CertificateDer<'static> {
 
 fn peer(der: CertificateDer<'static>) -> Arc<PeerCert> {
     let summary = CertSummary::from_der(&der).unwrap();
-    Arc::new(PeerCert { der, summary })
+    Arc::new(PeerCert {
+        der,
+        summary,
+        intermediates: Vec::new(),
+    })
 }
 
 fn tls_conn(client_cert: ClientCert) -> ConnInfo {

@@ -14,7 +14,11 @@ fn peer() -> Arc<PeerCert> {
         .der()
         .clone();
     let summary = CertSummary::from_der(&der).unwrap();
-    Arc::new(PeerCert { der, summary })
+    Arc::new(PeerCert {
+        der,
+        summary,
+        intermediates: Vec::new(),
+    })
 }
 
 fn tls(ssl_id: &str, mtls: MtlsPolicy, client_cert: ClientCert) -> TlsInfo {

@@ -92,9 +92,9 @@ fn identity(tls: &UpstreamTls) -> Result<Option<ClientIdentity>, ValidationError
             "tls.client_cert",
             "is required with tls.client_key",
         )),
-        (Some(cert), Some(key), None) => inline_pair(cert, key)
-            .map(ClientIdentity::Inline)
-            .map(Some),
+        (Some(cert), Some(key), None) => {
+            inline_pair(cert, key).map(ClientIdentity::Inline).map(Some)
+        }
     }
 }
 
@@ -153,9 +153,9 @@ fn server_name(
     rewritten_host: Option<&str>,
 ) -> Result<Option<String>, ValidationError> {
     if let Some(sni) = sni {
-        return checked_name(sni).map(Some).map_err(|reason| {
-            ValidationError::field("tls.sni", format!("{sni:?} {reason}"))
-        });
+        return checked_name(sni)
+            .map(Some)
+            .map_err(|reason| ValidationError::field("tls.sni", format!("{sni:?} {reason}")));
     }
     let Some(host) = rewritten_host else {
         return Ok(None);
@@ -278,7 +278,9 @@ mod tests {
         assert!(matches!(tls.identity, Some(ClientIdentity::SslObject(id)) if id == "7"));
         let pair = client();
         assert_eq!(
-            blamed(json!({"client_cert_id": "7", "client_cert": pair.cert, "client_key": pair.key})),
+            blamed(
+                json!({"client_cert_id": "7", "client_cert": pair.cert, "client_key": pair.key})
+            ),
             "tls.client_cert_id"
         );
         assert_eq!(
@@ -291,18 +293,33 @@ mod tests {
     fn trust_is_one_of_off_ca_or_ca_id() {
         let pki = &*WALKTHROUGH;
         assert!(matches!(policy(json!({"verify": false})).trust, Trust::Off));
-        assert!(matches!(policy(json!({"verify": true})).trust, Trust::WebPki));
-        assert!(matches!(policy(json!({"ca": pki.ca_cert})).trust, Trust::Pem(ref certs) if certs.len() == 1));
-        assert!(matches!(policy(json!({"ca_id": "ca"})).trust, Trust::SslObject(ref id) if id == "ca"));
-        assert_eq!(blamed(json!({"verify": false, "ca": pki.ca_cert})), "tls.verify");
-        assert_eq!(blamed(json!({"ca": pki.ca_cert, "ca_id": "ca"})), "tls.ca_id");
+        assert!(matches!(
+            policy(json!({"verify": true})).trust,
+            Trust::WebPki
+        ));
+        assert!(
+            matches!(policy(json!({"ca": pki.ca_cert})).trust, Trust::Pem(ref certs) if certs.len() == 1)
+        );
+        assert!(
+            matches!(policy(json!({"ca_id": "ca"})).trust, Trust::SslObject(ref id) if id == "ca")
+        );
+        assert_eq!(
+            blamed(json!({"verify": false, "ca": pki.ca_cert})),
+            "tls.verify"
+        );
+        assert_eq!(
+            blamed(json!({"ca": pki.ca_cert, "ca_id": "ca"})),
+            "tls.ca_id"
+        );
         assert_eq!(blamed(json!({"ca": "not a PEM"})), "tls.ca");
     }
 
     #[test]
     fn server_name_comes_from_sni_or_a_rewritten_host() {
         assert_eq!(
-            policy(json!({"sni": "Backend.Example"})).server_name.as_deref(),
+            policy(json!({"sni": "Backend.Example"}))
+                .server_name
+                .as_deref(),
             Some("backend.example")
         );
         assert_eq!(blamed(json!({"sni": "not a name"})), "tls.sni");
@@ -360,7 +377,8 @@ mod tests {
             .expect_err("client_cert is not a string")
             .to_string();
         assert!(!message.contains("s3cret"), "{message}");
-        let value = json!({"nodes": {"a:443": 1}, "scheme": "https", "tls": {"client_key": ["s3cret"]}});
+        let value =
+            json!({"nodes": {"a:443": 1}, "scheme": "https", "tls": {"client_key": ["s3cret"]}});
         let message = validate(Kind::Upstreams, "1", &value)
             .expect_err("client_key is not a string")
             .to_string();

@@ -1,0 +1,249 @@
+//! `client-cert-auth`: per-route client certificates, as WSO2 APK's mTLS
+//! authentication. A route accepts a certificate that is exactly one of its
+//! `certificates` (pinning) or that chains to one of its `ca` (path, depth,
+//! validity dates, CRLs). `required: mandatory` answers 401 with
+//! `WWW-Authenticate: Mutual SSL realm="portcullis"` to a client without an
+//! accepted certificate; `optional` lets a client without one through, but
+//! a certificate that is sent must be accepted.
+//!
+//! Each route judges with its own trust set, so routes under one SNI can
+//! trust different CAs: the handshake asks for an optional certificate
+//! listing every such route's CAs (see `crate::tls::RouteCertRequests`) and
+//! never fails on it; the verdict is taken here, per request. Everything the
+//! verdict needs (anchors, CRLs, pinned set) is built with the route.
+//!
+//! With `cert_header`, a front proxy that terminated TLS passes the
+//! client's certificate in a header. The header is believed only from
+//! `trusted_sources`, or from a proxy that presented a certificate this
+//! route accepts; from anyone else it is removed and ignored. A certificate
+//! from the header is then judged exactly like one from the handshake.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use http::header::WWW_AUTHENTICATE;
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, StatusCode};
+use rustls_pki_types::{CertificateDer, UnixTime};
+use serde_json::Value;
+use shared::validate::{CertHeader, ClientCertAuth, Requirement, Revocation};
+use shared::x509::CertSummary;
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::revocation_list::CertificateRevocationList;
+
+use super::cert_header;
+use super::identity::RouteIdentity;
+use super::{reply, Flow, Plugin, RequestCtx};
+use crate::context::{ClientCert, PeerCert};
+use crate::tls::{ClientCertError, TrustSet};
+
+pub(super) const NAME: &str = shared::validate::CLIENT_CERT_AUTH;
+
+const REALM: &str = r#"Mutual SSL realm="portcullis""#;
+const MISSING: &str = r#"{"message":"a client certificate is required"}"#;
+const REFUSED: &str = r#"{"message":"the client certificate is not accepted"}"#;
+
+struct ClientCertAuthPlugin {
+    required: Requirement,
+    /// Pinned certificates, minus those a configured CRL revokes.
+    pinned: HashSet<CertificateDer<'static>>,
+    trust: Option<TrustSet>,
+    header: Option<TrustedHeader>,
+}
+
+struct TrustedHeader {
+    name: HeaderName,
+    config: CertHeader,
+}
+
+/// What the client presented to this route.
+enum Presented {
+    None,
+    Cert(Arc<PeerCert>),
+    /// A header that should have held a certificate did not.
+    Unreadable(String),
+}
+
+pub(super) fn build(config: &Value) -> Result<Box<dyn Plugin>, String> {
+    let config = ClientCertAuth::from_config(config).map_err(|e| e.to_string())?;
+    let algs = crate::tls::provider().signature_verification_algorithms;
+    let trust = (!config.ca.is_empty())
+        .then(|| TrustSet::new(&config.ca, config.depth, config.revocation.as_ref(), algs))
+        .transpose()
+        .map_err(|e| format!("ca: {e}"))?;
+    let header = config
+        .cert_header
+        .map(|header| {
+            HeaderName::from_bytes(header.name.as_bytes())
+                .map(|name| TrustedHeader {
+                    name,
+                    config: header,
+                })
+                .map_err(|_| "cert_header.name is not a valid header name".to_owned())
+        })
+        .transpose()?;
+    Ok(Box::new(ClientCertAuthPlugin {
+        required: config.required,
+        pinned: pinned(config.certificates, config.revocation.as_ref()),
+        trust,
+        header,
+    }))
+}
+
+/// The pinned certificates no configured CRL revokes. (A CRL names a
+/// certificate by issuer and serial; the operator configured both lists, so
+/// a CRL's word is taken here even without its issuer's key.)
+fn pinned(
+    certificates: Vec<CertificateDer<'static>>,
+    revocation: Option<&Revocation>,
+) -> HashSet<CertificateDer<'static>> {
+    let revoked: HashSet<(Vec<u8>, Vec<u8>)> = revocation
+        .into_iter()
+        .flat_map(|revocation| &revocation.crls)
+        .filter_map(|der| CertificateRevocationList::from_der(der.as_ref()).ok())
+        .flat_map(|(_, crl)| {
+            let issuer = crl.issuer().as_raw().to_vec();
+            crl.iter_revoked_certificates()
+                .map(|revoked| (issuer.clone(), revoked.raw_serial().to_vec()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    certificates
+        .into_iter()
+        .filter(|der| {
+            let Ok((_, cert)) = X509Certificate::from_der(der.as_ref()) else {
+                return false;
+            };
+            let key = (cert.issuer().as_raw().to_vec(), cert.raw_serial().to_vec());
+            let is_revoked = revoked.contains(&key);
+            if is_revoked {
+                tracing::warn!(
+                    subject = %cert.subject(),
+                    "client-cert-auth: a pinned certificate is revoked by a configured CRL; \
+                     it is not accepted"
+                );
+            }
+            !is_revoked
+        })
+        .collect()
+}
+
+impl ClientCertAuthPlugin {
+    /// Whether this route accepts `cert`; the error says why not.
+    fn accepts(&self, cert: &PeerCert) -> Result<(), ClientCertError> {
+        let now = UnixTime::now();
+        if self.pinned.contains(&cert.der) {
+            return within_validity(&cert.summary, now);
+        }
+        match &self.trust {
+            Some(trust) => trust.verify(&cert.der, &cert.intermediates, now).map(drop),
+            None => Err(ClientCertError::Rejected(
+                "not one of the pinned certificates".into(),
+            )),
+        }
+    }
+
+    fn presented(&self, ctx: &RequestCtx<'_>, req: &mut Parts) -> Presented {
+        let handshake = handshake_cert(ctx);
+        let from_handshake =
+            || handshake.map_or(Presented::None, |cert| Presented::Cert(Arc::clone(cert)));
+        let Some(header) = &self.header else {
+            return from_handshake();
+        };
+        let values: Vec<HeaderValue> = req.headers.get_all(&header.name).iter().cloned().collect();
+        let Some(value) = values.first() else {
+            return from_handshake();
+        };
+        let trusted = header.config.trusts(ctx.conn.remote_addr.ip())
+            || handshake.is_some_and(|proxy| self.accepts(proxy).is_ok());
+        if !trusted {
+            tracing::debug!(
+                route = ctx.route_id,
+                peer = %ctx.conn.remote_addr,
+                header = %header.name,
+                "client-cert-auth: certificate header from an untrusted peer removed"
+            );
+            req.headers.remove(&header.name);
+            return from_handshake();
+        }
+        if values.len() > 1 {
+            return Presented::Unreadable("the certificate header is repeated".into());
+        }
+        match header_cert(value, &header.config) {
+            Ok(cert) => Presented::Cert(Arc::new(cert)),
+            Err(reason) => Presented::Unreadable(reason),
+        }
+    }
+
+    fn refuse(&self, ctx: &RequestCtx<'_>, body: &'static str, reason: &str) -> Flow {
+        tracing::info!(
+            route = ctx.route_id,
+            reason,
+            "client-cert-auth: request refused"
+        );
+        let mut response = reply::json(StatusCode::UNAUTHORIZED, body);
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
+        ControlFlow::Break(response)
+    }
+}
+
+impl Plugin for ClientCertAuthPlugin {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn request_filter(&self, ctx: &mut RequestCtx<'_>, req: &mut Parts) -> Flow {
+        let cert = match self.presented(ctx, req) {
+            Presented::Cert(cert) => cert,
+            Presented::None if self.required == Requirement::Optional => {
+                return ControlFlow::Continue(())
+            }
+            Presented::None => return self.refuse(ctx, MISSING, "no client certificate"),
+            Presented::Unreadable(reason) => return self.refuse(ctx, REFUSED, &reason),
+        };
+        if let Err(reason) = self.accepts(&cert) {
+            let reason = format!("{} ({reason})", cert.summary.subject);
+            return self.refuse(ctx, REFUSED, &reason);
+        }
+        ctx.extensions.insert(RouteIdentity(cert));
+        ControlFlow::Continue(())
+    }
+}
+
+/// The certificate the client presented in the handshake, whatever the SSL
+/// object thought of it: this route judges it against its own trust set.
+fn handshake_cert<'a>(ctx: &'a RequestCtx<'_>) -> Option<&'a Arc<PeerCert>> {
+    match &ctx.conn.tls.as_ref()?.client_cert {
+        ClientCert::Verified(cert) | ClientCert::Failed { cert, .. } => Some(cert),
+        ClientCert::None => None,
+    }
+}
+
+fn header_cert(value: &HeaderValue, config: &CertHeader) -> Result<PeerCert, String> {
+    let mut chain = cert_header::decode(value.as_bytes(), config.encoding)
+        .map_err(|e| format!("certificate header: {e}"))?;
+    let der = chain.remove(0);
+    let summary = CertSummary::from_der(&der).map_err(|e| format!("certificate header: {e}"))?;
+    Ok(PeerCert {
+        der,
+        summary,
+        intermediates: chain,
+    })
+}
+
+fn within_validity(summary: &CertSummary, now: UnixTime) -> Result<(), ClientCertError> {
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    if now < summary.not_before {
+        return Err(ClientCertError::NotYetValid);
+    }
+    if summary.is_expired_at(now) {
+        return Err(ClientCertError::Expired);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde_json::json;
+
+use super::*;
+use crate::plugins::identity::verified_client;
+use crate::plugins::testing::{answered, ctx_with, peer, request, tls_conn, Conn, Pki, TestCert};
+
+/// Runs the plugin built from `config` for a request with `headers` on
+/// `conn`; returns the outcome and the subject of the identity it set.
+fn run(config: &Value, conn: &Conn, headers: &[(&str, &str)]) -> (Flow, Option<String>, Parts) {
+    let plugin = build(config).unwrap();
+    let mut ctx = conn.ctx();
+    let mut req = request(headers);
+    let flow = plugin.request_filter(&mut ctx, &mut req);
+    let identity = verified_client(&ctx).map(|cert| cert.summary.subject.clone());
+    (flow, identity, req)
+}
+
+fn presenting(cert: &TestCert) -> Conn {
+    ctx_with(Some(cert))
+}
+
+/// A handshake certificate the SSL object did not verify (it has no CA, or
+/// another one).
+fn presenting_unverified(cert: &TestCert, chain: &[&TestCert], remote: &str) -> Conn {
+    let mut peer = peer(cert);
+    peer.intermediates = chain.iter().map(|c| c.der.clone()).collect();
+    let failed = ClientCert::Failed {
+        reason: "unable to get local issuer certificate".into(),
+        cert: Arc::new(peer),
+    };
+    tls_conn(failed, remote)
+}
+
+async fn assert_refused(flow: Flow, body: &str) {
+    let (status, headers, text) = answered(flow).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        headers[WWW_AUTHENTICATE],
+        r#"Mutual SSL realm="portcullis""#
+    );
+    assert_eq!(text, body);
+}
+
+#[tokio::test]
+async fn pinned_certificates_as_apk() {
+    let pki = Pki::new();
+    let (one, two, other) = (pki.client("one"), pki.client("two"), pki.client("other"));
+    let config = json!({"required": "mandatory", "certificates": [one.pem, two.pem]});
+    for pinned in [&one, &two] {
+        let (flow, identity, _) = run(&config, &presenting(pinned), &[]);
+        assert!(flow.is_continue());
+        assert_eq!(identity, Some(peer(pinned).summary.subject));
+    }
+    // Issued by the same CA, but not pinned.
+    let (flow, _, _) = run(&config, &presenting(&other), &[]);
+    assert_refused(flow, REFUSED).await;
+    let (flow, identity, _) = run(&config, &ctx_with(None), &[]);
+    assert_eq!(identity, None);
+    assert_refused(flow, MISSING).await;
+}
+
+#[tokio::test]
+async fn optional_lets_anonymous_clients_through_but_not_bad_certificates() {
+    let pki = Pki::new();
+    let stranger = Pki::named("Stranger CA").client("stranger");
+    let config = json!({"required": "optional", "ca": [pki.ca.pem]});
+    let (flow, identity, _) = run(&config, &ctx_with(None), &[]);
+    assert!(flow.is_continue());
+    assert_eq!(identity, None);
+    let (flow, identity, _) = run(
+        &config,
+        &presenting_unverified(&pki.client("ok"), &[], "192.0.2.1:1"),
+        &[],
+    );
+    assert!(flow.is_continue());
+    assert!(identity.unwrap().starts_with("CN=ok,"));
+    let (flow, _, _) = run(
+        &config,
+        &presenting_unverified(&stranger, &[], "192.0.2.1:1"),
+        &[],
+    );
+    assert_refused(flow, REFUSED).await;
+}
+
+#[tokio::test]
+async fn each_route_trusts_its_own_ca() {
+    let (a, b) = (Pki::named("CA A"), Pki::named("CA B"));
+    let route_a = json!({"ca": [a.ca.pem]});
+    let route_b = json!({"ca": [b.ca.pem]});
+    let (alice, bob) = (a.client("alice"), b.client("bob"));
+    let conn_alice = presenting_unverified(&alice, &[], "192.0.2.1:1");
+    let conn_bob = presenting_unverified(&bob, &[], "192.0.2.1:1");
+    assert!(run(&route_a, &conn_alice, &[]).0.is_continue());
+    assert!(run(&route_b, &conn_bob, &[]).0.is_continue());
+    assert_refused(run(&route_a, &conn_bob, &[]).0, REFUSED).await;
+    assert_refused(run(&route_b, &conn_alice, &[]).0, REFUSED).await;
+    // A certificate the SSL object verified is judged again by the route.
+    assert_refused(run(&route_b, &presenting(&alice), &[]).0, REFUSED).await;
+}
+
+#[test]
+fn chains_through_intermediates_within_depth() {
+    let root = Pki::named("Root");
+    let intermediate = root.intermediate("Issuing CA");
+    let leaf = intermediate.client("chained");
+    let conn = presenting_unverified(&leaf, &[&intermediate.ca], "192.0.2.1:1");
+    assert!(run(&json!({"ca": [root.ca.pem]}), &conn, &[]).0.is_break());
+    assert!(run(&json!({"ca": [root.ca.pem], "depth": 2}), &conn, &[])
+        .0
+        .is_continue());
+}
+
+#[tokio::test]
+async fn revoked_certificates_are_refused() {
+    let pki = Pki::new();
+    let (revoked, fine) = (
+        pki.client_with_serial("revoked", 1001),
+        pki.client_with_serial("fine", 1002),
+    );
+    let crl = pki.crl(&[1001]);
+    let by_ca = json!({"ca": [pki.ca.pem], "crl": [crl]});
+    assert!(run(&by_ca, &presenting(&fine), &[]).0.is_continue());
+    assert_refused(run(&by_ca, &presenting(&revoked), &[]).0, REFUSED).await;
+    let pinned = json!({"certificates": [revoked.pem, fine.pem], "crl": [crl]});
+    assert!(run(&pinned, &presenting(&fine), &[]).0.is_continue());
+    assert_refused(run(&pinned, &presenting(&revoked), &[]).0, REFUSED).await;
+    // Another CA's CRL: the status of this CA's certificates is unknown.
+    let elsewhere = Pki::named("Elsewhere").crl(&[1001]);
+    let unknown = json!({"ca": [pki.ca.pem], "crl": [elsewhere]});
+    assert_refused(run(&unknown, &presenting(&fine), &[]).0, REFUSED).await;
+    let allowed = json!({"ca": [pki.ca.pem], "crl": [elsewhere], "unknown_status": "allow"});
+    assert!(run(&allowed, &presenting(&fine), &[]).0.is_continue());
+}
+
+#[tokio::test]
+async fn a_header_certificate_counts_only_from_trusted_sources() {
+    let pki = Pki::new();
+    let client = pki.client("behind-lb");
+    let header = client.pem.replace('\n', " ");
+    let config = json!({
+        "required": "mandatory",
+        "certificates": [client.pem],
+        "cert_header": {"name": "X-WSO2-CLIENT-CERTIFICATE", "trusted_sources": ["10.0.0.0/8"]}
+    });
+    let lb = tls_conn(ClientCert::None, "10.1.2.3:40000");
+    let (flow, identity, req) = run(&config, &lb, &[("X-WSO2-CLIENT-CERTIFICATE", &header)]);
+    assert!(flow.is_continue());
+    assert_eq!(identity, Some(peer(&client).summary.subject));
+    assert!(req.headers.contains_key("x-wso2-client-certificate"));
+
+    let stranger = tls_conn(ClientCert::None, "192.0.2.66:40000");
+    let (flow, identity, req) = run(
+        &config,
+        &stranger,
+        &[("X-WSO2-CLIENT-CERTIFICATE", &header)],
+    );
+    assert_eq!(identity, None);
+    assert!(!req.headers.contains_key("x-wso2-client-certificate"));
+    assert_refused(flow, MISSING).await;
+
+    let (flow, _, _) = run(&config, &lb, &[("X-WSO2-CLIENT-CERTIFICATE", "garbage")]);
+    assert_refused(flow, REFUSED).await;
+    let twice = [("X-WSO2-CLIENT-CERTIFICATE", header.as_str()); 2];
+    assert_refused(run(&config, &lb, &twice).0, REFUSED).await;
+}
+
+#[test]
+fn a_front_proxy_with_an_accepted_certificate_is_a_trusted_source() {
+    let pki = Pki::new();
+    let (proxy, client) = (pki.client("front-proxy"), pki.client("end-user"));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(client.der.as_ref());
+    let config = json!({
+        "ca": [pki.ca.pem],
+        "cert_header": {"name": "X-Client-Cert", "encoding": "base64-der"}
+    });
+    let (flow, identity, _) = run(&config, &presenting(&proxy), &[("X-Client-Cert", &encoded)]);
+    assert!(flow.is_continue());
+    assert_eq!(identity, Some(peer(&client).summary.subject));
+    // A proxy whose certificate this route does not accept is not believed.
+    let stranger = Pki::named("Stranger CA").client("proxy");
+    let conn = presenting_unverified(&stranger, &[], "192.0.2.1:1");
+    assert!(run(&config, &conn, &[("X-Client-Cert", &encoded)])
+        .0
+        .is_break());
+}
+
+#[test]
+fn refuses_configurations_the_admin_api_refuses() {
+    let err = build(&json!({"ca": ["nope"]})).err().unwrap();
+    assert!(err.contains("ca[0]"), "{err}");
+    assert!(build(&json!({"required": "optional"})).is_err());
+}

@@ -1,0 +1,273 @@
+//! `forward-client-cert`: tells the upstream who the client is, in Envoy's
+//! `X-Forwarded-Client-Cert` (XFCC) and/or RFC 9440's `Client-Cert` /
+//! `Client-Cert-Chain`, with Envoy's `forward_client_cert_details` modes:
+//!
+//! | `mode` | verified client | otherwise |
+//! |---|---|---|
+//! | `sanitize` (default) | headers removed | removed |
+//! | `forward_only` | the client's headers kept | removed |
+//! | `append_forward` | ours appended to the client's XFCC (RFC 9440: set) | removed |
+//! | `sanitize_set` | the client's replaced by ours | removed |
+//! | `always_forward_only` | the client's headers kept | kept |
+//!
+//! "Verified client" means a certificate this route (`client-cert-auth`) or
+//! the SSL object verified: a certificate nobody verified is never
+//! forwarded. Identity headers of a format the route does not forward are
+//! always removed, so no client can speak for the gateway in them.
+//!
+//! An XFCC element is `By=…;Hash=…;Cert="…";Chain="…";Subject="…";URI=…;DNS=…`
+//! in that order: `Hash` (SHA-256 of the DER, hex) always, `By` when
+//! configured, the others as listed in `details`.
+
+use std::ops::ControlFlow;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use http::request::Parts;
+use http::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::identity::{self, verified_client};
+use super::{Flow, Plugin, RequestCtx};
+use crate::context::PeerCert;
+
+pub(super) const NAME: &str = "forward-client-cert";
+
+const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+const CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
+const CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain");
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    #[default]
+    Sanitize,
+    ForwardOnly,
+    AppendForward,
+    SanitizeSet,
+    AlwaysForwardOnly,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Format {
+    #[default]
+    Xfcc,
+    Rfc9440,
+    Both,
+}
+
+/// XFCC elements beyond `Hash` and `By`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Detail {
+    Cert,
+    Chain,
+    Subject,
+    Uri,
+    Dns,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    format: Format,
+    #[serde(default)]
+    details: Vec<Detail>,
+    by: Option<String>,
+}
+
+struct ForwardClientCert {
+    mode: Mode,
+    /// The headers of the configured formats.
+    forwarded: Vec<HeaderName>,
+    /// The identity headers of the other format: always removed.
+    dropped: Vec<HeaderName>,
+    xfcc: bool,
+    rfc9440: bool,
+    /// In Envoy's order.
+    details: Vec<Detail>,
+    by: Option<String>,
+}
+
+pub(super) fn build(config: &Value) -> Result<Box<dyn Plugin>, String> {
+    let config = Config::deserialize(config).map_err(|err| err.to_string())?;
+    let xfcc = matches!(config.format, Format::Xfcc | Format::Both);
+    let rfc9440 = matches!(config.format, Format::Rfc9440 | Format::Both);
+    let (mut forwarded, mut dropped) = (Vec::new(), Vec::new());
+    for (on, headers) in [
+        (xfcc, vec![XFCC]),
+        (rfc9440, vec![CLIENT_CERT, CLIENT_CERT_CHAIN]),
+    ] {
+        let list = if on { &mut forwarded } else { &mut dropped };
+        list.extend(headers);
+    }
+    let mut details = config.details;
+    details.sort();
+    details.dedup();
+    if let Some(by) = &config.by {
+        HeaderValue::from_str(&xfcc_value(by)).map_err(|_| format!("by {by:?} cannot be sent"))?;
+    }
+    Ok(Box::new(ForwardClientCert {
+        mode: config.mode,
+        forwarded,
+        dropped,
+        xfcc,
+        rfc9440,
+        details,
+        by: config.by,
+    }))
+}
+
+impl Plugin for ForwardClientCert {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn request_filter(&self, ctx: &mut RequestCtx<'_>, req: &mut Parts) -> Flow {
+        for name in &self.dropped {
+            req.headers.remove(name);
+        }
+        let client = verified_client(ctx);
+        match (self.mode, client) {
+            (Mode::AlwaysForwardOnly, _) | (Mode::ForwardOnly, Some(_)) => {}
+            (Mode::Sanitize, _) | (_, None) => self.remove(req),
+            (Mode::AppendForward, Some(cert)) => self.set(req, cert, true),
+            (Mode::SanitizeSet, Some(cert)) => self.set(req, cert, false),
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl ForwardClientCert {
+    fn remove(&self, req: &mut Parts) {
+        for name in &self.forwarded {
+            req.headers.remove(name);
+        }
+    }
+
+    /// Sets our headers; with `append`, our XFCC element goes after the
+    /// client's (RFC 9440 headers describe one certificate: always set).
+    fn set(&self, req: &mut Parts, cert: &PeerCert, append: bool) {
+        if self.xfcc {
+            let element = self.xfcc_element(cert);
+            let previous = append.then(|| joined(req, &XFCC)).flatten();
+            let value = match previous {
+                Some(previous) => format!("{previous},{element}"),
+                None => element,
+            };
+            set_or_remove(req, XFCC, &value);
+        }
+        if self.rfc9440 {
+            set_or_remove(req, CLIENT_CERT, &byte_sequence(cert.der.as_ref()));
+            let chain: Vec<String> = cert
+                .intermediates
+                .iter()
+                .map(|der| byte_sequence(der.as_ref()))
+                .collect();
+            if chain.is_empty() {
+                req.headers.remove(CLIENT_CERT_CHAIN);
+            } else {
+                set_or_remove(req, CLIENT_CERT_CHAIN, &chain.join(", "));
+            }
+        }
+    }
+
+    fn xfcc_element(&self, cert: &PeerCert) -> String {
+        let mut pairs = Vec::new();
+        if let Some(by) = &self.by {
+            pairs.push(format!("By={}", xfcc_value(by)));
+        }
+        pairs.push(format!("Hash={}", cert.summary.fingerprint_sha256));
+        for detail in &self.details {
+            match detail {
+                Detail::Cert => pairs.push(format!(
+                    "Cert={}",
+                    quoted(&identity::escaped_pem(cert.der.as_ref()))
+                )),
+                Detail::Chain => {
+                    let chain: String = std::iter::once(&cert.der)
+                        .chain(&cert.intermediates)
+                        .map(|der| identity::escaped_pem(der.as_ref()))
+                        .collect();
+                    pairs.push(format!("Chain={}", quoted(&chain)));
+                }
+                Detail::Subject => pairs.push(format!("Subject={}", quoted(&cert.summary.subject))),
+                Detail::Uri => pairs.extend(sans(cert, "URI:").map(|uri| format!("URI={uri}"))),
+                Detail::Dns => pairs.extend(sans(cert, "DNS:").map(|dns| format!("DNS={dns}"))),
+            }
+        }
+        pairs.join(";")
+    }
+}
+
+/// The SANs with `prefix`, written as XFCC values (SANs holding control
+/// characters are left out: they cannot travel in a header).
+fn sans<'a>(cert: &'a PeerCert, prefix: &'a str) -> impl Iterator<Item = String> + 'a {
+    cert.summary
+        .sans
+        .iter()
+        .filter_map(move |san| san.strip_prefix(prefix))
+        .filter(|value| !value.chars().any(char::is_control))
+        .map(xfcc_value)
+}
+
+/// A value quoted when it holds an XFCC separator, a quote or a space.
+fn xfcc_value(value: &str) -> String {
+    if value
+        .chars()
+        .any(|c| matches!(c, ',' | ';' | '=' | '"' | '\\') || c.is_whitespace())
+    {
+        quoted(value)
+    } else {
+        value.to_owned()
+    }
+}
+
+/// `"value"`, with `"` and `\` escaped by a backslash.
+fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// An RFC 8941 byte sequence: `:base64:`.
+fn byte_sequence(der: &[u8]) -> String {
+    format!(":{}:", STANDARD.encode(der))
+}
+
+/// Every value of `name` joined by `,` (XFCC elements are `,`-separated).
+fn joined(req: &Parts, name: &HeaderName) -> Option<String> {
+    let values: Vec<&str> = req
+        .headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(","))
+}
+
+fn set_or_remove(req: &mut Parts, name: HeaderName, value: &str) {
+    match identity::header_value(value) {
+        Some(value) => {
+            req.headers.insert(name, value);
+        }
+        None => {
+            req.headers.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

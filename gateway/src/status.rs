@@ -1,0 +1,398 @@
+//! The status endpoints on `deployment.status.listen`, for orchestrators and
+//! operators, apart from the proxy listeners:
+//!
+//! * `GET /healthz`: 200 while the process runs;
+//! * `GET /readyz`: 200 once a configuration is loaded and applied (from
+//!   etcd or from the last-known-good cache), 503 before;
+//! * `GET /status`: JSON — role, configuration revision and source, etcd
+//!   connection and last sync, staleness, object counts, the objects found
+//!   in etcd but refused (with the reason), connections and the cap.
+//!
+//! Everything is read from what the data plane already maintains; a status
+//! request never touches etcd.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{json, Value};
+use shared::config::Role;
+use shared::state::ConfigState;
+use shared::watch::SyncStatus;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::listener::{bind_socket, ConnectionLimit, ShutdownSignal};
+use crate::snapshot::Snapshot;
+
+/// Status connections open at once; more are closed at accept.
+const MAX_STATUS_CONNECTIONS: usize = 64;
+/// A status client must send its request within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the first snapshot may take to build before the proxy
+/// listeners open regardless.
+const FIRST_BUILD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the data plane maintains, as the status endpoints read it.
+#[derive(Clone)]
+pub struct DataPlaneStatus {
+    pub states: watch::Receiver<Option<Arc<ConfigState>>>,
+    pub sync: watch::Receiver<SyncStatus>,
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub connections: Arc<ConnectionLimit>,
+    /// The last-known-good cache file, when `deployment.etcd.cache_dir` is set.
+    pub cache_path: Option<PathBuf>,
+}
+
+/// Everything the status endpoints report on.
+pub struct StatusSources {
+    pub role: Role,
+    /// `None` for the control plane, which serves no traffic.
+    pub data_plane: Option<DataPlaneStatus>,
+}
+
+impl StatusSources {
+    /// Whether the process can take traffic: the control plane always; a
+    /// data plane once a configuration is applied.
+    pub fn ready(&self) -> bool {
+        self.data_plane
+            .as_ref()
+            .is_none_or(|dp| dp.sync.borrow().loaded() && dp.snapshot.load().revision > 0)
+    }
+
+    /// The `/status` document.
+    pub fn report(&self) -> Value {
+        let mut report = json!({
+            "role": role_name(self.role),
+            "ready": self.ready(),
+            "stale": false,
+            "config": null,
+            "etcd": null,
+            "cache": null,
+            "connections": null,
+            "process": { "rss_bytes": rss_bytes() },
+        });
+        if let Some(dp) = &self.data_plane {
+            dp.fill(&mut report);
+        }
+        report
+    }
+}
+
+impl DataPlaneStatus {
+    /// Resolves once the first configuration is applied, or once there is
+    /// none to apply (etcd unreachable at startup, no usable cache). The
+    /// proxy listeners open then: a process that shares its ports with its
+    /// predecessor (`SO_REUSEPORT`) must not answer 404 for routes it has
+    /// not loaded yet.
+    pub async fn first_load(&self) {
+        let mut sync = self.sync.clone();
+        let loaded = match sync.wait_for(SyncStatus::first_load_over).await {
+            Ok(status) => status.loaded(),
+            Err(_) => return,
+        };
+        if !loaded {
+            return;
+        }
+        // The snapshot is built from the state on a blocking thread and has
+        // no change notification; this runs once, at startup.
+        let applied = async {
+            while self.snapshot.load().revision == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        if tokio::time::timeout(FIRST_BUILD_TIMEOUT, applied)
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?FIRST_BUILD_TIMEOUT, "the first configuration is not applied yet; opening the listeners anyway");
+        }
+    }
+
+    fn fill(&self, report: &mut Value) {
+        let sync = self.sync.borrow().clone();
+        let state = self.states.borrow().clone();
+        let counts = |f: fn(&ConfigState) -> usize| state.as_deref().map_or(0, f);
+        let invalid: Vec<Value> = state
+            .as_deref()
+            .map(|s| {
+                s.invalid
+                    .iter()
+                    .map(|(key, reason)| json!({ "key": key, "reason": reason }))
+                    .collect()
+            })
+            .unwrap_or_default();
+        report["stale"] = json!(sync.stale());
+        report["config"] = json!({
+            "source": sync.source.map(|s| s.as_str()),
+            "revision": sync.revision,
+            "applied_revision": self.snapshot.load().revision,
+            "ssls": counts(|s| s.ssls.len()),
+            "routes": counts(|s| s.routes.len()),
+            "upstreams": counts(|s| s.upstreams.len()),
+            "invalid": invalid,
+        });
+        report["etcd"] = json!({
+            "connected": sync.connected,
+            "last_sync": sync.last_sync.map(rfc3339),
+            "last_sync_age_seconds": sync.last_sync.map(age_seconds),
+            "last_error": sync.last_error,
+        });
+        if let Some(path) = &self.cache_path {
+            report["cache"] = json!({
+                "path": path.display().to_string(),
+                "written_revision": sync.cache_revision,
+                "last_error": sync.cache_error,
+            });
+        }
+        report["connections"] = json!({
+            "current": self.connections.current(),
+            "max": self.connections.max(),
+            "refused": self.connections.refused(),
+        });
+    }
+}
+
+/// The bound status listener.
+pub struct StatusServer {
+    socket: TcpListener,
+    sources: Arc<StatusSources>,
+    limit: Arc<ConnectionLimit>,
+}
+
+impl StatusServer {
+    /// Binds with `SO_REUSEPORT`, like the proxy listeners, so that a
+    /// successor process can start on the same configuration.
+    pub async fn bind(addr: &str, sources: StatusSources) -> std::io::Result<StatusServer> {
+        Ok(StatusServer {
+            socket: bind_socket(addr, true).await?,
+            sources: Arc::new(sources),
+            limit: ConnectionLimit::new(MAX_STATUS_CONNECTIONS),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Serves until `shutdown`.
+    pub async fn serve(self, shutdown: ShutdownSignal) {
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .keep_alive(false);
+        let http = Arc::new(http);
+        let stop = shutdown.fired();
+        tokio::pin!(stop);
+        loop {
+            let tcp = tokio::select! {
+                _ = &mut stop => return,
+                accepted = self.socket.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(err) => {
+                        tracing::warn!(%err, "status listener: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Some(permit) = self.limit.admit() else {
+                continue;
+            };
+            let (sources, http) = (Arc::clone(&self.sources), Arc::clone(&http));
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let response = respond(&sources, &req);
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+fn respond<B>(sources: &StatusSources, req: &Request<B>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if sources.ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no configuration loaded yet\n",
+        ),
+        "/status" => {
+            let mut body = sources.report().to_string();
+            body.push('\n');
+            let mut response = text(StatusCode::OK, body);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz, /readyz or /status\n",
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Traditional => "traditional",
+        Role::DataPlane => "data_plane",
+        Role::ControlPlane => "control_plane",
+    }
+}
+
+fn rfc3339(at: SystemTime) -> Option<String> {
+    let at = time::OffsetDateTime::from(at);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+fn age_seconds(at: SystemTime) -> f64 {
+    let age = SystemTime::now().duration_since(at).unwrap_or_default();
+    (age.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// Resident memory of this process (Linux), for spotting leaks from outside.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::watch::Source;
+
+    fn data_plane(sync: SyncStatus, state: Option<ConfigState>, applied: i64) -> StatusSources {
+        let mut snapshot = Snapshot::empty(None);
+        snapshot.revision = applied;
+        StatusSources {
+            role: Role::DataPlane,
+            data_plane: Some(DataPlaneStatus {
+                states: watch::channel(state.map(Arc::new)).1,
+                sync: watch::channel(sync).1,
+                snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+                connections: ConnectionLimit::new(5),
+                cache_path: Some(PathBuf::from("/var/cache/p.json")),
+            }),
+        }
+    }
+
+    fn get(sources: &StatusSources, path: &str) -> Response<Full<Bytes>> {
+        respond(sources, &Request::get(path).body(()).expect("request"))
+    }
+
+    #[test]
+    fn not_ready_before_a_configuration_is_applied() {
+        let sources = data_plane(SyncStatus::default(), None, 0);
+        assert_eq!(get(&sources, "/healthz").status(), StatusCode::OK);
+        assert_eq!(
+            get(&sources, "/readyz").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let report = sources.report();
+        assert_eq!(report["ready"], false);
+        assert_eq!(report["stale"], false);
+        assert_eq!(report["config"]["source"], Value::Null);
+    }
+
+    #[test]
+    fn a_cached_configuration_is_ready_and_stale() {
+        let sync = SyncStatus {
+            source: Some(Source::Cache),
+            revision: 7,
+            last_error: Some("etcd unavailable".into()),
+            ..SyncStatus::default()
+        };
+        let mut state = ConfigState {
+            revision: 7,
+            ..ConfigState::default()
+        };
+        state
+            .invalid
+            .insert("/p/routes/9".into(), "uri: required".into());
+        let sources = data_plane(sync, Some(state), 7);
+        assert_eq!(get(&sources, "/readyz").status(), StatusCode::OK);
+        let report = sources.report();
+        assert_eq!(report["role"], "data_plane");
+        assert_eq!(report["stale"], true);
+        assert_eq!(report["config"]["source"], "cache");
+        assert_eq!(report["config"]["applied_revision"], 7);
+        assert_eq!(report["config"]["invalid"][0]["key"], "/p/routes/9");
+        assert_eq!(report["config"]["invalid"][0]["reason"], "uri: required");
+        assert_eq!(report["etcd"]["connected"], false);
+        assert_eq!(report["connections"]["max"], 5);
+        assert_eq!(report["cache"]["path"], "/var/cache/p.json");
+    }
+
+    #[test]
+    fn reports_the_last_sync_time() {
+        let at = SystemTime::now() - Duration::from_secs(2);
+        let sync = SyncStatus {
+            connected: true,
+            source: Some(Source::Etcd),
+            revision: 3,
+            last_sync: Some(at),
+            ..SyncStatus::default()
+        };
+        let report = data_plane(sync, Some(ConfigState::default()), 3).report();
+        let age = report["etcd"]["last_sync_age_seconds"]
+            .as_f64()
+            .expect("age");
+        assert!((1.9..10.0).contains(&age), "{age}");
+        assert!(report["etcd"]["last_sync"]
+            .as_str()
+            .expect("time")
+            .ends_with('Z'));
+    }
+
+    #[test]
+    fn only_get_is_served() {
+        let sources = StatusSources {
+            role: Role::ControlPlane,
+            data_plane: None,
+        };
+        assert_eq!(
+            get(&sources, "/readyz").status(),
+            StatusCode::OK,
+            "a control plane has nothing to load"
+        );
+        assert_eq!(get(&sources, "/nope").status(), StatusCode::NOT_FOUND);
+        let post = respond(
+            &sources,
+            &Request::post("/status").body(()).expect("request"),
+        );
+        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+}

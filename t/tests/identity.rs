@@ -1,0 +1,614 @@
+//! Client identity plugins end to end: the Kong `mtls-auth` / `mtls-acl`
+//! walkthrough, the WSO2 APK per-route mTLS walkthrough (pinned certificates,
+//! header-passed certificates), two routes with different CAs on one SNI,
+//! `forward-client-cert` in every mode, and CRLs updated through the admin
+//! API.
+
+use std::path::Path;
+
+use harness::client_pki::{ClientCa, ClientSpec};
+use harness::fixtures::{curl_https, eventually_status};
+use harness::pki::Leaf;
+use harness::{openssl, openssl_output, CurlOutput, EchoServer, Etcd, Gateway};
+use serde_json::{json, Value};
+
+/// A client certificate and key written to files, as curl takes them.
+struct Files {
+    cert: String,
+    key: String,
+}
+
+impl Files {
+    fn write(leaf: &Leaf, dir: &Path, name: &str) -> Files {
+        let (cert, key) = leaf.write(dir, name);
+        let utf8 = |p: &Path| p.to_str().expect("temporary paths are UTF-8").to_owned();
+        Files {
+            cert: utf8(&cert),
+            key: utf8(&key),
+        }
+    }
+
+    /// `--cert FILE --key FILE` followed by `extra`.
+    fn with<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["--cert", self.cert.as_str(), "--key", self.key.as_str()];
+        args.extend_from_slice(extra);
+        args
+    }
+}
+
+/// etcd, a gateway and an echo upstream, shared by the cases of one test.
+struct Stack {
+    gw: Gateway,
+    echo: EchoServer,
+    _etcd: Etcd,
+}
+
+impl Stack {
+    async fn start() -> harness::Result<Stack> {
+        let etcd = Etcd::start().await?;
+        let gw = Gateway::start(&etcd).await?;
+        let echo = EchoServer::start().await?;
+        Ok(Stack {
+            gw,
+            echo,
+            _etcd: etcd,
+        })
+    }
+
+    /// PUTs `body` at `/apisix/admin/<path>`, expecting `status`.
+    async fn put(&self, path: &str, body: Value, status: u16) -> harness::Result<()> {
+        let reply = self
+            .gw
+            .admin()
+            .put(&format!("/apisix/admin/{path}"), body)
+            .await?;
+        assert_eq!(reply.status, status, "PUT {path}: {}", reply.text);
+        Ok(())
+    }
+
+    /// A route for `uri` on `host` with `plugins`, to the echo upstream.
+    fn route(&self, host: &str, uri: &str, plugins: Value) -> Value {
+        json!({
+            "host": host,
+            "uri": uri,
+            "plugins": plugins,
+            "upstream": {"nodes": {self.echo.node(): 1}, "type": "roundrobin"}
+        })
+    }
+
+    fn curl(&self, host: &str, path: &str, args: &[&str]) -> harness::Result<CurlOutput> {
+        curl_https(&self.gw, host, path, args)
+    }
+}
+
+fn ssl(host: &str, server: &Leaf, client: Option<Value>) -> Value {
+    let mut ssl = json!({"sni": host, "cert": server.cert_pem, "key": server.key_pem});
+    if let Some(client) = client {
+        ssl["client"] = client;
+    }
+    ssl
+}
+
+/// The request headers the echo upstream received.
+fn upstream_headers(out: &CurlOutput) -> Value {
+    let body: Value = serde_json::from_str(&out.body)
+        .unwrap_or_else(|e| panic!("not an echo response ({e}): {out:?}"));
+    body["headers"].clone()
+}
+
+/// SHA-256 of the certificate's DER, lowercase hex, as `openssl` prints it.
+fn sha256(cert_pem: &str) -> String {
+    let out = openssl(&["x509", "-noout", "-fingerprint", "-sha256"], cert_pem).unwrap();
+    let hex = out
+        .trim()
+        .split_once('=')
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    hex.replace(':', "").to_lowercase()
+}
+
+#[tokio::test]
+async fn kong_mtls_auth_and_acl_walkthrough() -> harness::Result<()> {
+    let stack = Stack::start().await?;
+    let dir = tempfile::tempdir()?;
+    let ca = ClientCa::new("Local CA");
+    let client1 = Files::write(
+        &ca.client("client1", "Callista Enterprise AB"),
+        dir.path(),
+        "client1",
+    );
+    let client2 = Files::write(
+        &ca.client("client2", "Callista Enterprise AB"),
+        dir.path(),
+        "client2",
+    );
+    let other = Files::write(&ca.client("other", "Other Corp"), dir.path(), "other");
+    // Kong's `nginx_proxy_ssl_verify_client = optional`: every path may go
+    // without a certificate at the handshake; the plugins decide.
+    let client = json!({"ca": ca.cert_pem, "skip_mtls_uri_regex": [".*"]});
+    stack
+        .put(
+            "ssls/1",
+            ssl("kong.test", &ca.server("kong.test"), Some(client)),
+            201,
+        )
+        .await?;
+    let plugins = json!({
+        "mtls-auth": {
+            "upstream_cert_s_dn_header": "X-Client-Cert-Dn",
+            "upstream_cert_cn_header": "X-Client-Cert-San",
+            "upstream_cert_org_header": "X-Client-Cert-Organization"
+        },
+        "mtls-acl": {
+            "certificate_header_name": "X-Client-Cert-Organization",
+            "allow": ["Callista Enterprise AB"]
+        }
+    });
+    stack
+        .put(
+            "routes/1",
+            stack.route("kong.test", "/mtls/*", plugins),
+            201,
+        )
+        .await?;
+
+    let out = eventually_status("client1 through mtls-auth and mtls-acl", 200, || {
+        stack.curl("kong.test", "/mtls/api/", &client1.with(&[]))
+    })
+    .await?;
+    let headers = upstream_headers(&out);
+    assert_eq!(
+        headers["x-client-cert-dn"],
+        "CN=client1,O=Callista Enterprise AB,ST=Sweden,C=SE"
+    );
+    assert_eq!(headers["x-client-cert-san"], "client1");
+    assert_eq!(
+        headers["x-client-cert-organization"],
+        "Callista Enterprise AB"
+    );
+
+    let out = stack.curl("kong.test", "/mtls/api/", &client2.with(&[]))?;
+    assert_eq!(out.status, 200, "{out:?}");
+    let headers = upstream_headers(&out);
+    assert_eq!(
+        headers["x-client-cert-dn"],
+        "CN=client2,O=Callista Enterprise AB,ST=Sweden,C=SE"
+    );
+    assert_eq!(headers["x-client-cert-san"], "client2");
+
+    let out = stack.curl("kong.test", "/mtls/api/", &other.with(&[]))?;
+    assert_eq!(out.status, 403, "{out:?}");
+    assert_eq!(out.body, r#"{"message":"You cannot consume this service"}"#);
+
+    let out = stack.curl("kong.test", "/mtls/api/", &[])?;
+    assert_eq!(out.status, 401, "{out:?}");
+    assert_eq!(
+        out.body,
+        r#"{"error":"invalid_request","error_description":"mTLS client not provided or invalid"}"#
+    );
+
+    // A client cannot speak for the gateway: injected headers are replaced
+    // (and the ACL never reads the client's own organization header).
+    let injected = client1.with(&["-H", "X-Client-Cert-Dn: CN=admin,O=Callista Enterprise AB"]);
+    let out = stack.curl("kong.test", "/mtls/api/", &injected)?;
+    assert_eq!(
+        upstream_headers(&out)["x-client-cert-dn"],
+        "CN=client1,O=Callista Enterprise AB,ST=Sweden,C=SE"
+    );
+    let forged_org = other.with(&["-H", "X-Client-Cert-Organization: Callista Enterprise AB"]);
+    assert_eq!(
+        stack.curl("kong.test", "/mtls/api/", &forged_org)?.status,
+        403
+    );
+
+    // The admin API refuses an ACL with both lists, and stores nothing.
+    let both = stack.route(
+        "kong.test",
+        "/both",
+        json!({"mtls-acl": {"attribute": "subject_o", "allow": ["a"], "deny": ["b"]}}),
+    );
+    let reply = stack.gw.admin().put("/apisix/admin/routes/2", both).await?;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert!(reply.text.contains("allow"), "{}", reply.text);
+    assert_eq!(
+        stack.gw.admin().get("/apisix/admin/routes/2").await?.status,
+        404
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn apk_per_route_mtls_with_pinned_and_header_passed_certificates() -> harness::Result<()> {
+    let stack = Stack::start().await?;
+    let dir = tempfile::tempdir()?;
+    let ca = ClientCa::new("APK CA");
+    let pinned = [ca.client("pinned-1", "WSO2"), ca.client("pinned-2", "WSO2")];
+    let pinned_files: Vec<Files> = pinned
+        .iter()
+        .enumerate()
+        .map(|(i, leaf)| Files::write(leaf, dir.path(), &format!("pinned{i}")))
+        .collect();
+    let unpinned = Files::write(
+        &ca.client("valid-but-not-pinned", "WSO2"),
+        dir.path(),
+        "unpinned",
+    );
+    stack
+        .put("ssls/1", ssl("apk.test", &ca.server("apk.test"), None), 201)
+        .await?;
+    let mandatory = json!({"client-cert-auth": {
+        "required": "mandatory",
+        "certificates": [pinned[0].cert_pem, pinned[1].cert_pem],
+        "cert_header": {
+            "name": "X-WSO2-CLIENT-CERTIFICATE",
+            "trusted_sources": ["127.0.0.2/32"]
+        }
+    }});
+    let optional = json!({"client-cert-auth": {"required": "optional", "ca": [ca.cert_pem]}});
+    stack
+        .put(
+            "routes/1",
+            stack.route("apk.test", "/employee", mandatory),
+            201,
+        )
+        .await?;
+    stack
+        .put(
+            "routes/2",
+            stack.route("apk.test", "/public", optional),
+            201,
+        )
+        .await?;
+
+    for files in &pinned_files {
+        eventually_status("a pinned certificate", 200, || {
+            stack.curl("apk.test", "/employee", &files.with(&[]))
+        })
+        .await?;
+    }
+    let out = stack.curl("apk.test", "/employee", &unpinned.with(&["-D", "-"]))?;
+    assert_eq!(out.status, 401, "{out:?}");
+    assert!(
+        out.body
+            .to_lowercase()
+            .contains("www-authenticate: mutual ssl realm=\"portcullis\""),
+        "{out:?}"
+    );
+    assert_eq!(stack.curl("apk.test", "/employee", &[])?.status, 401);
+    eventually_status("no certificate on the optional route", 200, || {
+        stack.curl("apk.test", "/public", &[])
+    })
+    .await?;
+    assert_eq!(
+        stack
+            .curl("apk.test", "/public", &unpinned.with(&[]))?
+            .status,
+        200
+    );
+    let stranger = Files::write(
+        &ClientCa::new("Stranger").client("x", "Y"),
+        dir.path(),
+        "stranger",
+    );
+    assert_eq!(
+        stack
+            .curl("apk.test", "/public", &stranger.with(&[]))?
+            .status,
+        401
+    );
+
+    // A load balancer that terminated TLS passes the certificate in a header.
+    let header = format!(
+        "X-WSO2-CLIENT-CERTIFICATE: {}",
+        pinned[0].cert_pem.trim().replace('\n', " ")
+    );
+    let from_lb = stack.curl(
+        "apk.test",
+        "/employee",
+        &["--interface", "127.0.0.2", "-H", &header],
+    )?;
+    assert_eq!(from_lb.status, 200, "{from_lb:?}");
+    assert!(upstream_headers(&from_lb)["x-wso2-client-certificate"].is_string());
+    let from_anyone = stack.curl("apk.test", "/employee", &["-H", &header])?;
+    assert_eq!(
+        from_anyone.status, 401,
+        "an untrusted source's header is ignored: {from_anyone:?}"
+    );
+
+    // Pinned PEMs are parsed by the admin API.
+    let broken = json!({"client-cert-auth": {"certificates": ["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]}});
+    let reply = stack
+        .gw
+        .admin()
+        .put(
+            "/apisix/admin/routes/3",
+            stack.route("apk.test", "/x", broken),
+        )
+        .await?;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert!(
+        reply
+            .text
+            .contains("plugins.client-cert-auth.certificates[0]"),
+        "{}",
+        reply.text
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn routes_on_one_sni_trust_different_cas_in_one_handshake() -> harness::Result<()> {
+    let stack = Stack::start().await?;
+    let dir = tempfile::tempdir()?;
+    let (ca_a, ca_b) = (ClientCa::new("Team A CA"), ClientCa::new("Team B CA"));
+    let alice = Files::write(&ca_a.client("alice", "Team A"), dir.path(), "alice");
+    let bob = Files::write(&ca_b.client("bob", "Team B"), dir.path(), "bob");
+    stack
+        .put(
+            "ssls/1",
+            ssl("shared.test", &ca_a.server("shared.test"), None),
+            201,
+        )
+        .await?;
+    for (id, uri, ca) in [("1", "/a", &ca_a), ("2", "/b", &ca_b)] {
+        let plugins = json!({
+            "client-cert-auth": {"ca": [ca.cert_pem]},
+            "mtls-auth": {"upstream_cert_s_dn_header": "X-Client-Dn"}
+        });
+        stack
+            .put(
+                &format!("routes/{id}"),
+                stack.route("shared.test", uri, plugins),
+                201,
+            )
+            .await?;
+    }
+    eventually_status("alice on route A", 200, || {
+        stack.curl("shared.test", "/a", &alice.with(&[]))
+    })
+    .await?;
+    eventually_status("bob on route B", 200, || {
+        stack.curl("shared.test", "/b", &bob.with(&[]))
+    })
+    .await?;
+    let out = stack.curl("shared.test", "/a", &alice.with(&[]))?;
+    assert_eq!(
+        upstream_headers(&out)["x-client-dn"],
+        "CN=alice,O=Team A,ST=Sweden,C=SE"
+    );
+
+    // One connection, one handshake, two requests: each route judges the
+    // same certificate against its own CA.
+    let connect = stack.gw.https_addr().to_string();
+    for (who, accepted, refused) in [(&alice, "/a", "/b"), (&bob, "/b", "/a")] {
+        let requests = format!(
+            "GET {accepted} HTTP/1.1\r\nHost: shared.test\r\n\r\n\
+             GET {refused} HTTP/1.1\r\nHost: shared.test\r\nConnection: close\r\n\r\n"
+        );
+        let args = [
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            "shared.test",
+            "-cert",
+            &who.cert,
+            "-key",
+            &who.key,
+            "-ign_eof",
+        ];
+        let out = openssl_output(&args, &requests)?;
+        // Bodies carry no newline, so a status line may follow one directly.
+        let statuses: Vec<&str> = out
+            .stdout
+            .match_indices("HTTP/1.1 ")
+            .filter_map(|(at, _)| out.stdout.get(at..at + 12))
+            .collect();
+        assert_eq!(statuses, ["HTTP/1.1 200", "HTTP/1.1 401"], "{}", out.stdout);
+        // The CertificateRequest listed both routes' CAs.
+        let names = out
+            .stdout
+            .split("Acceptable client certificate CA names")
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            names.contains("Team A CA") && names.contains("Team B CA"),
+            "{}",
+            out.stdout
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn forward_client_cert_in_every_mode() -> harness::Result<()> {
+    let stack = Stack::start().await?;
+    let dir = tempfile::tempdir()?;
+    let ca = ClientCa::new("Mesh CA");
+    let workload = ca.client_with(
+        "payments",
+        &ClientSpec {
+            uris: &["spiffe://example.org/ns/prod/sa/payments"],
+            ..ClientSpec::default()
+        },
+    );
+    let hash = sha256(&workload.cert_pem);
+    let files = Files::write(&workload, dir.path(), "workload");
+    let client = json!({"ca": ca.cert_pem, "skip_mtls_uri_regex": [".*"]});
+    stack
+        .put(
+            "ssls/1",
+            ssl("mesh.test", &ca.server("mesh.test"), Some(client)),
+            201,
+        )
+        .await?;
+    let modes = [
+        "sanitize",
+        "forward_only",
+        "append_forward",
+        "sanitize_set",
+        "always_forward_only",
+    ];
+    for (i, mode) in modes.iter().enumerate() {
+        let plugins = json!({"forward-client-cert": {
+            "mode": mode,
+            "details": ["subject", "uri"],
+            "by": "spiffe://example.org/gateway"
+        }});
+        stack
+            .put(
+                &format!("routes/{i}"),
+                stack.route("mesh.test", &format!("/{mode}"), plugins),
+                201,
+            )
+            .await?;
+    }
+    let rfc9440 = json!({"forward-client-cert": {"mode": "sanitize_set", "format": "rfc9440"}});
+    stack
+        .put(
+            "routes/rfc9440",
+            stack.route("mesh.test", "/rfc9440", rfc9440),
+            201,
+        )
+        .await?;
+    eventually_status("the last route", 200, || {
+        stack.curl("mesh.test", "/rfc9440", &[])
+    })
+    .await?;
+
+    let spoofed = "By=spiffe://evil;Hash=00;Subject=\"CN=admin\"";
+    let spoof_header = format!("X-Forwarded-Client-Cert: {spoofed}");
+    let xfcc = |mode: &str, with_cert: bool| -> harness::Result<Value> {
+        let extra = ["-H", spoof_header.as_str()];
+        let args = if with_cert {
+            files.with(&extra)
+        } else {
+            extra.to_vec()
+        };
+        let out = stack.curl("mesh.test", &format!("/{mode}"), &args)?;
+        assert_eq!(out.status, 200, "{mode}: {out:?}");
+        Ok(upstream_headers(&out)["x-forwarded-client-cert"].clone())
+    };
+    let ours = format!(
+        "By=spiffe://example.org/gateway;Hash={hash};Subject=\"CN=payments\";\
+         URI=spiffe://example.org/ns/prod/sa/payments"
+    );
+    let expected = [
+        ("sanitize", true, Value::Null),
+        ("sanitize", false, Value::Null),
+        ("forward_only", true, json!(spoofed)),
+        ("forward_only", false, Value::Null),
+        ("append_forward", true, json!(format!("{spoofed},{ours}"))),
+        ("append_forward", false, Value::Null),
+        ("sanitize_set", true, json!(ours)),
+        ("sanitize_set", false, Value::Null),
+        ("always_forward_only", false, json!(spoofed)),
+    ];
+    for (mode, with_cert, want) in expected {
+        assert_eq!(
+            xfcc(mode, with_cert)?,
+            want,
+            "{mode}, certificate: {with_cert}"
+        );
+    }
+
+    let out = stack.curl(
+        "mesh.test",
+        "/rfc9440",
+        &files.with(&["-H", "Client-Cert: :AAAA:"]),
+    )?;
+    let headers = upstream_headers(&out);
+    let der_b64: String = workload
+        .cert_pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    assert_eq!(
+        headers["client-cert"],
+        format!(":{der_b64}:"),
+        "{headers:#}"
+    );
+    assert!(headers["x-forwarded-client-cert"].is_null(), "{headers:#}");
+    let out = stack.curl("mesh.test", "/rfc9440", &["-H", "Client-Cert: :AAAA:"])?;
+    assert!(upstream_headers(&out)["client-cert"].is_null());
+    Ok(())
+}
+
+#[tokio::test]
+async fn crls_refuse_revoked_certificates_and_update_without_restart() -> harness::Result<()> {
+    let stack = Stack::start().await?;
+    let dir = tempfile::tempdir()?;
+    let ca = ClientCa::new("Revoking CA");
+    let leaf = |cn: &str, serial: u64| {
+        let spec = ClientSpec {
+            serial: Some(serial),
+            ..ClientSpec::default()
+        };
+        Files::write(&ca.client_with(cn, &spec), dir.path(), cn)
+    };
+    let (revoked, fine) = (leaf("revoked", 1001), leaf("fine", 1002));
+
+    // At the handshake, on an SNI that requires a certificate.
+    let handshake_ssl = |serials: &[u64]| {
+        let client = json!({"ca": ca.cert_pem, "crl": [ca.crl(serials)]});
+        ssl("crl.test", &ca.server("crl.test"), Some(client))
+    };
+    stack.put("ssls/1", handshake_ssl(&[1001]), 201).await?;
+    stack
+        .put("routes/1", stack.route("crl.test", "/*", json!({})), 201)
+        .await?;
+    eventually_status("an unrevoked certificate", 200, || {
+        stack.curl("crl.test", "/", &fine.with(&[]))
+    })
+    .await?;
+    let out = stack.curl("crl.test", "/", &revoked.with(&[]))?;
+    assert_eq!(
+        out.status, 0,
+        "a revoked certificate fails the handshake: {out:?}"
+    );
+
+    // An invalid CRL is refused and changes nothing.
+    let mut broken = handshake_ssl(&[1001]);
+    broken["client"]["crl"] = json!(["-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"]);
+    let reply = stack.gw.admin().put("/apisix/admin/ssls/1", broken).await?;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert!(reply.text.contains("client.crl[0]"), "{}", reply.text);
+
+    stack
+        .put("ssls/1", handshake_ssl(&[1001, 1002]), 200)
+        .await?;
+    eventually_status("the new CRL at the handshake", 0, || {
+        stack.curl("crl.test", "/", &fine.with(&[]))
+    })
+    .await?;
+
+    // Per route, on an SNI that does not require a certificate.
+    stack
+        .put(
+            "ssls/2",
+            ssl("route-crl.test", &ca.server("route-crl.test"), None),
+            201,
+        )
+        .await?;
+    let route = |serials: &[u64]| {
+        let plugins = json!({"client-cert-auth": {"ca": [ca.cert_pem], "crl": [ca.crl(serials)]}});
+        stack.route("route-crl.test", "/*", plugins)
+    };
+    stack.put("routes/2", route(&[1001]), 201).await?;
+    eventually_status("an unrevoked certificate on the route", 200, || {
+        stack.curl("route-crl.test", "/", &fine.with(&[]))
+    })
+    .await?;
+    assert_eq!(
+        stack
+            .curl("route-crl.test", "/", &revoked.with(&[]))?
+            .status,
+        401
+    );
+    stack.put("routes/2", route(&[1001, 1002]), 200).await?;
+    eventually_status("the new CRL on the route", 401, || {
+        stack.curl("route-crl.test", "/", &fine.with(&[]))
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! The status endpoints (`deployment.status.listen`): liveness, readiness
+//! that waits for a configuration, and the `/status` document an operator
+//! reads — counts, revision, etcd connection, objects refused with why.
+
+use std::time::{Duration, Instant};
+
+use harness::fixtures::{curl_http, eventually_status, plain_route, PROPAGATION_TIMEOUT};
+use harness::pki::Ca;
+use harness::{wait_until, EchoServer, Etcd, Gateway, GatewayOptions};
+use serde_json::{json, Value};
+
+fn with_status() -> GatewayOptions {
+    GatewayOptions {
+        status: true,
+        ..GatewayOptions::default()
+    }
+}
+
+/// Waits until `/status` satisfies `cond`; returns that document.
+async fn status_until(
+    gw: &Gateway,
+    what: &str,
+    cond: impl Fn(&Value) -> bool,
+) -> harness::Result<Value> {
+    let deadline = Instant::now() + PROPAGATION_TIMEOUT;
+    loop {
+        let status = gw.status().await.unwrap_or(Value::Null);
+        if cond(&status) {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("timed out waiting for {what}; last /status: {status:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn readyz_waits_for_a_configuration() -> harness::Result<()> {
+    let mut etcd = Etcd::start().await?;
+    etcd.stop().await;
+    let gw = Gateway::start_with(&etcd, with_status()).await?;
+
+    assert_eq!(gw.status_code("/healthz").await?, 200, "the process is up");
+    assert_eq!(
+        gw.status_code("/readyz").await?,
+        503,
+        "nothing loaded: not ready"
+    );
+    let status = status_until(&gw, "etcd reported unreachable", |s| {
+        !s["etcd"]["last_error"].is_null()
+    })
+    .await?;
+    assert_eq!(status["ready"], false);
+    assert_eq!(
+        status["stale"], false,
+        "nothing is served, so nothing is stale"
+    );
+    assert_eq!(status["etcd"]["connected"], false);
+    assert_eq!(status["config"]["source"], Value::Null);
+    eprintln!("etcd down: /status says {}", status["etcd"]["last_error"]);
+
+    etcd.restart().await?;
+    let since = Instant::now();
+    wait_until("/readyz to answer 200", PROPAGATION_TIMEOUT, || async {
+        gw.status_code("/readyz")
+            .await
+            .is_ok_and(|code| code == 200)
+    })
+    .await?;
+    eprintln!("etcd back: ready after {:?}", since.elapsed());
+    let status = gw.status().await?;
+    assert_eq!(status["ready"], true);
+    assert_eq!(status["etcd"]["connected"], true);
+    assert_eq!(status["config"]["source"], "etcd");
+    assert_eq!(status["etcd"]["last_error"], Value::Null);
+    Ok(())
+}
+
+#[tokio::test]
+async fn status_reports_the_served_configuration() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start_with(&etcd, with_status()).await?;
+    let echo = EchoServer::start().await?;
+    let admin = gw.admin();
+    let server = Ca::new("Status CA").server("status.test", &["status.test"]);
+    let ssl = json!({ "sni": "status.test", "cert": server.cert_pem, "key": server.key_pem });
+    let upstream = json!({ "type": "roundrobin", "nodes": { echo.node(): 1 } });
+    assert_eq!(admin.put("/apisix/admin/ssls/1", ssl).await?.status, 201);
+    assert_eq!(
+        admin
+            .put("/apisix/admin/upstreams/1", upstream)
+            .await?
+            .status,
+        201
+    );
+    let route = plain_route("/status-test", &echo.node());
+    assert_eq!(
+        admin.put("/apisix/admin/routes/1", route).await?.status,
+        201
+    );
+    eventually_status("the route", 200, || curl_http(&gw, "/status-test", &[])).await?;
+
+    // Written by hand, past the admin API's validation.
+    let bad_key = format!("{}/routes/bad", gw.prefix());
+    etcd.etcdctl(&["put", &bad_key, r#"{"uri": 5, "upstream_id": "1"}"#])?;
+    let revision = etcd.revision()?;
+
+    let status = status_until(&gw, "the invalid route to be listed", |s| {
+        s["config"]["invalid"]
+            .as_array()
+            .is_some_and(|list| !list.is_empty())
+            && s["config"]["applied_revision"] == json!(revision)
+    })
+    .await?;
+    eprintln!("/status: {status:#}");
+    assert_eq!(status["role"], "traditional");
+    assert_eq!(status["ready"], true);
+    assert_eq!(status["stale"], false);
+    let config = &status["config"];
+    assert_eq!(config["source"], "etcd");
+    assert_eq!(config["revision"], json!(revision));
+    assert_eq!(
+        (&config["ssls"], &config["routes"], &config["upstreams"]),
+        (&json!(1), &json!(1), &json!(1))
+    );
+    let invalid = &config["invalid"][0];
+    assert_eq!(invalid["key"], json!(bad_key));
+    let reason = invalid["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("uri"),
+        "the reason names the field: {reason}"
+    );
+    assert_eq!(status["etcd"]["connected"], true);
+    let age = status["etcd"]["last_sync_age_seconds"]
+        .as_f64()
+        .unwrap_or(f64::MAX);
+    assert!(
+        age < PROPAGATION_TIMEOUT.as_secs_f64(),
+        "last sync {age} s ago"
+    );
+    assert_eq!(status["connections"]["max"], 100_000, "the default cap");
+    assert!(status["connections"]["current"].as_u64().is_some());
+    assert!(status["process"]["rss_bytes"].as_u64().unwrap_or(0) > 0);
+
+    // Fixing the object by hand clears it from the list.
+    etcd.etcdctl(&["del", &bad_key])?;
+    status_until(&gw, "the invalid list to empty", |s| {
+        s["config"]["invalid"] == json!([])
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn status_endpoints_refuse_what_they_do_not_serve() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start_with(&etcd, with_status()).await?;
+    let base = format!("http://{}", gw.status_addr());
+    let post = harness::curl(&["-X", "POST", &format!("{base}/status")])?;
+    assert_eq!(post.status, 405);
+    let missing = harness::curl(&[&format!("{base}/admin")])?;
+    assert_eq!(missing.status, 404);
+    // The status listener answers quickly even when asked in a burst.
+    let started = Instant::now();
+    for _ in 0..50 {
+        assert_eq!(gw.status_code("/healthz").await?, 200);
+    }
+    let per_request = started.elapsed() / 50;
+    eprintln!("/healthz: {per_request:?} per request (new connection each)");
+    assert!(per_request < Duration::from_millis(200));
+    Ok(())
+}
