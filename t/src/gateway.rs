@@ -51,6 +51,8 @@ pub struct GatewayOptions {
     /// Extra lines under `proxy:`, indented by two spaces, e.g.
     /// `"  max_connections: 5\n"`.
     pub proxy_yaml: String,
+    /// `deployment.etcd.timeout`, seconds (default 3).
+    pub etcd_timeout: u64,
 }
 
 impl Default for GatewayOptions {
@@ -68,6 +70,7 @@ impl Default for GatewayOptions {
             status: false,
             cache_dir: None,
             proxy_yaml: String::new(),
+            etcd_timeout: 3,
         }
     }
 }
@@ -99,7 +102,7 @@ impl Ports {
 #[derive(Debug)]
 pub struct Gateway {
     opts: GatewayOptions,
-    etcd_endpoint: String,
+    etcd_endpoints: Vec<String>,
     ports: Ports,
     config: PathBuf,
     process: Option<Process>,
@@ -116,6 +119,13 @@ impl Gateway {
 
     /// Starts a gateway and waits until its listeners accept.
     pub async fn start_with(etcd: &Etcd, opts: GatewayOptions) -> crate::Result<Gateway> {
+        Gateway::start_on(&[etcd.endpoint()], opts).await
+    }
+
+    /// Starts a gateway whose `deployment.etcd.endpoints` are `endpoints`
+    /// (e.g. every member of an [`crate::EtcdCluster`]) and waits until its
+    /// listeners accept.
+    pub async fn start_on(endpoints: &[String], opts: GatewayOptions) -> crate::Result<Gateway> {
         let dir = tempfile::Builder::new()
             .prefix("portcullis-gateway-")
             .tempdir()
@@ -123,7 +133,7 @@ impl Gateway {
         let mut gateway = Gateway {
             config: dir.path().join("config.yaml"),
             opts,
-            etcd_endpoint: etcd.endpoint(),
+            etcd_endpoints: endpoints.to_vec(),
             ports: Ports::pick(),
             process: None,
             last_exit: None,
@@ -216,6 +226,11 @@ impl Gateway {
         }
     }
 
+    /// The process id while the gateway runs (e.g. to read `/proc/<pid>/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
+    }
+
     /// The exit status of the last stopped (or crashed) process.
     pub fn last_exit(&mut self) -> Option<ExitStatus> {
         if let Some(status) = self.process.as_mut().and_then(Process::exited) {
@@ -240,7 +255,7 @@ impl Gateway {
     }
 
     fn write_config(&self) -> crate::Result<()> {
-        let yaml = render_config(&self.opts, &self.etcd_endpoint, self.ports);
+        let yaml = render_config(&self.opts, &self.etcd_endpoints, self.ports);
         std::fs::write(&self.config, yaml)
             .with_context(|| format!("cannot write {}", self.config.display()))
     }
@@ -308,13 +323,14 @@ async fn all_accept(addrs: Vec<SocketAddr>) -> bool {
 }
 
 /// The config file for `opts`; the shape of `conf/config.yaml`.
-fn render_config(opts: &GatewayOptions, etcd_endpoint: &str, ports: Ports) -> String {
+fn render_config(opts: &GatewayOptions, etcd_endpoints: &[String], ports: Ports) -> String {
     let q = |s: &str| serde_json::Value::from(s).to_string();
     let mut yaml = format!(
-        "deployment:\n  role: {role}\n  etcd:\n    endpoints: [{etcd}]\n    prefix: {prefix}\n    timeout: 3\n",
+        "deployment:\n  role: {role}\n  etcd:\n    endpoints: {etcd}\n    prefix: {prefix}\n    timeout: {timeout}\n",
         role = opts.role,
-        etcd = q(etcd_endpoint),
+        etcd = serde_json::Value::from(etcd_endpoints.to_vec()),
         prefix = q(&opts.prefix),
+        timeout = opts.etcd_timeout,
     );
     if let Some(tls) = &opts.etcd_tls {
         yaml += &etcd_tls_yaml(tls);

@@ -81,10 +81,6 @@ impl Server {
         })
     }
 
-    pub fn limit(&self) -> &Arc<ConnectionLimit> {
-        &self.limit
-    }
-
     /// Serves `tcp` on its own task if the connection cap allows; otherwise
     /// closes it at once.
     pub(crate) fn admit(

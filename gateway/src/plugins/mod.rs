@@ -251,6 +251,41 @@ mod tests {
     }
 
     #[test]
+    fn routes_with_client_cert_auth_request_certificates_on_their_hosts() {
+        use shared::resource::Kind;
+        use shared::validate::{validate, HostPattern, Valid};
+
+        let pki = testing::Pki::named("Route CA");
+        let route = |id: &str, body: Value| match validate(Kind::Routes, id, &body) {
+            Ok(Valid::Route(route)) => route,
+            other => panic!("{other:?}"),
+        };
+        let upstream = json!({"nodes": {"127.0.0.1:1": 1}});
+        let auth = json!({"client-cert-auth": {"ca": [pki.ca.pem]}});
+        let routes = [
+            route(
+                "on",
+                json!({"uri": "/a", "host": "a.test", "plugins": auth, "upstream": upstream}),
+            ),
+            route(
+                "off",
+                json!({"uri": "/b", "host": "b.test", "plugins": auth,
+                                "upstream": upstream, "status": 0}),
+            ),
+            route(
+                "plain",
+                json!({"uri": "/c", "host": "c.test", "upstream": upstream}),
+            ),
+        ];
+        let requests = client_cert_requests(&routes);
+        let names = |sni: &str| requests.names_for(&[HostPattern::parse(sni).unwrap()]);
+        let (_, ca) = x509_parser::parse_x509_certificate(pki.ca.der.as_ref()).unwrap();
+        assert_eq!(names("a.test"), Some(vec![ca.subject().as_raw().to_vec()]));
+        assert_eq!(names("b.test"), None, "a disabled route asks for nothing");
+        assert_eq!(names("c.test"), None);
+    }
+
+    #[test]
     fn builds_configured_plugins() {
         let configs = BTreeMap::from([("proxy-rewrite".to_owned(), json!({"uri": "/x"}))]);
         let chain = PluginChain::build(&configs).unwrap();
