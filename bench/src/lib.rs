@@ -4,5 +4,6 @@
 //! percentiles.
 
 pub mod http;
+pub mod objects;
 pub mod stats;
 pub mod tls;

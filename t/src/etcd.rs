@@ -196,7 +196,7 @@ impl Etcd {
 }
 
 /// Whether etcd on `client` answers its health check.
-async fn healthy(client: SocketAddr) -> bool {
+pub(crate) async fn healthy(client: SocketAddr) -> bool {
     let health = crate::http::send(client, Method::GET, "/health", &[], None).await;
     matches!(health, Ok(reply) if reply.status == 200
         && String::from_utf8_lossy(&reply.body).contains(r#""health":"true""#))

@@ -8,12 +8,14 @@
 
 mod admin;
 pub mod client_pki;
+mod cluster;
 mod curl;
 mod echo;
 mod etcd;
 pub mod fixtures;
 mod gateway;
 mod http;
+pub mod load;
 mod net;
 pub mod pki;
 mod process;
@@ -22,6 +24,7 @@ mod tls_echo;
 mod wait;
 
 pub use admin::{AdminClient, AdminResponse};
+pub use cluster::EtcdCluster;
 pub use curl::{curl, openssl, openssl_output, CommandOutput, CurlOutput};
 pub use echo::EchoServer;
 pub use etcd::Etcd;
