@@ -12,10 +12,13 @@ RUN cargo build --release -p portcullis-gateway \
     && cp target/release/gateway /usr/local/bin/gateway
 
 FROM debian:bookworm-slim
+# /var/lib/portcullis holds deployment.etcd.cache_dir; a volume mounted there
+# starts out owned by the gateway's user.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --no-create-home portcullis
+    && useradd --system --no-create-home portcullis \
+    && install -d -o portcullis -g portcullis -m 0700 /var/lib/portcullis
 COPY --from=build /usr/local/bin/gateway /usr/local/bin/gateway
 COPY conf/config.yaml /etc/portcullis/config.yaml
 USER portcullis

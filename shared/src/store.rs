@@ -10,6 +10,7 @@
 //! (`tls`). [`Store::probe`] tells a refused TLS handshake from an etcd that
 //! is merely down (`probe`).
 
+mod failover;
 mod probe;
 mod tls;
 
@@ -160,9 +161,11 @@ impl Store {
     /// [`ProbeError::is_fatal`] tells a refused TLS handshake or refused
     /// credentials (which retrying cannot fix) from an etcd that is down.
     pub async fn probe(&self) -> Result<(), ProbeError> {
-        let mut client = self.client();
         let options = GetOptions::new().with_keys_only().with_limit(1);
-        let call = client.get(self.layout.root(), Some(options));
+        let call = failover::until_sent(|| {
+            let (mut client, options) = (self.client(), options.clone());
+            async move { client.get(self.layout.root(), Some(options)).await }
+        });
         let failure = match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(err)) => probe::classify(&self.endpoints, &err),
@@ -197,18 +200,24 @@ impl Store {
 
     pub async fn get(&self, kind: Kind, id: &str) -> Result<Option<Entry>, StoreError> {
         let key = self.layout.object(kind, id);
-        let mut client = self.client();
-        let resp = self.bounded(client.get(key, None)).await?;
+        let resp = self
+            .bounded(|mut client| {
+                let key = key.clone();
+                async move { client.get(key, None).await }
+            })
+            .await?;
         resp.kvs().first().map(|kv| self.entry(kind, kv)).transpose()
     }
 
     /// Every object of `kind`, ordered by key. Values that are not JSON
     /// objects are skipped with a logged warning.
     pub async fn list(&self, kind: Kind) -> Result<Vec<Entry>, StoreError> {
-        let mut client = self.client();
         let options = GetOptions::new().with_prefix();
         let resp = self
-            .bounded(client.get(self.layout.dir(kind), Some(options)))
+            .bounded(|mut client| {
+                let options = options.clone();
+                async move { client.get(self.layout.dir(kind), Some(options)).await }
+            })
             .await?;
         let entries = resp
             .kvs()
@@ -226,10 +235,13 @@ impl Store {
 
     /// Writes unconditionally; says whether the object is new.
     pub async fn put(&self, kind: Kind, id: &str, value: &Value) -> Result<PutOutcome, StoreError> {
-        let mut client = self.client();
+        let (key, value) = (self.layout.object(kind, id), value.to_string());
         let options = PutOptions::new().with_prev_key();
         let resp = self
-            .bounded(client.put(self.layout.object(kind, id), value.to_string(), Some(options)))
+            .bounded(|mut client| {
+                let (key, value, options) = (key.clone(), value.clone(), options.clone());
+                async move { client.put(key, value, Some(options)).await }
+            })
             .await?;
         Ok(match resp.prev_key() {
             Some(_) => PutOutcome::Replaced,
@@ -261,19 +273,24 @@ impl Store {
 
     /// Deletes; `false` when there was nothing to delete.
     pub async fn delete(&self, kind: Kind, id: &str) -> Result<bool, StoreError> {
-        let mut client = self.client();
+        let key = self.layout.object(kind, id);
         let resp = self
-            .bounded(client.delete(self.layout.object(kind, id), None))
+            .bounded(|mut client| {
+                let key = key.clone();
+                async move { client.delete(key, None).await }
+            })
             .await?;
         Ok(resp.deleted() > 0)
     }
 
     /// Every key under the prefix, with the revision they were read at.
     pub async fn load_all(&self) -> Result<Listing, StoreError> {
-        let mut client = self.client();
         let options = GetOptions::new().with_prefix();
         let resp = self
-            .bounded(client.get(self.layout.root(), Some(options)))
+            .bounded(|mut client| {
+                let options = options.clone();
+                async move { client.get(self.layout.root(), Some(options)).await }
+            })
             .await?;
         let revision = resp.header().map_or(0, |h| h.revision());
         let kvs = resp.kvs().iter().map(RawEntry::from).collect();
@@ -282,13 +299,15 @@ impl Store {
 
     /// Opens a watch on the whole prefix from `start_revision` (inclusive).
     pub async fn watch_from(&self, start_revision: i64) -> Result<WatchStream, StoreError> {
-        let mut client = self.client();
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(start_revision)
             .with_progress_notify();
-        self.bounded(client.watch(self.layout.root(), Some(options)))
-            .await
+        self.bounded(|mut client| {
+            let options = options.clone();
+            async move { client.watch(self.layout.root(), Some(options)).await }
+        })
+        .await
     }
 
     /// The endpoints, for error messages.
@@ -297,11 +316,15 @@ impl Store {
     }
 
     async fn put_when(&self, compare: Compare, key: String, value: &Value) -> Result<bool, StoreError> {
-        let mut client = self.client();
         let txn = Txn::new()
             .when([compare])
             .and_then([TxnOp::put(key, value.to_string(), None)]);
-        let resp = self.bounded(client.txn(txn)).await?;
+        let resp = self
+            .bounded(|mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
+            })
+            .await?;
         Ok(resp.succeeded())
     }
 
@@ -328,14 +351,18 @@ impl Store {
     }
 
     /// Bounds an etcd call by the request timeout and maps its failure.
-    async fn bounded<T>(
-        &self,
-        call: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
+    /// `call` gets the newest client; it is sent again when it could not
+    /// reach the member the client picked (see [`failover`]).
+    async fn bounded<T, F, Fut>(&self, mut call: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
         let unavailable = |reason: String| StoreError::Unavailable {
             endpoints: self.endpoints.clone(),
             reason,
         };
+        let call = failover::until_sent(|| call(self.client()));
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(unavailable(describe(&err))),

@@ -256,7 +256,10 @@ impl EtcdCluster {
                 .arg(format!("--data-dir={}", data_dir.display()))
                 .arg(format!("--initial-cluster={}", self.initial_cluster()))
                 .arg(format!("--initial-cluster-token={}", self.token))
-                .arg(format!("--initial-advertise-peer-urls={}", member.peer_url()))
+                .arg(format!(
+                    "--initial-advertise-peer-urls={}",
+                    member.peer_url()
+                ))
                 .output()
                 .context("cannot run etcdctl snapshot restore")?;
             if !output.status.success() {
@@ -340,7 +343,10 @@ impl EtcdCluster {
             .arg(format!("--listen-client-urls={}", member.endpoint()))
             .arg(format!("--advertise-client-urls={}", member.endpoint()))
             .arg(format!("--listen-peer-urls={}", member.peer_url()))
-            .arg(format!("--initial-advertise-peer-urls={}", member.peer_url()))
+            .arg(format!(
+                "--initial-advertise-peer-urls={}",
+                member.peer_url()
+            ))
             .arg(format!("--initial-cluster={}", self.initial_cluster()))
             .arg("--initial-cluster-state=new")
             .arg(format!("--initial-cluster-token={}", self.token))
@@ -361,9 +367,7 @@ impl EtcdCluster {
             let Some(process) = self.members[index].process.as_mut() else {
                 bail!("member {index} is not running");
             };
-            let ready = process
-                .wait_ready(READY_TIMEOUT, || healthy(client))
-                .await;
+            let ready = process.wait_ready(READY_TIMEOUT, || healthy(client)).await;
             if let Err(e) = ready {
                 bail!("{e:#}; etcd log:\n{}", tail(&self.log(index)));
             }

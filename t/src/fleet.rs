@@ -47,7 +47,11 @@ impl Fleet {
             };
             data.push(Gateway::start_on(&endpoints, opts).await?);
         }
-        Ok(Fleet { etcd, control, data })
+        Ok(Fleet {
+            etcd,
+            control,
+            data,
+        })
     }
 
     /// The control plane's admin API.
@@ -67,7 +71,9 @@ impl Fleet {
             wait_until(
                 &format!("data plane {n} to answer {path} with {status}"),
                 timeout,
-                || async { matches!(http_get(gw.http_addr(), path).await, Ok((s, _)) if s == status) },
+                || async {
+                    matches!(http_get(gw.http_addr(), path).await, Ok((s, _)) if s == status)
+                },
             )
             .await?;
         }

@@ -294,7 +294,10 @@ where
 /// One `GET path` to a plain HTTP listener: the status and the body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> crate::Result<(u16, String)> {
     let reply = crate::http::send(addr, http::Method::GET, path, &[], None).await?;
-    Ok((reply.status, String::from_utf8_lossy(&reply.body).into_owned()))
+    Ok((
+        reply.status,
+        String::from_utf8_lossy(&reply.body).into_owned(),
+    ))
 }
 
 /// The resident set size of process `pid`, in KiB (`VmRSS` in

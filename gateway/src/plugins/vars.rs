@@ -396,4 +396,6 @@ fn unix_now() -> i64 {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use rustls::server::{ServerConnection, ServerSessionMemoryCache};
+use rustls::server::{NoServerSessionStorage, ServerConnection};
 use rustls::{ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::UnixTime;
 use shared::validate::{TlsVersion, ValidSsl};
@@ -15,9 +15,6 @@ use super::resolve::CertResolver;
 use super::trust::TrustError;
 use super::verify::ClientVerifier;
 use crate::context::{ClientCert, MtlsPolicy, PeerCert};
-
-/// Sessions remembered per SSL object for resumption.
-const SESSION_CACHE_SIZE: usize = 256;
 
 /// Why an SSL object cannot serve handshakes.
 #[derive(Debug, Error)]
@@ -30,6 +27,8 @@ pub(crate) enum EntryError {
     Client(#[from] TrustError),
     #[error("ssl_protocols cannot be used: {0}")]
     Protocols(rustls::Error),
+    #[error("cannot make a session ticket key: {0}")]
+    Ticketer(rustls::Error),
 }
 
 /// A built SSL object: its rustls configuration and client-certificate
@@ -79,10 +78,13 @@ impl Entry {
         };
         let mut config = builder.with_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        // A cache of its own, replaced whenever the object changes: a session
+        // Resumption by stateless tickets (as nginx's default), under a key of
+        // this entry's own, replaced whenever the object changes: a session
         // (and the client identity verified in it) can only be resumed on the
-        // SSL object, with the CA, that established it.
-        config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
+        // SSL object, with the CA, that established it. No server-side cache:
+        // it would cost memory per SSL object whether used or not.
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(EntryError::Ticketer)?;
+        config.session_storage = Arc::new(NoServerSessionStorage {});
         Ok(Entry {
             ssl: Arc::clone(ssl),
             id,

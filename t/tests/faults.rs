@@ -1,0 +1,462 @@
+//! etcd cluster faults while traffic flows through a data plane: the leader
+//! killed, every member stopped, compaction and defragmentation during a
+//! watch, a restore from a snapshot. Traffic must not notice, and no admin
+//! write that was acknowledged may be lost.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harness::fixtures::PROPAGATION_TIMEOUT;
+use harness::load::{http_get, Load, LoadReport, Target};
+use harness::{wait_until, AdminClient, EchoServer, Fleet, Gateway};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+
+/// Requests per second through the data plane during a fault.
+const LOAD_RATE: u32 = 200;
+/// How long an admin write may take to answer while etcd is entirely down.
+const OUTAGE_ANSWER_LIMIT: Duration = Duration::from_secs(2);
+
+/// A route whose upstream sees the node as `Host`, so a response tells
+/// which upstream served it.
+fn route(uri: &str, echo: &EchoServer) -> Value {
+    json!({
+        "uri": uri,
+        "upstream": { "type": "roundrobin", "pass_host": "node", "nodes": { echo.node(): 1 } }
+    })
+}
+
+/// Which upstream served `GET path` on `gw`, if it answered 200.
+async fn served_by(gw: &Gateway, path: &str) -> Option<String> {
+    let (status, body) = http_get(gw.http_addr(), path).await.ok()?;
+    let body: Value = serde_json::from_str(&body).ok().filter(|_| status == 200)?;
+    body["headers"]["host"].as_str().map(str::to_owned)
+}
+
+async fn until_served_by(gw: &Gateway, path: &str, echo: &EchoServer) -> harness::Result<()> {
+    let node = echo.node();
+    wait_until(
+        &format!("{path} to be served by {node}"),
+        PROPAGATION_TIMEOUT,
+        || async { served_by(gw, path).await.as_deref() == Some(node.as_str()) },
+    )
+    .await
+}
+
+async fn until_status(gw: &Gateway, path: &str, status: u16) -> harness::Result<()> {
+    wait_until(
+        &format!("{path} to answer {status}"),
+        PROPAGATION_TIMEOUT,
+        || async { matches!(http_get(gw.http_addr(), path).await, Ok((s, _)) if s == status) },
+    )
+    .await
+}
+
+/// PUT that retries while etcd cannot take writes (503).
+async fn put_until_stored(admin: &AdminClient, path: &str, body: Value) -> harness::Result<()> {
+    let began = Instant::now();
+    loop {
+        let reply = admin.put(path, body.clone()).await?;
+        match reply.status {
+            200 | 201 => return Ok(()),
+            503 if began.elapsed() < PROPAGATION_TIMEOUT => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => anyhow::bail!("PUT {path} answered {other}: {}", reply.text),
+        }
+    }
+}
+
+/// Load on the data plane's plain HTTP listener.
+fn load_on(gw: &Gateway, path: &str) -> harness::Result<Load> {
+    let target = Target::Http {
+        addr: gw.http_addr(),
+        path: path.into(),
+    };
+    Load::start(target, LOAD_RATE, 4)
+}
+
+fn assert_no_failure(fault: &str, report: &LoadReport) {
+    eprintln!("{fault}: {report}");
+    assert_eq!(
+        report.failed, 0,
+        "{fault}: failed requests: {:?}",
+        report.failures
+    );
+}
+
+/// One admin write issued by [`Writer`].
+#[derive(Debug)]
+struct Write {
+    uri: String,
+    status: u16,
+    took: Duration,
+}
+
+/// Admin writes (each a new route) issued one after the other until stopped.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    task: JoinHandle<harness::Result<Vec<Write>>>,
+}
+
+impl Writer {
+    fn start(admin: AdminClient, echo_node: String) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let mut writes = Vec::new();
+            for i in 0.. {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                let uri = format!("/w/{i}");
+                let body = json!({
+                    "uri": uri,
+                    "upstream": { "type": "roundrobin", "nodes": { echo_node.as_str(): 1 } }
+                });
+                let began = Instant::now();
+                let reply = admin
+                    .put(&format!("/apisix/admin/routes/w-{i}"), body)
+                    .await?;
+                writes.push(Write {
+                    uri,
+                    status: reply.status,
+                    took: began.elapsed(),
+                });
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(writes)
+        });
+        Writer { stop, task }
+    }
+
+    async fn finish(self) -> harness::Result<Vec<Write>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await?
+    }
+}
+
+#[tokio::test]
+async fn killing_the_etcd_leader_fails_no_request_and_loses_no_acknowledged_write(
+) -> harness::Result<()> {
+    let mut fleet = Fleet::start(1).await?;
+    let echo = EchoServer::start().await?;
+    let admin = fleet.admin();
+    put_until_stored(&admin, "/apisix/admin/routes/1", route("/anything", &echo)).await?;
+    until_served_by(&fleet.data[0], "/anything", &echo).await?;
+
+    let load = load_on(&fleet.data[0], "/anything")?;
+    let writer = Writer::start(admin.clone(), echo.node());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let leader = fleet.etcd.leader()?;
+    fleet.etcd.kill(leader);
+    let killed = Instant::now();
+    let new_leader = fleet.etcd.wait_for_leader(Duration::from_secs(15)).await?;
+    let election = killed.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes = writer.finish().await?;
+    let report = load.finish().await;
+
+    let acknowledged: Vec<&Write> = writes
+        .iter()
+        .filter(|w| w.status == 200 || w.status == 201)
+        .collect();
+    let refused = writes.iter().filter(|w| w.status == 503).count();
+    let slowest = writes.iter().map(|w| w.took).max().unwrap_or_default();
+    eprintln!(
+        "leader (member {leader}) killed with SIGKILL; member {new_leader} elected within {election:?}; \
+         admin writes: {} acknowledged, {refused} answered 503, slowest answer {slowest:?}",
+        acknowledged.len()
+    );
+    assert_no_failure("leader killed", &report);
+    for write in &writes {
+        assert!(
+            matches!(write.status, 200 | 201 | 503),
+            "a write during the election may only succeed or answer 503: {write:?}"
+        );
+    }
+    assert!(
+        acknowledged.len() > 10,
+        "writes must go on after the election: {writes:?}"
+    );
+    for write in acknowledged {
+        until_status(&fleet.data[0], &write.uri, 200).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_every_etcd_member_down_traffic_goes_on_and_admin_writes_fail_fast(
+) -> harness::Result<()> {
+    let mut fleet = Fleet::start(1).await?;
+    let (a, b) = (EchoServer::start().await?, EchoServer::start().await?);
+    let admin = fleet.admin();
+    put_until_stored(&admin, "/apisix/admin/routes/1", route("/anything", &a)).await?;
+    until_served_by(&fleet.data[0], "/anything", &a).await?;
+    let pid = fleet.data[0].pid();
+
+    let load = load_on(&fleet.data[0], "/anything")?;
+    fleet.etcd.stop_all().await;
+    let dp = &fleet.data[0];
+    wait_until(
+        "the data plane to report stale",
+        PROPAGATION_TIMEOUT,
+        || async {
+            dp.status()
+                .await
+                .is_ok_and(|s| s["stale"] == true && s["etcd"]["connected"] == false)
+        },
+    )
+    .await?;
+    let mut slowest = Duration::ZERO;
+    for i in 0..3 {
+        let began = Instant::now();
+        let reply = admin
+            .put("/apisix/admin/routes/1", route("/anything", &b))
+            .await?;
+        let took = began.elapsed();
+        slowest = slowest.max(took);
+        assert_eq!(reply.status, 503, "write {i} without etcd: {}", reply.text);
+        assert!(
+            took < OUTAGE_ANSWER_LIMIT,
+            "write {i} without etcd took {took:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    fleet.etcd.start_all().await?;
+    let back = Instant::now();
+    let dp = &fleet.data[0];
+    wait_until(
+        "the data plane to follow etcd again",
+        PROPAGATION_TIMEOUT,
+        || async {
+            dp.status()
+                .await
+                .is_ok_and(|s| s["etcd"]["connected"] == true)
+        },
+    )
+    .await?;
+    let resynced = back.elapsed();
+    put_until_stored(&admin, "/apisix/admin/routes/1", route("/anything", &b)).await?;
+    until_served_by(&fleet.data[0], "/anything", &b).await?;
+    let serving_new = back.elapsed();
+    let report = load.finish().await;
+
+    eprintln!(
+        "all etcd members stopped: admin writes answered 503 within {slowest:?}; etcd back: \
+         data plane resynced after {resynced:?}, served a new write after {serving_new:?}"
+    );
+    assert_no_failure("every etcd member down", &report);
+    assert_eq!(
+        fleet.data[0].pid(),
+        pid,
+        "the data plane resynced without a restart"
+    );
+    assert!(
+        fleet.data[0].last_exit().is_none(),
+        "the data plane kept running"
+    );
+    Ok(())
+}
+
+/// The routes stored in etcd under `prefix`, as `(id, uri)`.
+fn stored_routes(fleet: &Fleet, prefix: &str) -> harness::Result<Vec<(String, String)>> {
+    let out = fleet
+        .etcd
+        .etcdctl(&["get", "--prefix", &format!("{prefix}/routes/")])?;
+    let lines: Vec<&str> = out.lines().collect();
+    let mut routes = Vec::new();
+    for pair in lines.chunks(2) {
+        if let [key, value] = pair {
+            let value: Value = serde_json::from_str(value)?;
+            let id = key.rsplit('/').next().unwrap_or_default().to_owned();
+            routes.push((id, value["uri"].as_str().unwrap_or_default().to_owned()));
+        }
+    }
+    Ok(routes)
+}
+
+/// The data plane serves exactly the stored routes: each stored URI, none of
+/// `gone`, the stored count and revision.
+async fn serves_exactly(
+    gw: &Gateway,
+    stored: &[(String, String)],
+    gone: &[String],
+    revision: i64,
+) -> harness::Result<()> {
+    wait_until(
+        "the data plane to reach the stored revision",
+        PROPAGATION_TIMEOUT,
+        || async {
+            gw.status()
+                .await
+                .is_ok_and(|s| s["config"]["applied_revision"] == json!(revision))
+        },
+    )
+    .await?;
+    let status = gw.status().await?;
+    assert_eq!(
+        status["config"]["routes"],
+        json!(stored.len()),
+        "{status:#}"
+    );
+    for (id, uri) in stored {
+        let (code, _) = http_get(gw.http_addr(), uri).await?;
+        assert_eq!(code, 200, "stored route {id} ({uri})");
+    }
+    for uri in gone {
+        let (code, _) = http_get(gw.http_addr(), uri).await?;
+        assert_eq!(code, 404, "{uri} was deleted before the compaction");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn compaction_and_defrag_during_a_watch_leave_exactly_the_stored_state() -> harness::Result<()>
+{
+    let mut fleet = Fleet::start(2).await?;
+    let echo = EchoServer::start().await?;
+    let admin = fleet.admin();
+    let prefix = fleet.control.prefix().to_owned();
+    for i in 0..20 {
+        put_until_stored(
+            &admin,
+            &format!("/apisix/admin/routes/{i}"),
+            route(&format!("/c/{i}"), &echo),
+        )
+        .await?;
+    }
+    until_status(&fleet.data[0], "/c/19", 200).await?;
+    until_status(&fleet.data[1], "/c/19", 200).await?;
+
+    // Data plane 0 keeps watching under load; data plane 1 is frozen and its
+    // watch stream cut (every member serving a watch restarts), so it must
+    // relist once it runs again.
+    let load = load_on(&fleet.data[0], "/c/0")?;
+    fleet.data[1].pause();
+    for member in 0..fleet.etcd.size() {
+        if fleet.etcd.watch_streams(member).await? > 0 {
+            fleet.etcd.stop(member).await;
+            fleet.etcd.start_member(member).await?;
+        }
+    }
+
+    for i in 1..5 {
+        put_until_stored(
+            &admin,
+            &format!("/apisix/admin/routes/{i}"),
+            route(&format!("/c2/{i}"), &echo),
+        )
+        .await?;
+    }
+    for i in 20..25 {
+        put_until_stored(
+            &admin,
+            &format!("/apisix/admin/routes/{i}"),
+            route(&format!("/c/{i}"), &echo),
+        )
+        .await?;
+    }
+    // Deletions just before the compaction: their events are compacted away.
+    let mut gone: Vec<String> = (1..5).map(|i| format!("/c/{i}")).collect();
+    for i in 10..20 {
+        assert_eq!(
+            admin
+                .delete(&format!("/apisix/admin/routes/{i}"))
+                .await?
+                .status,
+            200
+        );
+        gone.push(format!("/c/{i}"));
+    }
+    let began = Instant::now();
+    let compacted = fleet.etcd.compact()?;
+    fleet.etcd.defrag()?;
+    let maintenance = began.elapsed();
+    // And changes right after it.
+    assert_eq!(admin.delete("/apisix/admin/routes/20").await?.status, 200);
+    gone.push("/c/20".into());
+    put_until_stored(&admin, "/apisix/admin/routes/25", route("/c/25", &echo)).await?;
+    fleet.data[1].resume();
+    let resumed = Instant::now();
+
+    let stored = stored_routes(&fleet, &prefix)?;
+    let revision = fleet.etcd.revision()?;
+    serves_exactly(&fleet.data[0], &stored, &gone, revision).await?;
+    serves_exactly(&fleet.data[1], &stored, &gone, revision).await?;
+    let converged = resumed.elapsed();
+    let report = load.finish().await;
+    eprintln!(
+        "compacted at revision {compacted} and defragmented 3 members in {maintenance:?}; \
+         both data planes hold exactly the {} stored routes at revision {revision} \
+         ({converged:?} after the frozen one resumed)",
+        stored.len()
+    );
+    assert_no_failure("compaction + defrag", &report);
+    Ok(())
+}
+
+#[tokio::test]
+async fn restoring_etcd_from_a_snapshot_takes_the_data_planes_back_to_it() -> harness::Result<()> {
+    let mut fleet = Fleet::start(1).await?;
+    let (a, b) = (EchoServer::start().await?, EchoServer::start().await?);
+    let admin = fleet.admin();
+    put_until_stored(&admin, "/apisix/admin/routes/1", route("/one", &a)).await?;
+    put_until_stored(&admin, "/apisix/admin/routes/2", route("/two", &a)).await?;
+    until_served_by(&fleet.data[0], "/two", &a).await?;
+    let snapshot_dir = tempfile::tempdir()?;
+    let snapshot = snapshot_dir.path().join("portcullis.db");
+    fleet.etcd.snapshot_save(&snapshot)?;
+    let saved_revision = fleet.etcd.revision()?;
+
+    // Life goes on after the backup: changes, a deletion, many revisions.
+    put_until_stored(&admin, "/apisix/admin/routes/1", route("/one", &b)).await?;
+    assert_eq!(admin.delete("/apisix/admin/routes/2").await?.status, 200);
+    for i in 0..10 {
+        put_until_stored(
+            &admin,
+            "/apisix/admin/routes/3",
+            route(&format!("/three/{i}"), &b),
+        )
+        .await?;
+    }
+    until_status(&fleet.data[0], "/three/9", 200).await?;
+    until_served_by(&fleet.data[0], "/one", &b).await?;
+    let before_restore = fleet.etcd.revision()?;
+
+    let load = load_on(&fleet.data[0], "/one")?;
+    let began = Instant::now();
+    fleet.etcd.restore(&snapshot).await?;
+    let restored_revision = fleet.etcd.revision()?;
+    let restored = began.elapsed();
+    let dp = &fleet.data[0];
+    until_served_by(dp, "/one", &a).await?;
+    until_served_by(dp, "/two", &a).await?;
+    until_status(dp, "/three/9", 404).await?;
+    let resynced = began.elapsed();
+    let status = dp.status().await?;
+    let report = load.finish().await;
+
+    eprintln!(
+        "etcd restored from a snapshot (revision {before_restore} -> {restored_revision}) in {restored:?}; \
+         the data plane served the restored state {resynced:?} after the restore began"
+    );
+    assert_eq!(
+        restored_revision, saved_revision,
+        "the restore went back to the snapshot"
+    );
+    assert_eq!(
+        status["config"]["revision"],
+        json!(restored_revision),
+        "{status:#}"
+    );
+    // Traffic during the restore hits /one, whose upstream changes back: both answer 200.
+    assert_no_failure("restore from a snapshot", &report);
+
+    // The control plane writes to the restored cluster, the data plane follows.
+    put_until_stored(&admin, "/apisix/admin/routes/4", route("/four", &b)).await?;
+    until_served_by(&fleet.data[0], "/four", &b).await?;
+    Ok(())
+}
