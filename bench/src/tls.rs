@@ -1,14 +1,15 @@
 //! rustls client configurations for the benchmark's mTLS clients.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use anyhow::Context;
-use rustls::client::Resumption;
+use rustls::client::{ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue};
 use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::{ClientConfig, NamedGroup, RootCertStore};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// Whether the client may resume TLS sessions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +39,7 @@ pub fn client_config(ca: &Path, cert: &Path, key: &Path, resume: Resume) -> anyh
         .context("the client certificate and key do not go together")?;
     config.resumption = match resume {
         Resume::Never => Resumption::disabled(),
-        Resume::Always => Resumption::in_memory_sessions(1024),
+        Resume::Always => Resumption::store(Arc::new(TicketStash::default())),
     };
     Ok(config)
 }
@@ -54,4 +55,64 @@ pub fn certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         .with_context(|| format!("reading {}", path.display()))?
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Tickets kept per server for a loader with many connections in flight.
+const TICKETS_PER_SERVER: usize = 4096;
+
+/// A client session store for loaders. rustls's own keeps 8 TLS 1.3 tickets
+/// per server: when dozens of connections finish at once, their tickets
+/// overflow it and the next wave starts without any, so a "resumed" run
+/// would silently do full handshakes. This one keeps thousands.
+#[derive(Debug, Default)]
+struct TicketStash {
+    state: Mutex<Stash>,
+}
+
+#[derive(Debug, Default)]
+struct Stash {
+    kx_hints: HashMap<ServerName<'static>, NamedGroup>,
+    tls12: HashMap<ServerName<'static>, Tls12ClientSessionValue>,
+    tls13: HashMap<ServerName<'static>, VecDeque<Tls13ClientSessionValue>>,
+}
+
+impl TicketStash {
+    fn lock(&self) -> MutexGuard<'_, Stash> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ClientSessionStore for TicketStash {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.lock().kx_hints.insert(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.lock().kx_hints.get(&server_name.to_owned()).copied()
+    }
+
+    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.lock().tls12.insert(server_name, value);
+    }
+
+    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.lock().tls12.get(&server_name.to_owned()).cloned()
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.lock().tls12.remove(server_name);
+    }
+
+    fn insert_tls13_ticket(&self, server_name: ServerName<'static>, value: Tls13ClientSessionValue) {
+        let mut stash = self.lock();
+        let tickets = stash.tls13.entry(server_name).or_default();
+        if tickets.len() == TICKETS_PER_SERVER {
+            tickets.pop_front();
+        }
+        tickets.push_back(value);
+    }
+
+    fn take_tls13_ticket(&self, server_name: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
+        self.lock().tls13.get_mut(server_name)?.pop_back()
+    }
 }

@@ -220,16 +220,6 @@ impl EtcdCluster {
         Ok(())
     }
 
-    /// Every key under `prefix`, sorted.
-    pub fn keys(&self, prefix: &str) -> crate::Result<Vec<String>> {
-        let out = self.etcdctl(&["get", "--prefix", "--keys-only", prefix])?;
-        Ok(out
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect())
-    }
-
     /// `etcdctl snapshot save` from a running member into `path`.
     pub fn snapshot_save(&self, path: &Path) -> crate::Result<()> {
         let member = *self.running().first().context("no member runs")?;

@@ -8,7 +8,7 @@
 //! failed request.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,7 +70,6 @@ impl std::fmt::Display for LoadReport {
 /// Requests sent at a steady pace by a few workers until [`Load::finish`].
 pub struct Load {
     stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
     workers: JoinSet<Tally>,
 }
 
@@ -79,13 +78,13 @@ impl Load {
     /// second to `target`.
     pub fn start(target: Target, rate: u32, workers: usize) -> crate::Result<Load> {
         let client = Arc::new(Client::new(target)?);
+        let workers = workers.max(1);
         let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
         let period = Duration::from_secs_f64(workers as f64 / f64::from(rate.max(1)));
         let started = Instant::now();
         let mut tasks = JoinSet::new();
         for _ in 0..workers {
-            let (client, stop, sent) = (Arc::clone(&client), Arc::clone(&stop), Arc::clone(&sent));
+            let (client, stop) = (Arc::clone(&client), Arc::clone(&stop));
             tasks.spawn(async move {
                 let mut tally = Tally::default();
                 let mut pace = tokio::time::interval(period);
@@ -94,7 +93,6 @@ impl Load {
                     pace.tick().await;
                     let began = Instant::now();
                     let outcome = client.request().await;
-                    sent.fetch_add(1, Ordering::Relaxed);
                     tally.record(began, started, outcome);
                 }
                 tally
@@ -102,14 +100,8 @@ impl Load {
         }
         Ok(Load {
             stop,
-            sent,
             workers: tasks,
         })
-    }
-
-    /// Requests sent so far.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
     }
 
     /// Stops the workers (each finishes its request in flight) and reports.

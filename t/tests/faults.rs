@@ -225,8 +225,9 @@ async fn with_every_etcd_member_down_traffic_goes_on_and_admin_writes_fail_fast(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    fleet.etcd.start_all().await?;
     let back = Instant::now();
+    fleet.etcd.start_all().await?;
+    let healthy = back.elapsed();
     let dp = &fleet.data[0];
     wait_until(
         "the data plane to follow etcd again",
@@ -245,8 +246,9 @@ async fn with_every_etcd_member_down_traffic_goes_on_and_admin_writes_fail_fast(
     let report = load.finish().await;
 
     eprintln!(
-        "all etcd members stopped: admin writes answered 503 within {slowest:?}; etcd back: \
-         data plane resynced after {resynced:?}, served a new write after {serving_new:?}"
+        "all etcd members stopped: admin writes answered 503 within {slowest:?}; counted from \
+         the members' restart: healthy after {healthy:?}, the data plane resynced after \
+         {resynced:?} and served a new write after {serving_new:?}"
     );
     assert_no_failure("every etcd member down", &report);
     assert_eq!(
@@ -451,6 +453,10 @@ async fn restoring_etcd_from_a_snapshot_takes_the_data_planes_back_to_it() -> ha
         status["config"]["revision"],
         json!(restored_revision),
         "{status:#}"
+    );
+    assert!(
+        dp.log().contains("revision went backwards"),
+        "the data plane must notice the restore"
     );
     // Traffic during the restore hits /one, whose upstream changes back: both answer 200.
     assert_no_failure("restore from a snapshot", &report);

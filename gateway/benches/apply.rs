@@ -1,0 +1,116 @@
+//! The cost of applying one change at scale (10,000 SSL objects + 100,000
+//! routes by default; `APPLY_SSLS` / `APPLY_ROUTES` change it), step by
+//! step: copying the watched state, validating the changed object, and
+//! building the serving snapshot from the previous one. Run with
+//! `cargo bench -p portcullis-gateway --bench apply`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use gateway::snapshot::Snapshot;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use serde_json::json;
+use shared::keyring::Keyring;
+use shared::keys::KeyLayout;
+use shared::state::ConfigState;
+use shared::store::RawEntry;
+
+fn scale(var: &str, default: usize) -> usize {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Fixture {
+    layout: KeyLayout,
+    keyring: Keyring,
+    state: ConfigState,
+    snapshot: Snapshot,
+    /// A new version of one route, and of one SSL object.
+    route_put: RawEntry,
+    ssl_put: RawEntry,
+}
+
+fn route(j: usize, ssls: usize, upstream_port: u16) -> serde_json::Value {
+    let uri = if j % 2 == 0 { format!("/r/{j}") } else { format!("/p/{j}/*") };
+    let mut route = json!({
+        "id": format!("load-{j}"),
+        "uri": uri,
+        "plugins": {"proxy-rewrite": {"headers": {
+            "X-Ssl-Client-Fingerprint": "$ssl_client_fingerprint",
+            "X-Ssl-Client-Serial": "$ssl_client_serial",
+            "X-Ssl-Client-S-DN": "$ssl_client_s_dn"
+        }}},
+        "upstream": {"type": "roundrobin", "nodes": {format!("127.0.0.1:{upstream_port}"): 1}},
+    });
+    if ssls > 0 {
+        route["hosts"] = json!([format!("s{}.load.test", j % ssls)]);
+    }
+    route
+}
+
+fn fixture() -> Fixture {
+    let (ssls, routes) = (scale("APPLY_SSLS", 10_000), scale("APPLY_ROUTES", 100_000));
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).expect("CA").pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let ssl = |i: usize| {
+        let key = KeyPair::generate().expect("key");
+        let name = format!("s{i}.load.test");
+        let cert = CertificateParams::new(vec![name.clone()])
+            .expect("params")
+            .signed_by(&key, &issuer)
+            .expect("certificate");
+        json!({"id": format!("load-{i}"), "sni": name, "cert": cert.pem(), "key": key.serialize_pem(),
+               "client": {"ca": ca_pem, "depth": 2}})
+    };
+    let layout = KeyLayout::new("/bench");
+    let entry = |kind: &str, id: String, value: serde_json::Value, revision: i64| RawEntry {
+        key: format!("/bench/{kind}/{id}"),
+        value: value.to_string().into_bytes(),
+        mod_revision: revision,
+    };
+    let mut kvs: Vec<RawEntry> = (0..ssls).map(|i| entry("ssls", format!("load-{i}"), ssl(i), 2)).collect();
+    kvs.extend((0..routes).map(|j| entry("routes", format!("load-{j}"), route(j, ssls, 18080), 2)));
+    let keyring = Keyring::default();
+    let state = ConfigState::from_listing(&layout, &keyring, 2, &kvs, None);
+    assert_eq!(state.routes.len(), routes);
+    assert_eq!(state.ssls.len(), ssls);
+    let snapshot = Snapshot::build(&state, None, None);
+    Fixture {
+        route_put: entry("routes", "load-7".to_owned(), route(7, ssls, 18081), 3),
+        ssl_put: entry("ssls", "load-3".to_owned(), ssl(3), 3),
+        layout,
+        keyring,
+        state,
+        snapshot,
+    }
+}
+
+fn apply(c: &mut Criterion) {
+    let f = fixture();
+    let mut group = c.benchmark_group("apply");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1));
+    group.bench_function("state_clone", |b| b.iter(|| black_box(f.state.clone())));
+    group.bench_function("state_put_route", |b| {
+        b.iter_batched(
+            || f.state.clone(),
+            |mut state| {
+                state.put(&f.layout, &f.keyring, &f.route_put);
+                state
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    for (name, put) in [("snapshot_one_route_changed", &f.route_put), ("snapshot_one_ssl_changed", &f.ssl_put)] {
+        let mut state = f.state.clone();
+        state.put(&f.layout, &f.keyring, put);
+        state.revision += 1;
+        group.bench_function(name, |b| b.iter(|| black_box(Snapshot::build(&state, None, Some(&f.snapshot)))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, apply);
+criterion_main!(benches);
