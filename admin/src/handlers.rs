@@ -13,7 +13,7 @@ use shared::Kind;
 use crate::body::json_object;
 use crate::error::AdminError;
 use crate::response;
-use crate::write::{self, not_found, Written};
+use crate::write::{self, not_found, Prepared, Written};
 use crate::AdminState;
 
 type Reply = Result<(StatusCode, Json<Value>), AdminError>;
@@ -59,11 +59,7 @@ pub(crate) async fn put(
         Written::Replaced => StatusCode::OK,
     };
     tracing::info!(%kind, %id, ?written, "admin: object stored");
-    let key = state.store.layout().object(kind, &id);
-    ok(
-        status,
-        response::written(&key, &prepared.value, &prepared.valid),
-    )
+    written_reply(&state, kind, &id, status, &prepared)
 }
 
 /// `POST /{kind}`: stores under a generated id, 201.
@@ -79,11 +75,7 @@ pub(crate) async fn post(
     })
     .await?;
     tracing::info!(%kind, %id, "admin: object created");
-    let key = state.store.layout().object(kind, &id);
-    ok(
-        StatusCode::CREATED,
-        response::written(&key, &prepared.value, &prepared.valid),
-    )
+    written_reply(&state, kind, &id, StatusCode::CREATED, &prepared)
 }
 
 /// `PATCH /{kind}/{id}`: JSON merge patch, re-validated, 200.
@@ -96,11 +88,13 @@ pub(crate) async fn patch(
     let body = json_object(body)?;
     let prepared = write::patch(&state.store, &state.keyring, kind, &id, body).await?;
     tracing::info!(%kind, %id, "admin: object patched");
-    let key = state.store.layout().object(kind, &id);
-    ok(
-        StatusCode::OK,
-        response::written(&key, &prepared.value, &prepared.valid),
-    )
+    written_reply(&state, kind, &id, StatusCode::OK, &prepared)
+}
+
+/// The echo of a write: the stored object as validated, private keys redacted.
+fn written_reply(state: &AdminState, kind: Kind, id: &str, status: StatusCode, prepared: &Prepared) -> Reply {
+    let key = state.store.layout().object(kind, id);
+    ok(status, response::written(&key, &prepared.value, &prepared.valid))
 }
 
 /// `DELETE /{kind}/{id}`: `{"deleted": "1", "key": ...}`, 404 when absent.
