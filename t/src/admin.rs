@@ -63,6 +63,39 @@ impl AdminClient {
         self.send(Method::DELETE, path, None).await
     }
 
+    /// PUT that fails unless the reply is `status` (201: created, 200: replaced).
+    pub async fn put_expecting(
+        &self,
+        path: &str,
+        body: Value,
+        status: u16,
+    ) -> crate::Result<AdminResponse> {
+        expect("PUT", path, self.put(path, body).await?, status)
+    }
+
+    /// PUTs each `(path under /apisix/admin/, object)` in order; each must be
+    /// new (201).
+    pub async fn create_all<'a>(
+        &self,
+        objects: impl IntoIterator<Item = (&'a str, Value)>,
+    ) -> crate::Result<()> {
+        for (path, object) in objects {
+            self.create(path, object).await?;
+        }
+        Ok(())
+    }
+
+    /// PUTs `object` at `/apisix/admin/<path>`; it must be new (201).
+    pub async fn create(&self, path: &str, object: Value) -> crate::Result<AdminResponse> {
+        self.put_expecting(&format!("/apisix/admin/{path}"), object, 201)
+            .await
+    }
+
+    /// DELETE that fails unless the reply is `status`.
+    pub async fn delete_expecting(&self, path: &str, status: u16) -> crate::Result<AdminResponse> {
+        expect("DELETE", path, self.delete(path).await?, status)
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -80,4 +113,20 @@ impl AdminClient {
             text,
         })
     }
+}
+
+fn expect(
+    method: &str,
+    path: &str,
+    reply: AdminResponse,
+    status: u16,
+) -> crate::Result<AdminResponse> {
+    if reply.status != status {
+        anyhow::bail!(
+            "{method} {path}: wanted HTTP {status}, got {}: {}",
+            reply.status,
+            reply.text
+        );
+    }
+    Ok(reply)
 }

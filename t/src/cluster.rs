@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::etcd::{healthy, tail};
+use crate::etcd::{healthy, run_etcdctl, tail};
 use crate::net::free_addr;
 use crate::process::Process;
 use crate::wait::wait_until;
@@ -374,21 +374,9 @@ impl EtcdCluster {
 
 /// `etcdctl --endpoints=ENDPOINTS ARGS` (plain http).
 fn etcdctl(endpoints: &[String], args: &[&str]) -> crate::Result<String> {
-    let output = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", endpoints.join(",")))
-        .arg("--dial-timeout=3s")
-        .arg("--command-timeout=15s")
-        .args(args)
-        .output()
-        .context("cannot run etcdctl (run ./scripts/deps to install etcd-client)")?;
-    if !output.status.success() {
-        bail!(
-            "etcdctl {} failed ({}): {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    let options = [
+        format!("--endpoints={}", endpoints.join(",")),
+        "--command-timeout=15s".to_owned(),
+    ];
+    run_etcdctl(&options, args)
 }

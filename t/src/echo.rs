@@ -7,10 +7,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::Context;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -18,9 +16,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinSet;
+
+use crate::server_thread::ServerThread;
 
 /// A real upstream: HTTP/1.1 echo server on a free loopback port. It answers
 /// 200 with JSON `{"method","uri","headers":{lowercase-name: value},"body"}`
@@ -28,10 +25,8 @@ use tokio::task::JoinSet;
 /// milliseconds, to provoke upstream timeouts. Stopped on drop.
 #[derive(Debug)]
 pub struct EchoServer {
-    addr: SocketAddr,
+    server: ServerThread,
     hits: Arc<AtomicUsize>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl EchoServer {
@@ -42,78 +37,32 @@ impl EchoServer {
 
     /// Starts on `addr` (e.g. a fixed port for the quickstart).
     pub async fn bind(addr: SocketAddr) -> crate::Result<EchoServer> {
-        let listener = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("cannot bind the echo server to {addr}"))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let hits = Arc::new(AtomicUsize::new(0));
-        let (shutdown, stopped) = oneshot::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let counter = Arc::clone(&hits);
-        let thread = std::thread::Builder::new()
-            .name(format!("echo-{addr}"))
-            .spawn(move || runtime.block_on(serve(listener, counter, stopped)))?;
-        Ok(EchoServer {
-            addr,
-            hits,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        })
+        let server = ServerThread::spawn("echo", addr, move |stream| {
+            let hits = Arc::clone(&counter);
+            async move {
+                let service = service_fn(move |req| echo(req, Arc::clone(&hits)));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }
+        })?;
+        Ok(EchoServer { server, hits })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `127.0.0.1:PORT`, as a route's upstream node.
     pub fn node(&self) -> String {
-        self.addr.to_string()
+        self.server.addr().to_string()
     }
 
     /// Requests served so far.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Accepts until `stopped` fires; dropping the `JoinSet` then closes every connection.
-async fn serve(
-    listener: std::net::TcpListener,
-    hits: Arc<AtomicUsize>,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    let Ok(listener) = TcpListener::from_std(listener) else {
-        return;
-    };
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = &mut stopped => return,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let hits = Arc::clone(&hits);
-                connections.spawn(async move {
-                    let service = service_fn(move |req| echo(req, Arc::clone(&hits)));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
     }
 }
 

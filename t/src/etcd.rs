@@ -92,24 +92,12 @@ impl Etcd {
     /// Runs `etcdctl --endpoints=.. ARGS`; returns its stdout, or an error
     /// with its stderr when it exits non-zero.
     pub fn etcdctl(&self, args: &[&str]) -> crate::Result<String> {
-        let output = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoint()))
-            .arg("--dial-timeout=3s")
-            .arg("--command-timeout=10s")
-            .args(self.etcdctl_tls_args()?)
-            .args(args)
-            .output()
-            .context("cannot run etcdctl (run ./scripts/deps to install etcd-client)")?;
-        if !output.status.success() {
-            bail!(
-                "etcdctl {} failed ({}): {}",
-                args.join(" "),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        let mut options = vec![
+            format!("--endpoints={}", self.endpoint()),
+            "--command-timeout=10s".to_owned(),
+        ];
+        options.extend(self.etcdctl_tls_args()?);
+        run_etcdctl(&options, args)
     }
 
     /// `--cacert`, `--cert`, `--key` for a TLS etcd.
@@ -200,6 +188,27 @@ pub(crate) async fn healthy(client: SocketAddr) -> bool {
     let health = crate::http::send(client, Method::GET, "/health", &[], None).await;
     matches!(health, Ok(reply) if reply.status == 200
         && String::from_utf8_lossy(&reply.body).contains(r#""health":"true""#))
+}
+
+/// Runs `etcdctl OPTIONS ARGS` (API v3, 3 s to dial); returns its stdout, or
+/// an error with its stderr when it exits non-zero.
+pub(crate) fn run_etcdctl(options: &[String], args: &[&str]) -> crate::Result<String> {
+    let output = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg("--dial-timeout=3s")
+        .args(options)
+        .args(args)
+        .output()
+        .context("cannot run etcdctl (run ./scripts/deps to install etcd-client)")?;
+    if !output.status.success() {
+        bail!(
+            "etcdctl {} failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Whether a TLS etcd on `client` answers its health check to the

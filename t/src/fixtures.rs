@@ -1,12 +1,16 @@
 //! The objects and requests of the walkthrough, shared by the e2e tests.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::admin::AdminClient;
 use crate::curl::{curl, openssl, CurlOutput};
-use crate::gateway::Gateway;
-use crate::pki::OpensslPki;
+use crate::echo::EchoServer;
+use crate::etcd::Etcd;
+use crate::gateway::{Gateway, GatewayOptions};
+use crate::pki::{Leaf, OpensslPki};
 use crate::wait::wait_until;
 
 /// How long a change may take to reach the data plane in a test.
@@ -40,9 +44,108 @@ pub fn walkthrough_route(node: &str) -> Value {
     })
 }
 
+/// An SSL object serving `server` for `sni`, without client verification.
+pub fn plain_ssl(sni: &str, server: &Leaf) -> Value {
+    json!({ "sni": sni, "cert": server.cert_pem, "key": server.key_pem })
+}
+
+/// etcd, a gateway with default options on it, and an echo upstream.
+pub async fn start_stack() -> crate::Result<(Etcd, Gateway, EchoServer)> {
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start(&etcd).await?;
+    let echo = EchoServer::start().await?;
+    Ok((etcd, gw, echo))
+}
+
+/// A `control_plane` gateway (admin API only) and a `data_plane` gateway
+/// (traffic only) sharing one etcd prefix.
+pub async fn start_control_and_data_plane(etcd: &Etcd) -> crate::Result<(Gateway, Gateway)> {
+    let control = Gateway::start_with(
+        etcd,
+        GatewayOptions {
+            role: "control_plane",
+            ..GatewayOptions::default()
+        },
+    )
+    .await?;
+    let data = Gateway::start_with(
+        etcd,
+        GatewayOptions {
+            role: "data_plane",
+            prefix: control.prefix().to_owned(),
+            ..GatewayOptions::default()
+        },
+    )
+    .await?;
+    Ok((control, data))
+}
+
+/// Creates the walkthrough's SSL object (`ssls/1`) and route (`routes/1`, to `node`).
+pub async fn create_walkthrough(
+    admin: &AdminClient,
+    pki: &OpensslPki,
+    node: &str,
+) -> crate::Result<()> {
+    admin
+        .create_all([
+            ("ssls/1", walkthrough_ssl(pki)),
+            ("routes/1", walkthrough_route(node)),
+        ])
+        .await
+}
+
+/// Two sites on one gateway: test.com requires mTLS (the walkthrough, route
+/// to the echo upstream); other.com is plain TLS with its own CA. Returns once
+/// other.com serves.
+pub async fn start_two_sites() -> crate::Result<(Etcd, Gateway, EchoServer, OpensslPki)> {
+    let (etcd, gw, echo) = start_stack().await?;
+    let pki = OpensslPki::walkthrough()?;
+    let other = crate::pki::Ca::new("Other CA").server("other.com", &["other.com"]);
+    let admin = gw.admin();
+    create_walkthrough(&admin, &pki, &echo.node()).await?;
+    admin
+        .create("ssls/2", plain_ssl("other.com", &other))
+        .await?;
+    eventually_status("other.com", 200, || {
+        curl_https(&gw, "other.com", "/anything", &[])
+    })
+    .await?;
+    Ok((etcd, gw, echo, pki))
+}
+
+/// A temporary path as a command-line argument.
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+/// curl's `--cert CERT --key KEY`.
+pub fn cert_args<'a>(cert: &'a Path, key: &'a Path) -> [&'a str; 4] {
+    ["--cert", path_str(cert), "--key", path_str(key)]
+}
+
 /// A route for `uri` to `node`, without plugins.
 pub fn plain_route(uri: &str, node: &str) -> Value {
     json!({ "uri": uri, "upstream": { "nodes": { node: 1 }, "type": "roundrobin" } })
+}
+
+/// A route for `uri` to `echo` whose upstream sees the node as `Host`
+/// (`pass_host: node`), so a response tells which upstream served it.
+/// Valid as written by hand to etcd too.
+pub fn route_to(uri: &str, echo: &EchoServer) -> Value {
+    json!({
+        "uri": uri,
+        "upstream": { "type": "roundrobin", "pass_host": "node", "nodes": { echo.node(): 1 } }
+    })
+}
+
+/// Waits until `gw`'s status listener reports its etcd connection up.
+pub async fn until_etcd_connected(gw: &Gateway, what: &str) -> crate::Result<()> {
+    wait_until(what, PROPAGATION_TIMEOUT, || async {
+        gw.status()
+            .await
+            .is_ok_and(|s| s["etcd"]["connected"] == true)
+    })
+    .await
 }
 
 /// `https://HOST:PORT/PATH` on the gateway's TLS listener.
@@ -97,6 +200,31 @@ where
             waited.err().map(|e| e.to_string()).unwrap_or_default()
         )),
     }
+}
+
+/// The `host` header the echo upstream received (with `pass_host: node`, the node that served).
+pub fn served_by(out: &CurlOutput) -> Option<String> {
+    let body: Value = serde_json::from_str(&out.body).ok()?;
+    body["headers"]["host"].as_str().map(str::to_owned)
+}
+
+/// Waits until the plain HTTP listener serves `path` from `echo` (the route
+/// must set `pass_host: node`). The error shows the last response seen.
+pub async fn until_served_by(gw: &Gateway, path: &str, echo: &EchoServer) -> crate::Result<()> {
+    let mut last = None;
+    wait_until(
+        &format!("{path} to be served by {}", echo.node()),
+        PROPAGATION_TIMEOUT,
+        || {
+            let out = curl_http(gw, path, &[]);
+            let done =
+                matches!(&out, Ok(o) if o.status == 200 && served_by(o) == Some(echo.node()));
+            last = Some(out);
+            async move { done }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; last response: {last:?}"))
 }
 
 /// What `openssl x509` prints for a certificate, in the formats nginx uses for

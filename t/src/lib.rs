@@ -20,6 +20,7 @@ pub mod load;
 mod net;
 pub mod pki;
 mod process;
+mod server_thread;
 pub mod tls_setup;
 mod tls_echo;
 mod wait;

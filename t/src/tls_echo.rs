@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -20,12 +19,11 @@ use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinSet;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::pki::Leaf;
+use crate::server_thread::ServerThread;
 
 /// How the upstream speaks TLS.
 #[derive(Clone, Debug)]
@@ -45,55 +43,30 @@ pub struct TlsEchoOptions {
 /// "host": ..., "uri": ...}`. Stopped on drop.
 #[derive(Debug)]
 pub struct TlsEchoServer {
-    addr: SocketAddr,
+    server: ServerThread,
     handshakes: Arc<AtomicUsize>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl TlsEchoServer {
     pub async fn start(opts: TlsEchoOptions) -> crate::Result<TlsEchoServer> {
         let acceptor = TlsAcceptor::from(Arc::new(server_config(&opts)?));
-        let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .context("cannot bind the TLS echo server")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let handshakes = Arc::new(AtomicUsize::new(0));
-        let (shutdown, stopped) = oneshot::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let counter = Arc::clone(&handshakes);
-        let thread = std::thread::Builder::new()
-            .name(format!("tls-echo-{addr}"))
-            .spawn(move || runtime.block_on(serve(listener, acceptor, counter, stopped)))?;
-        Ok(TlsEchoServer {
-            addr,
-            handshakes,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        })
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = ServerThread::spawn("tls-echo", loopback, move |stream| {
+            serve_tls(stream, acceptor.clone(), Arc::clone(&counter))
+        })?;
+        Ok(TlsEchoServer { server, handshakes })
     }
 
     /// `127.0.0.1:PORT`, as an upstream node.
     pub fn node(&self) -> String {
-        self.addr.to_string()
+        self.server.addr().to_string()
     }
 
     /// TLS handshakes completed so far (a reused pooled connection adds none).
     pub fn handshakes(&self) -> usize {
         self.handshakes.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for TlsEchoServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -127,43 +100,23 @@ fn server_config(opts: &TlsEchoOptions) -> crate::Result<ServerConfig> {
     Ok(config)
 }
 
-/// Accepts until `stopped` fires; dropping the `JoinSet` then closes every connection.
-async fn serve(
-    listener: std::net::TcpListener,
-    acceptor: TlsAcceptor,
-    handshakes: Arc<AtomicUsize>,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    let Ok(listener) = TcpListener::from_std(listener) else {
+/// One connection: the handshake (a refused one, without or with an
+/// untrusted client certificate, just ends here), then HTTP/1.1 or h2.
+async fn serve_tls(stream: TcpStream, acceptor: TlsAcceptor, handshakes: Arc<AtomicUsize>) {
+    let Ok(tls) = acceptor.accept(stream).await else {
         return;
     };
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = &mut stopped => return,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let acceptor = acceptor.clone();
-                let handshakes = Arc::clone(&handshakes);
-                connections.spawn(async move {
-                    // A refused handshake (no or untrusted client cert) just ends here.
-                    let Ok(tls) = acceptor.accept(stream).await else { return };
-                    handshakes.fetch_add(1, Ordering::SeqCst);
-                    let subject = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(<[_]>::first)
-                        .and_then(subject_of);
-                    let service = service_fn(move |req| echo(req, subject.clone()));
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
+    handshakes.fetch_add(1, Ordering::SeqCst);
+    let subject = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(<[_]>::first)
+        .and_then(subject_of);
+    let service = service_fn(move |req| echo(req, subject.clone()));
+    let _ = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(tls), service)
+        .await;
 }
 
 fn subject_of(der: &CertificateDer<'_>) -> Option<String> {

@@ -6,9 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use harness::fixtures::{curl_http, PROPAGATION_TIMEOUT};
-use harness::{wait_until, CurlOutput, EchoServer, Etcd, Gateway, GatewayOptions};
-use serde_json::{json, Value};
+use harness::fixtures::{curl_http, route_to, until_served_by, PROPAGATION_TIMEOUT};
+use harness::{wait_until, EchoServer, Etcd, Gateway, GatewayOptions};
 
 fn with_cache(dir: &Path) -> GatewayOptions {
     GatewayOptions {
@@ -16,37 +15,6 @@ fn with_cache(dir: &Path) -> GatewayOptions {
         cache_dir: Some(dir.to_owned()),
         ..GatewayOptions::default()
     }
-}
-
-/// A route to `echo` whose upstream sees the node as `Host`, so a response
-/// tells which upstream served it. Valid as written by hand to etcd too.
-fn route_to(uri: &str, echo: &EchoServer) -> Value {
-    json!({
-        "uri": uri,
-        "upstream": { "type": "roundrobin", "pass_host": "node", "nodes": { echo.node(): 1 } }
-    })
-}
-
-fn served_by(out: &CurlOutput) -> Option<String> {
-    let body: Value = serde_json::from_str(&out.body).ok()?;
-    body["headers"]["host"].as_str().map(str::to_owned)
-}
-
-async fn until_served_by(gw: &Gateway, path: &str, echo: &EchoServer) -> harness::Result<()> {
-    let mut last = None;
-    let waited = wait_until(
-        &format!("{path} served by {}", echo.node()),
-        PROPAGATION_TIMEOUT,
-        || {
-            let out = curl_http(gw, path, &[]);
-            let done =
-                matches!(&out, Ok(o) if o.status == 200 && served_by(o) == Some(echo.node()));
-            last = Some(out);
-            async move { done }
-        },
-    )
-    .await;
-    waited.map_err(|e| anyhow::anyhow!("{e}; last response: {last:?}"))
 }
 
 /// Waits until the cache file holds the revision the gateway serves.

@@ -9,10 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use harness::fixtures::{CertFacts, PROPAGATION_TIMEOUT};
+use harness::fixtures::{start_control_and_data_plane, CertFacts, PROPAGATION_TIMEOUT};
 use harness::load::{http_get, rss_kib, Load, LoadReport, Target};
 use harness::pki::{Ca, Leaf};
-use harness::{wait_until, AdminClient, EchoServer, Etcd, Gateway, GatewayOptions};
+use harness::{wait_until, AdminClient, EchoServer, Etcd};
 use serde_json::{json, Value};
 
 /// The SNI the HTTPS load uses, whose certificate the churn keeps replacing.
@@ -133,23 +133,7 @@ async fn config_churn_under_load_fails_no_request_and_does_not_grow_memory() -> 
 {
     let plan = Plan::from_env();
     let etcd = Etcd::start().await?;
-    let control = Gateway::start_with(
-        &etcd,
-        GatewayOptions {
-            role: "control_plane",
-            ..GatewayOptions::default()
-        },
-    )
-    .await?;
-    let data = Gateway::start_with(
-        &etcd,
-        GatewayOptions {
-            role: "data_plane",
-            prefix: control.prefix().to_owned(),
-            ..GatewayOptions::default()
-        },
-    )
-    .await?;
+    let (control, data) = start_control_and_data_plane(&etcd).await?;
     let echoes = [EchoServer::start().await?, EchoServer::start().await?];
     let ca = Ca::new("Churn CA");
     let certs: Vec<Leaf> = (0..CERTS).map(|_| ca.server(SNI, &[SNI])).collect();

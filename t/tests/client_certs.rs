@@ -5,29 +5,26 @@
 use std::path::Path;
 
 use harness::fixtures::{
-    curl_https, eventually_status, walkthrough_route, walkthrough_ssl, PROPAGATION_TIMEOUT,
+    cert_args, curl_https, eventually_status, path_str, plain_ssl, start_stack, start_two_sites,
+    walkthrough_route, walkthrough_ssl, PROPAGATION_TIMEOUT,
 };
-use harness::pki::{Ca, OpensslPki};
-use harness::{openssl_output, wait_until, EchoServer, Etcd, Gateway};
+use harness::pki::Ca;
+use harness::{openssl_output, wait_until, Gateway};
 use serde_json::{json, Value};
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("temporary paths are UTF-8")
-}
 
 fn mtls_ssl(server: &harness::pki::Leaf, ca: &Ca, depth: Option<u32>) -> Value {
     let mut client = json!({ "ca": ca.cert_pem });
     if let Some(depth) = depth {
         client["depth"] = json!(depth);
     }
-    json!({ "sni": "test.com", "cert": server.cert_pem, "key": server.key_pem, "client": client })
+    let mut ssl = plain_ssl("test.com", server);
+    ssl["client"] = client;
+    ssl
 }
 
 #[tokio::test]
 async fn client_depth_counts_issuers_like_nginx_ssl_verify_depth() -> harness::Result<()> {
-    let etcd = Etcd::start().await?;
-    let gw = Gateway::start(&etcd).await?;
-    let echo = EchoServer::start().await?;
+    let (_etcd, gw, echo) = start_stack().await?;
     let dir = tempfile::tempdir()?;
     let root = Ca::new("Root CA");
     let inter = root.intermediate("Intermediate CA");
@@ -37,34 +34,16 @@ async fn client_depth_counts_issuers_like_nginx_ssl_verify_depth() -> harness::R
         .client("CHAINED")
         .with_chain(&[&inter])
         .write(dir.path(), "chained");
-    let direct = [
-        "--cert",
-        path_str(&direct_cert),
-        "--key",
-        path_str(&direct_key),
-    ];
-    let chained = [
-        "--cert",
-        path_str(&chained_cert),
-        "--key",
-        path_str(&chained_key),
-    ];
+    let direct = cert_args(&direct_cert, &direct_key);
+    let chained = cert_args(&chained_cert, &chained_key);
 
     let admin = gw.admin();
-    assert_eq!(
-        admin
-            .put("/apisix/admin/ssls/1", mtls_ssl(&server, &root, None))
-            .await?
-            .status,
-        201
-    );
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/1", walkthrough_route(&echo.node()))
-            .await?
-            .status,
-        201
-    );
+    admin
+        .create_all([
+            ("ssls/1", mtls_ssl(&server, &root, None)),
+            ("routes/1", walkthrough_route(&echo.node())),
+        ])
+        .await?;
     eventually_status("a client signed by the root", 200, || {
         curl_https(&gw, "test.com", "/anything", &direct)
     })
@@ -75,13 +54,13 @@ async fn client_depth_counts_issuers_like_nginx_ssl_verify_depth() -> harness::R
         "depth 1 (default) must refuse a chain through an intermediate: {out:?}"
     );
 
-    assert_eq!(
-        admin
-            .put("/apisix/admin/ssls/1", mtls_ssl(&server, &root, Some(2)))
-            .await?
-            .status,
-        200
-    );
+    admin
+        .put_expecting(
+            "/apisix/admin/ssls/1",
+            mtls_ssl(&server, &root, Some(2)),
+            200,
+        )
+        .await?;
     let out = eventually_status("an intermediate-signed client at depth 2", 200, || {
         curl_https(&gw, "test.com", "/anything", &chained)
     })
@@ -154,32 +133,8 @@ impl SClient<'_> {
 #[tokio::test]
 async fn session_resumption_never_carries_an_identity_across_snis_or_a_ca_change(
 ) -> harness::Result<()> {
-    let etcd = Etcd::start().await?;
-    let gw = Gateway::start(&etcd).await?;
-    let echo = EchoServer::start().await?;
-    let pki = OpensslPki::walkthrough()?;
-    let other = Ca::new("Other CA").server("other.com", &["other.com"]);
+    let (_etcd, gw, _echo, pki) = start_two_sites().await?;
     let admin = gw.admin();
-    assert_eq!(
-        admin
-            .put("/apisix/admin/ssls/1", walkthrough_ssl(&pki))
-            .await?
-            .status,
-        201
-    );
-    let plain = json!({ "sni": "other.com", "cert": other.cert_pem, "key": other.key_pem });
-    assert_eq!(admin.put("/apisix/admin/ssls/2", plain).await?.status, 201);
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/1", walkthrough_route(&echo.node()))
-            .await?
-            .status,
-        201
-    );
-    eventually_status("other.com", 200, || {
-        curl_https(&gw, "other.com", "/anything", &[])
-    })
-    .await?;
 
     let dir = tempfile::tempdir()?;
     let (cert, key) = (pki.path("client.cer"), pki.path("client.key"));
@@ -250,11 +205,10 @@ async fn session_resumption_never_carries_an_identity_across_snis_or_a_ca_change
     let new_ca = Ca::new("New CA");
     let mut replaced = walkthrough_ssl(&pki);
     replaced["client"]["ca"] = json!(new_ca.cert_pem);
-    assert_eq!(
-        admin.put("/apisix/admin/ssls/1", replaced).await?.status,
-        200
-    );
-    let old_client = ["--cert", path_str(&cert), "--key", path_str(&key)];
+    admin
+        .put_expecting("/apisix/admin/ssls/1", replaced, 200)
+        .await?;
+    let old_client = cert_args(&cert, &key);
     wait_until("the old CA to be replaced", PROPAGATION_TIMEOUT, || {
         let refused =
             curl_https(&gw, "test.com", "/anything", &old_client).is_ok_and(|o| o.status == 0);

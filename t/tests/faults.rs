@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::fixtures::PROPAGATION_TIMEOUT;
+use harness::fixtures::{route_to, until_etcd_connected, PROPAGATION_TIMEOUT};
 use harness::load::{http_get, Load, LoadReport, Target};
 use harness::{wait_until, AdminClient, EchoServer, Fleet, Gateway};
 use serde_json::{json, Value};
@@ -17,15 +17,6 @@ use tokio::task::JoinHandle;
 const LOAD_RATE: u32 = 200;
 /// How long an admin write may take to answer while etcd is entirely down.
 const OUTAGE_ANSWER_LIMIT: Duration = Duration::from_secs(2);
-
-/// A route whose upstream sees the node as `Host`, so a response tells
-/// which upstream served it.
-fn route(uri: &str, echo: &EchoServer) -> Value {
-    json!({
-        "uri": uri,
-        "upstream": { "type": "roundrobin", "pass_host": "node", "nodes": { echo.node(): 1 } }
-    })
-}
 
 /// Which upstream served `GET path` on `gw`, if it answered 200.
 async fn served_by(gw: &Gateway, path: &str) -> Option<String> {
@@ -143,7 +134,12 @@ async fn killing_the_etcd_leader_fails_no_request_and_loses_no_acknowledged_writ
     let mut fleet = Fleet::start(1).await?;
     let echo = EchoServer::start().await?;
     let admin = fleet.admin();
-    put_until_stored(&admin, "/apisix/admin/routes/1", route("/anything", &echo)).await?;
+    put_until_stored(
+        &admin,
+        "/apisix/admin/routes/1",
+        route_to("/anything", &echo),
+    )
+    .await?;
     until_served_by(&fleet.data[0], "/anything", &echo).await?;
 
     let load = load_on(&fleet.data[0], "/anything")?;
@@ -192,7 +188,7 @@ async fn with_every_etcd_member_down_traffic_goes_on_and_admin_writes_fail_fast(
     let mut fleet = Fleet::start(1).await?;
     let (a, b) = (EchoServer::start().await?, EchoServer::start().await?);
     let admin = fleet.admin();
-    put_until_stored(&admin, "/apisix/admin/routes/1", route("/anything", &a)).await?;
+    put_until_stored(&admin, "/apisix/admin/routes/1", route_to("/anything", &a)).await?;
     until_served_by(&fleet.data[0], "/anything", &a).await?;
     let pid = fleet.data[0].pid();
 
@@ -213,7 +209,7 @@ async fn with_every_etcd_member_down_traffic_goes_on_and_admin_writes_fail_fast(
     for i in 0..3 {
         let began = Instant::now();
         let reply = admin
-            .put("/apisix/admin/routes/1", route("/anything", &b))
+            .put("/apisix/admin/routes/1", route_to("/anything", &b))
             .await?;
         let took = began.elapsed();
         slowest = slowest.max(took);
@@ -229,18 +225,9 @@ async fn with_every_etcd_member_down_traffic_goes_on_and_admin_writes_fail_fast(
     fleet.etcd.start_all().await?;
     let healthy = back.elapsed();
     let dp = &fleet.data[0];
-    wait_until(
-        "the data plane to follow etcd again",
-        PROPAGATION_TIMEOUT,
-        || async {
-            dp.status()
-                .await
-                .is_ok_and(|s| s["etcd"]["connected"] == true)
-        },
-    )
-    .await?;
+    until_etcd_connected(dp, "the data plane to follow etcd again").await?;
     let resynced = back.elapsed();
-    put_until_stored(&admin, "/apisix/admin/routes/1", route("/anything", &b)).await?;
+    put_until_stored(&admin, "/apisix/admin/routes/1", route_to("/anything", &b)).await?;
     until_served_by(&fleet.data[0], "/anything", &b).await?;
     let serving_new = back.elapsed();
     let report = load.finish().await;
@@ -326,7 +313,7 @@ async fn compaction_and_defrag_during_a_watch_leave_exactly_the_stored_state() -
         put_until_stored(
             &admin,
             &format!("/apisix/admin/routes/{i}"),
-            route(&format!("/c/{i}"), &echo),
+            route_to(&format!("/c/{i}"), &echo),
         )
         .await?;
     }
@@ -349,7 +336,7 @@ async fn compaction_and_defrag_during_a_watch_leave_exactly_the_stored_state() -
         put_until_stored(
             &admin,
             &format!("/apisix/admin/routes/{i}"),
-            route(&format!("/c2/{i}"), &echo),
+            route_to(&format!("/c2/{i}"), &echo),
         )
         .await?;
     }
@@ -357,7 +344,7 @@ async fn compaction_and_defrag_during_a_watch_leave_exactly_the_stored_state() -
         put_until_stored(
             &admin,
             &format!("/apisix/admin/routes/{i}"),
-            route(&format!("/c/{i}"), &echo),
+            route_to(&format!("/c/{i}"), &echo),
         )
         .await?;
     }
@@ -380,7 +367,7 @@ async fn compaction_and_defrag_during_a_watch_leave_exactly_the_stored_state() -
     // And changes right after it.
     assert_eq!(admin.delete("/apisix/admin/routes/20").await?.status, 200);
     gone.push("/c/20".into());
-    put_until_stored(&admin, "/apisix/admin/routes/25", route("/c/25", &echo)).await?;
+    put_until_stored(&admin, "/apisix/admin/routes/25", route_to("/c/25", &echo)).await?;
     fleet.data[1].resume();
     let resumed = Instant::now();
 
@@ -405,8 +392,8 @@ async fn restoring_etcd_from_a_snapshot_takes_the_data_planes_back_to_it() -> ha
     let mut fleet = Fleet::start(1).await?;
     let (a, b) = (EchoServer::start().await?, EchoServer::start().await?);
     let admin = fleet.admin();
-    put_until_stored(&admin, "/apisix/admin/routes/1", route("/one", &a)).await?;
-    put_until_stored(&admin, "/apisix/admin/routes/2", route("/two", &a)).await?;
+    put_until_stored(&admin, "/apisix/admin/routes/1", route_to("/one", &a)).await?;
+    put_until_stored(&admin, "/apisix/admin/routes/2", route_to("/two", &a)).await?;
     until_served_by(&fleet.data[0], "/two", &a).await?;
     let snapshot_dir = tempfile::tempdir()?;
     let snapshot = snapshot_dir.path().join("portcullis.db");
@@ -414,13 +401,13 @@ async fn restoring_etcd_from_a_snapshot_takes_the_data_planes_back_to_it() -> ha
     let saved_revision = fleet.etcd.revision()?;
 
     // Life goes on after the backup: changes, a deletion, many revisions.
-    put_until_stored(&admin, "/apisix/admin/routes/1", route("/one", &b)).await?;
+    put_until_stored(&admin, "/apisix/admin/routes/1", route_to("/one", &b)).await?;
     assert_eq!(admin.delete("/apisix/admin/routes/2").await?.status, 200);
     for i in 0..10 {
         put_until_stored(
             &admin,
             "/apisix/admin/routes/3",
-            route(&format!("/three/{i}"), &b),
+            route_to(&format!("/three/{i}"), &b),
         )
         .await?;
     }
@@ -462,7 +449,7 @@ async fn restoring_etcd_from_a_snapshot_takes_the_data_planes_back_to_it() -> ha
     assert_no_failure("restore from a snapshot", &report);
 
     // The control plane writes to the restored cluster, the data plane follows.
-    put_until_stored(&admin, "/apisix/admin/routes/4", route("/four", &b)).await?;
+    put_until_stored(&admin, "/apisix/admin/routes/4", route_to("/four", &b)).await?;
     until_served_by(&fleet.data[0], "/four", &b).await?;
     Ok(())
 }

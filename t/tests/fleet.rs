@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use harness::fixtures::PROPAGATION_TIMEOUT;
+use harness::fixtures::{until_etcd_connected, PROPAGATION_TIMEOUT};
 use harness::load::{http_get, percentile, Load, Target};
-use harness::{wait_until, EchoServer, Fleet, Gateway};
+use harness::{EchoServer, Fleet, Gateway};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
@@ -214,16 +214,7 @@ async fn data_planes_fail_over_to_the_other_etcd_members() -> harness::Result<()
             );
         }
         for (n, dp) in fleet.data.iter().enumerate() {
-            wait_until(
-                &format!("data plane {n} to follow etcd again"),
-                PROPAGATION_TIMEOUT,
-                || async {
-                    dp.status()
-                        .await
-                        .is_ok_and(|s| s["etcd"]["connected"] == true)
-                },
-            )
-            .await?;
+            until_etcd_connected(dp, &format!("data plane {n} to follow etcd again")).await?;
         }
         let after = watch_streams(&fleet).await?;
         eprintln!(

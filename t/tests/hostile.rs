@@ -362,7 +362,12 @@ async fn oversized_headers_get_431_and_a_flood_is_cut() -> harness::Result<()> {
     outcome?;
 
     site.assert_serving("oversized headers").await?;
-    let rss_after = site.rss_bytes().await?;
+    assert_memory_bounded(rss_before, site.rss_bytes().await?);
+    Ok(())
+}
+
+/// The gateway's resident memory grew by less than 64 MiB.
+fn assert_memory_bounded(rss_before: u64, rss_after: u64) {
     let grown = rss_after.saturating_sub(rss_before);
     eprintln!(
         "RSS before {} KiB, after {} KiB (+{} KiB)",
@@ -374,7 +379,6 @@ async fn oversized_headers_get_431_and_a_flood_is_cut() -> harness::Result<()> {
         grown < 64 * 1024 * 1024,
         "memory must stay bounded: +{grown} bytes"
     );
-    Ok(())
 }
 
 /// The response status (or the error) of one HTTP/2 request (prior
@@ -467,18 +471,7 @@ async fn http2_rapid_reset_does_not_hurt_others() -> harness::Result<()> {
     site.assert_serving("an HTTP/2 rapid reset").await?;
     let h2 = curl_http(&site.gw, "/anything", &["--http2-prior-knowledge"])?;
     assert_eq!(h2.status, 200, "another HTTP/2 client is served: {h2:?}");
-    let rss_after = site.rss_bytes().await?;
-    let grown = rss_after.saturating_sub(rss_before);
-    eprintln!(
-        "RSS before {} KiB, after {} KiB (+{} KiB)",
-        rss_before / 1024,
-        rss_after / 1024,
-        grown / 1024
-    );
-    assert!(
-        grown < 64 * 1024 * 1024,
-        "memory must stay bounded: +{grown} bytes"
-    );
+    assert_memory_bounded(rss_before, site.rss_bytes().await?);
     Ok(())
 }
 

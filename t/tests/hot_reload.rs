@@ -4,15 +4,12 @@
 use std::time::Instant;
 
 use harness::fixtures::{
-    curl_http, curl_https, eventually_status, plain_route, CertFacts, PROPAGATION_TIMEOUT,
+    cert_args, curl_http, curl_https, eventually_status, path_str, plain_route, plain_ssl,
+    served_by, start_stack, until_served_by, CertFacts,
 };
 use harness::pki::Ca;
-use harness::{wait_until, EchoServer, Etcd, Gateway};
+use harness::EchoServer;
 use serde_json::{json, Value};
-
-fn path_str(path: &std::path::Path) -> &str {
-    path.to_str().expect("temporary paths are UTF-8")
-}
 
 /// Waits until `request` answers with `status`; prints the time since `since` (the admin response).
 async fn propagation<F>(
@@ -29,56 +26,36 @@ where
     Ok(out)
 }
 
-fn upstream_port(out: &harness::CurlOutput) -> Option<String> {
-    let body: Value = serde_json::from_str(&out.body).ok()?;
-    body["headers"]["host"].as_str().map(str::to_owned)
-}
-
 #[tokio::test]
 async fn route_update_is_served_without_restart() -> harness::Result<()> {
-    let etcd = Etcd::start().await?;
-    let gw = Gateway::start(&etcd).await?;
-    let (a, b) = (EchoServer::start().await?, EchoServer::start().await?);
+    let (_etcd, gw, a) = start_stack().await?;
+    let b = EchoServer::start().await?;
     let admin = gw.admin();
     let mut route = plain_route("/anything", &a.node());
     route["upstream"]["pass_host"] = json!("node");
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/1", route.clone())
-            .await?
-            .status,
-        201
-    );
+    admin.create("routes/1", route.clone()).await?;
     let out = eventually_status("route 1 to upstream A", 200, || {
         curl_http(&gw, "/anything", &[])
     })
     .await?;
     assert_eq!(
-        upstream_port(&out).as_deref(),
+        served_by(&out).as_deref(),
         Some(a.node().as_str()),
         "{out:?}"
     );
 
     route["upstream"]["nodes"] = json!({ b.node(): 1 });
-    let put = admin.put("/apisix/admin/routes/1", route.clone()).await?;
-    assert_eq!(put.status, 200, "{}", put.text);
+    admin
+        .put_expecting("/apisix/admin/routes/1", route.clone(), 200)
+        .await?;
     let since = Instant::now();
-    let mut last = None;
-    wait_until("route 1 to reach upstream B", PROPAGATION_TIMEOUT, || {
-        let out = curl_http(&gw, "/anything", &[]);
-        let done = matches!(&out, Ok(o) if o.status == 200 && upstream_port(o).as_deref() == Some(b.node().as_str()));
-        last = Some(out);
-        async move { done }
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}; last: {last:?}"))?;
+    until_served_by(&gw, "/anything", &b).await?;
     eprintln!("propagation (route upstream change): {:?}", since.elapsed());
 
     route["uri"] = json!("/moved");
-    assert_eq!(
-        admin.put("/apisix/admin/routes/1", route).await?.status,
-        200
-    );
+    admin
+        .put_expecting("/apisix/admin/routes/1", route, 200)
+        .await?;
     let since = Instant::now();
     propagation("route uri change", since, 200, || {
         curl_http(&gw, "/moved", &[])
@@ -91,9 +68,7 @@ async fn route_update_is_served_without_restart() -> harness::Result<()> {
 
 #[tokio::test]
 async fn ssl_update_serves_the_new_certificate_and_client_ca() -> harness::Result<()> {
-    let etcd = Etcd::start().await?;
-    let gw = Gateway::start(&etcd).await?;
-    let echo = EchoServer::start().await?;
+    let (_etcd, gw, echo) = start_stack().await?;
     let dir = tempfile::tempdir()?;
     let (old_ca, new_ca) = (Ca::new("Old CA"), Ca::new("New CA"));
     let (old_server, new_server) = (
@@ -102,27 +77,20 @@ async fn ssl_update_serves_the_new_certificate_and_client_ca() -> harness::Resul
     );
     let (old_cert, old_key) = old_ca.client("OLD").write(dir.path(), "old");
     let (new_cert, new_key) = new_ca.client("NEW").write(dir.path(), "new");
-    let ssl = |server: &harness::pki::Leaf, ca: &Ca| json!({ "sni": "test.com", "cert": server.cert_pem, "key": server.key_pem, "client": { "ca": ca.cert_pem } });
+    let ssl = |server: &harness::pki::Leaf, ca: &Ca| {
+        let mut ssl = plain_ssl("test.com", server);
+        ssl["client"] = json!({ "ca": ca.cert_pem });
+        ssl
+    };
     let admin = gw.admin();
-    assert_eq!(
-        admin
-            .put("/apisix/admin/ssls/1", ssl(&old_server, &old_ca))
-            .await?
-            .status,
-        201
-    );
-    assert_eq!(
-        admin
-            .put(
-                "/apisix/admin/routes/1",
-                plain_route("/anything", &echo.node())
-            )
-            .await?
-            .status,
-        201
-    );
-    let old_client = ["--cert", path_str(&old_cert), "--key", path_str(&old_key)];
-    let new_client = ["--cert", path_str(&new_cert), "--key", path_str(&new_key)];
+    admin
+        .create_all([
+            ("ssls/1", ssl(&old_server, &old_ca)),
+            ("routes/1", plain_route("/anything", &echo.node())),
+        ])
+        .await?;
+    let old_client = cert_args(&old_cert, &old_key);
+    let new_client = cert_args(&new_cert, &new_key);
     eventually_status("the old client", 200, || {
         curl_https(&gw, "test.com", "/anything", &old_client)
     })
@@ -132,10 +100,9 @@ async fn ssl_update_serves_the_new_certificate_and_client_ca() -> harness::Resul
         CertFacts::of(&old_server.cert_pem)?
     );
 
-    let put = admin
-        .put("/apisix/admin/ssls/1", ssl(&new_server, &new_ca))
+    admin
+        .put_expecting("/apisix/admin/ssls/1", ssl(&new_server, &new_ca), 200)
         .await?;
-    assert_eq!(put.status, 200, "{}", put.text);
     let since = Instant::now();
     // Verifying the server with the new CA only (no -k) proves the new
     // certificate is served; the new client proves the new client CA.
@@ -169,33 +136,16 @@ async fn ssl_update_serves_the_new_certificate_and_client_ca() -> harness::Resul
 
 #[tokio::test]
 async fn deletions_are_honoured() -> harness::Result<()> {
-    let etcd = Etcd::start().await?;
-    let gw = Gateway::start(&etcd).await?;
-    let echo = EchoServer::start().await?;
+    let (_etcd, gw, echo) = start_stack().await?;
     let server = Ca::new("CA").server("test.com", &["test.com"]);
     let admin = gw.admin();
-    let ssl = json!({ "sni": "test.com", "cert": server.cert_pem, "key": server.key_pem });
-    assert_eq!(admin.put("/apisix/admin/ssls/1", ssl).await?.status, 201);
-    assert_eq!(
-        admin
-            .put(
-                "/apisix/admin/routes/1",
-                plain_route("/anything", &echo.node())
-            )
-            .await?
-            .status,
-        201
-    );
-    assert_eq!(
-        admin
-            .put(
-                "/apisix/admin/routes/2",
-                plain_route("/other", &echo.node())
-            )
-            .await?
-            .status,
-        201
-    );
+    admin
+        .create_all([
+            ("ssls/1", plain_ssl("test.com", &server)),
+            ("routes/1", plain_route("/anything", &echo.node())),
+            ("routes/2", plain_route("/other", &echo.node())),
+        ])
+        .await?;
     eventually_status("route 1", 200, || {
         curl_https(&gw, "test.com", "/anything", &[])
     })
@@ -205,8 +155,9 @@ async fn deletions_are_honoured() -> harness::Result<()> {
     })
     .await?;
 
-    let deleted = admin.delete("/apisix/admin/routes/1").await?;
-    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    admin
+        .delete_expecting("/apisix/admin/routes/1", 200)
+        .await?;
     let since = Instant::now();
     let out = propagation("route deletion", since, 404, || {
         curl_https(&gw, "test.com", "/anything", &[])
@@ -220,8 +171,7 @@ async fn deletions_are_honoured() -> harness::Result<()> {
         "route 2 must stay"
     );
 
-    let deleted = admin.delete("/apisix/admin/ssls/1").await?;
-    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    admin.delete_expecting("/apisix/admin/ssls/1", 200).await?;
     let since = Instant::now();
     propagation("SSL deletion", since, 0, || {
         curl_https(&gw, "test.com", "/other", &[])

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use harness::client_pki::{ClientCa, ClientSpec};
-use harness::fixtures::{curl_https, eventually_status};
+use harness::fixtures::{curl_https, eventually_status, start_stack};
 use harness::pki::Leaf;
 use harness::{openssl, openssl_output, CurlOutput, EchoServer, Etcd, Gateway};
 use serde_json::{json, Value};
@@ -45,9 +45,7 @@ struct Stack {
 
 impl Stack {
     async fn start() -> harness::Result<Stack> {
-        let etcd = Etcd::start().await?;
-        let gw = Gateway::start(&etcd).await?;
-        let echo = EchoServer::start().await?;
+        let (etcd, gw, echo) = start_stack().await?;
         Ok(Stack {
             gw,
             echo,
@@ -57,12 +55,10 @@ impl Stack {
 
     /// PUTs `body` at `/apisix/admin/<path>`, expecting `status`.
     async fn put(&self, path: &str, body: Value, status: u16) -> harness::Result<()> {
-        let reply = self
-            .gw
+        self.gw
             .admin()
-            .put(&format!("/apisix/admin/{path}"), body)
+            .put_expecting(&format!("/apisix/admin/{path}"), body, status)
             .await?;
-        assert_eq!(reply.status, status, "PUT {path}: {}", reply.text);
         Ok(())
     }
 

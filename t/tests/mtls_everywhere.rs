@@ -80,6 +80,14 @@ impl Pki {
         }
     }
 
+    /// Options for a gateway whose admin API is HTTPS only, requiring client certificates.
+    fn admin_tls_options(&self) -> GatewayOptions {
+        GatewayOptions {
+            admin_tls: Some(self.admin_tls()),
+            ..GatewayOptions::default()
+        }
+    }
+
     /// curl to the HTTPS admin API, verifying it with the CA; presenting
     /// the operator's certificate when `with_cert`.
     fn admin(&self, gw: &Gateway, call: AdminCall<'_>) -> harness::Result<CurlOutput> {
@@ -148,8 +156,7 @@ async fn admin_writes_travel_over_etcd_mtls_to_the_data_plane() -> harness::Resu
         &etcd,
         GatewayOptions {
             etcd_tls: Some(pki.gateway_etcd()),
-            admin_tls: Some(pki.admin_tls()),
-            ..GatewayOptions::default()
+            ..pki.admin_tls_options()
         },
     )
     .await?;
@@ -183,14 +190,7 @@ async fn admin_writes_travel_over_etcd_mtls_to_the_data_plane() -> harness::Resu
 async fn admin_api_requires_a_client_certificate_and_the_key() -> harness::Result<()> {
     let pki = Pki::new()?;
     let etcd = Etcd::start().await?;
-    let gw = Gateway::start_with(
-        &etcd,
-        GatewayOptions {
-            admin_tls: Some(pki.admin_tls()),
-            ..GatewayOptions::default()
-        },
-    )
-    .await?;
+    let gw = Gateway::start_with(&etcd, pki.admin_tls_options()).await?;
 
     let ok = pki.admin(&gw, AdminCall::get("/apisix/admin/routes"))?;
     assert_eq!(ok.status, 200, "certificate and key: {ok:?}");
@@ -246,9 +246,8 @@ async fn admin_api_refuses_addresses_outside_the_allow_list() -> harness::Result
     let gw = Gateway::start_with(
         &etcd,
         GatewayOptions {
-            admin_tls: Some(pki.admin_tls()),
             admin_allow: Some(vec!["10.0.0.0/8".to_owned()]),
-            ..GatewayOptions::default()
+            ..pki.admin_tls_options()
         },
     )
     .await?;

@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
-use harness::fixtures::{curl_http, eventually_status, plain_route, walkthrough_ssl};
+use harness::fixtures::{
+    curl_http, eventually_status, plain_route, start_control_and_data_plane, start_stack,
+    walkthrough_ssl,
+};
 use harness::pki::OpensslPki;
-use harness::{free_port, wait_until, EchoServer, Etcd, Gateway, GatewayOptions};
+use harness::{free_port, wait_until, EchoServer, Etcd, Gateway};
 use serde_json::{json, Value};
 
 fn json_body(out: &harness::CurlOutput) -> Value {
@@ -14,20 +17,11 @@ fn json_body(out: &harness::CurlOutput) -> Value {
 
 #[tokio::test]
 async fn plain_http_serves_routes_and_answers_404_json_otherwise() -> harness::Result<()> {
-    let etcd = Etcd::start().await?;
-    let gw = Gateway::start(&etcd).await?;
-    let echo = EchoServer::start().await?;
+    let (_etcd, gw, echo) = start_stack().await?;
     let admin = gw.admin();
-    assert_eq!(
-        admin
-            .put(
-                "/apisix/admin/routes/1",
-                plain_route("/anything", &echo.node())
-            )
-            .await?
-            .status,
-        201
-    );
+    admin
+        .create("routes/1", plain_route("/anything", &echo.node()))
+        .await?;
     let out = eventually_status("the route", 200, || {
         curl_http(&gw, "/anything?a=1", &["--data", "ping"])
     })
@@ -46,31 +40,18 @@ async fn plain_http_serves_routes_and_answers_404_json_otherwise() -> harness::R
 
 #[tokio::test]
 async fn plain_http_refuses_a_host_that_requires_client_certificates() -> harness::Result<()> {
-    let etcd = Etcd::start().await?;
-    let gw = Gateway::start(&etcd).await?;
-    let echo = EchoServer::start().await?;
+    let (_etcd, gw, echo) = start_stack().await?;
     let pki = OpensslPki::walkthrough()?;
     let admin = gw.admin();
-    assert_eq!(
-        admin
-            .put("/apisix/admin/ssls/1", walkthrough_ssl(&pki))
-            .await?
-            .status,
-        201
-    );
+    admin.create("ssls/1", walkthrough_ssl(&pki)).await?;
     let mut route = plain_route("/anything", &echo.node());
     route["hosts"] = json!(["test.com"]);
-    assert_eq!(
-        admin.put("/apisix/admin/routes/1", route).await?.status,
-        201
-    );
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/2", plain_route("/open", &echo.node()))
-            .await?
-            .status,
-        201
-    );
+    admin
+        .create_all([
+            ("routes/1", route),
+            ("routes/2", plain_route("/open", &echo.node())),
+        ])
+        .await?;
     eventually_status("the route without hosts", 200, || {
         curl_http(&gw, "/open", &[])
     })
@@ -100,9 +81,7 @@ async fn plain_http_refuses_a_host_that_requires_client_certificates() -> harnes
 #[tokio::test]
 async fn routing_prefers_exact_then_longest_prefix_then_priority_and_honours_methods(
 ) -> harness::Result<()> {
-    let etcd = Etcd::start().await?;
-    let gw = Gateway::start(&etcd).await?;
-    let echo = EchoServer::start().await?;
+    let (_etcd, gw, echo) = start_stack().await?;
     let admin = gw.admin();
     let node = echo.node();
     let tagged = |uri: &str, tag: &str, extra: Value| {
@@ -125,10 +104,7 @@ async fn routing_prefers_exact_then_longest_prefix_then_priority_and_honours_met
         ("post", tagged("/m", "post", json!({ "methods": ["POST"] }))),
         ("off", tagged("/off", "off", json!({ "status": 0 }))),
     ] {
-        let put = admin
-            .put(&format!("/apisix/admin/routes/{id}"), route)
-            .await?;
-        assert_eq!(put.status, 201, "{id}: {}", put.text);
+        admin.create(&format!("routes/{id}"), route).await?;
     }
     eventually_status("all routes", 200, || curl_http(&gw, "/m", &["-X", "POST"])).await?;
     for (path, method, want) in [
@@ -162,13 +138,9 @@ async fn an_unreachable_upstream_is_a_502_json() -> harness::Result<()> {
     let gw = Gateway::start(&etcd).await?;
     let dead = format!("127.0.0.1:{}", free_port());
     let admin = gw.admin();
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/1", plain_route("/down", &dead))
-            .await?
-            .status,
-        201
-    );
+    admin
+        .create("routes/1", plain_route("/down", &dead))
+        .await?;
     let out = eventually_status("the route to a dead upstream", 502, || {
         curl_http(&gw, "/down", &[])
     })
@@ -179,18 +151,10 @@ async fn an_unreachable_upstream_is_a_502_json() -> harness::Result<()> {
 
 #[tokio::test]
 async fn a_slow_upstream_is_a_504_json() -> harness::Result<()> {
-    let etcd = Etcd::start().await?;
-    let gw = Gateway::start(&etcd).await?;
-    let echo = EchoServer::start().await?;
+    let (_etcd, gw, echo) = start_stack().await?;
     let mut route = plain_route("/delay/*", &echo.node());
     route["upstream"]["timeout"] = json!({ "connect": 1, "send": 1, "read": 1 });
-    assert_eq!(
-        gw.admin()
-            .put("/apisix/admin/routes/1", route)
-            .await?
-            .status,
-        201
-    );
+    gw.admin().create("routes/1", route).await?;
     eventually_status("a fast request", 200, || curl_http(&gw, "/delay/0", &[])).await?;
     let out = curl_http(&gw, "/delay/3000", &[])?;
     assert_eq!(out.status, 504, "{out:?}");
@@ -201,32 +165,12 @@ async fn a_slow_upstream_is_a_504_json() -> harness::Result<()> {
 #[tokio::test]
 async fn data_plane_serves_what_the_control_plane_stores() -> harness::Result<()> {
     let etcd = Etcd::start().await?;
-    let control = Gateway::start_with(
-        &etcd,
-        GatewayOptions {
-            role: "control_plane",
-            ..GatewayOptions::default()
-        },
-    )
-    .await?;
-    let data = Gateway::start_with(
-        &etcd,
-        GatewayOptions {
-            role: "data_plane",
-            prefix: control.prefix().to_owned(),
-            ..GatewayOptions::default()
-        },
-    )
-    .await?;
+    let (control, data) = start_control_and_data_plane(&etcd).await?;
     let echo = EchoServer::start().await?;
-    let put = control
+    control
         .admin()
-        .put(
-            "/apisix/admin/routes/1",
-            plain_route("/anything", &echo.node()),
-        )
+        .create("routes/1", plain_route("/anything", &echo.node()))
         .await?;
-    assert_eq!(put.status, 201, "{}", put.text);
     eventually_status("the data plane", 200, || curl_http(&data, "/anything", &[])).await?;
     assert!(
         data.admin().get("/apisix/admin/routes").await.is_err(),
@@ -242,19 +186,10 @@ async fn data_plane_serves_what_the_control_plane_stores() -> harness::Result<()
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests() -> harness::Result<()> {
-    let etcd = Etcd::start().await?;
-    let mut gw = Gateway::start(&etcd).await?;
-    let echo = EchoServer::start().await?;
-    assert_eq!(
-        gw.admin()
-            .put(
-                "/apisix/admin/routes/1",
-                plain_route("/delay/*", &echo.node())
-            )
-            .await?
-            .status,
-        201
-    );
+    let (_etcd, mut gw, echo) = start_stack().await?;
+    gw.admin()
+        .create("routes/1", plain_route("/delay/*", &echo.node()))
+        .await?;
     eventually_status("the route", 200, || curl_http(&gw, "/delay/0", &[])).await?;
 
     let url = format!("http://{}/delay/1500", gw.http_addr());

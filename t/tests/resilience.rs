@@ -4,27 +4,15 @@
 use std::time::{Duration, Instant};
 
 use harness::fixtures::{
-    curl_http, curl_https, eventually_status, plain_route, PROPAGATION_TIMEOUT,
+    curl_http, curl_https, eventually_status, plain_ssl, route_to, start_stack, until_served_by,
+    PROPAGATION_TIMEOUT,
 };
 use harness::pki::Ca;
 use harness::{wait_until, AdminClient, EchoServer, Etcd, Gateway, GatewayOptions};
 use serde_json::{json, Value};
 
-/// The `host` header the echo upstream received (`pass_host: node` makes it the node).
-fn served_by(out: &harness::CurlOutput) -> Option<String> {
-    let body: Value = serde_json::from_str(&out.body).ok()?;
-    body["headers"]["host"].as_str().map(str::to_owned)
-}
-
-fn route_to(uri: &str, echo: &EchoServer) -> Value {
-    let mut route = plain_route(uri, &echo.node());
-    route["upstream"]["pass_host"] = json!("node");
-    route
-}
-
 fn tls_site(cn: &str) -> Value {
-    let server = Ca::new("Site CA").server(cn, &[cn]);
-    json!({ "sni": cn, "cert": server.cert_pem, "key": server.key_pem })
+    plain_ssl(cn, &Ca::new("Site CA").server(cn, &[cn]))
 }
 
 /// PUT that retries while the admin API cannot reach etcd yet (e.g. just after an etcd restart).
@@ -48,44 +36,16 @@ async fn put_when_etcd_answers(
     .await
 }
 
-/// Waits until the plain HTTP listener serves `path` from `echo`.
-async fn until_served_by(gw: &Gateway, path: &str, echo: &EchoServer) -> harness::Result<()> {
-    let mut last = None;
-    wait_until(
-        &format!("{path} to be served by {}", echo.node()),
-        PROPAGATION_TIMEOUT,
-        || {
-            let out = curl_http(gw, path, &[]);
-            let done =
-                matches!(&out, Ok(o) if o.status == 200 && served_by(o) == Some(echo.node()));
-            last = Some(out);
-            async move { done }
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}; last response: {last:?}"))
-}
-
 #[tokio::test]
 async fn config_survives_a_gateway_restart() -> harness::Result<()> {
-    let etcd = Etcd::start().await?;
-    let mut gw = Gateway::start(&etcd).await?;
-    let echo = EchoServer::start().await?;
+    let (_etcd, mut gw, echo) = start_stack().await?;
     let admin = gw.admin();
-    assert_eq!(
-        admin
-            .put("/apisix/admin/ssls/1", tls_site("test.com"))
-            .await?
-            .status,
-        201
-    );
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/1", route_to("/anything", &echo))
-            .await?
-            .status,
-        201
-    );
+    admin
+        .create_all([
+            ("ssls/1", tls_site("test.com")),
+            ("routes/1", route_to("/anything", &echo)),
+        ])
+        .await?;
     eventually_status("the route", 200, || {
         curl_https(&gw, "test.com", "/anything", &[])
     })
@@ -116,13 +76,7 @@ async fn gateway_serves_through_an_etcd_outage_and_follows_changes_after_it() ->
     let gw = Gateway::start(&etcd).await?;
     let (a, b) = (EchoServer::start().await?, EchoServer::start().await?);
     let admin = gw.admin();
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/1", route_to("/anything", &a))
-            .await?
-            .status,
-        201
-    );
+    admin.create("routes/1", route_to("/anything", &a)).await?;
     until_served_by(&gw, "/anything", &a).await?;
 
     etcd.stop().await;
@@ -199,27 +153,13 @@ async fn converges_after_compaction(away: Away) -> harness::Result<()> {
     .await?;
     let (a, b) = (EchoServer::start().await?, EchoServer::start().await?);
     let admin = control.admin();
-    assert_eq!(
-        admin
-            .put("/apisix/admin/ssls/1", tls_site("test.com"))
-            .await?
-            .status,
-        201
-    );
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/1", route_to("/one", &a))
-            .await?
-            .status,
-        201
-    );
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/2", route_to("/two", &a))
-            .await?
-            .status,
-        201
-    );
+    admin
+        .create_all([
+            ("ssls/1", tls_site("test.com")),
+            ("routes/1", route_to("/one", &a)),
+            ("routes/2", route_to("/two", &a)),
+        ])
+        .await?;
     until_served_by(&gw, "/one", &a).await?;
     until_served_by(&gw, "/two", &a).await?;
     eventually_status("test.com", 200, || curl_https(&gw, "test.com", "/one", &[])).await?;
@@ -232,30 +172,20 @@ async fn converges_after_compaction(away: Away) -> harness::Result<()> {
         Away::Overflowed => overflow_watch(&etcd, gw.prefix())?,
     }
     put_when_etcd_answers(&admin, "/apisix/admin/routes/1", route_to("/one", &b)).await?;
-    assert_eq!(admin.delete("/apisix/admin/routes/2").await?.status, 200);
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/3", route_to("/three", &b))
-            .await?
-            .status,
-        201
-    );
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/4", route_to("/four", &b))
-            .await?
-            .status,
-        201
-    );
-    assert_eq!(admin.delete("/apisix/admin/routes/4").await?.status, 200);
-    assert_eq!(admin.delete("/apisix/admin/ssls/1").await?.status, 200);
-    assert_eq!(
-        admin
-            .put("/apisix/admin/ssls/2", tls_site("other.com"))
-            .await?
-            .status,
-        201
-    );
+    admin
+        .delete_expecting("/apisix/admin/routes/2", 200)
+        .await?;
+    admin
+        .create_all([
+            ("routes/3", route_to("/three", &b)),
+            ("routes/4", route_to("/four", &b)),
+        ])
+        .await?;
+    admin
+        .delete_expecting("/apisix/admin/routes/4", 200)
+        .await?;
+    admin.delete_expecting("/apisix/admin/ssls/1", 200).await?;
+    admin.create("ssls/2", tls_site("other.com")).await?;
     let compacted = etcd.compact()?;
     eprintln!("compacted at revision {compacted}");
     gw.resume();
@@ -306,17 +236,9 @@ async fn gateway_converges_after_a_compaction_while_its_watch_overflowed() -> ha
 
 #[tokio::test]
 async fn invalid_objects_written_into_etcd_by_hand_are_skipped() -> harness::Result<()> {
-    let etcd = Etcd::start().await?;
-    let mut gw = Gateway::start(&etcd).await?;
-    let echo = EchoServer::start().await?;
+    let (etcd, mut gw, echo) = start_stack().await?;
     let admin = gw.admin();
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/1", route_to("/good", &echo))
-            .await?
-            .status,
-        201
-    );
+    admin.create("routes/1", route_to("/good", &echo)).await?;
     until_served_by(&gw, "/good", &echo).await?;
 
     // A hand-made copy of a valid object, then garbage next to it.

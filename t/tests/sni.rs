@@ -2,15 +2,12 @@
 //! `skip_mtls_uri_regex`, and Host ≠ SNI.
 
 use harness::fixtures::{
-    curl_https, eventually_status, plain_route, walkthrough_route, walkthrough_ssl, CertFacts,
+    cert_args, create_walkthrough, curl_https, eventually_status, path_str, plain_route, plain_ssl,
+    start_stack, start_two_sites, CertFacts,
 };
 use harness::pki::{Ca, OpensslPki};
 use harness::{curl, EchoServer, Etcd, Gateway, GatewayOptions};
 use serde_json::json;
-
-fn path_str(path: &std::path::Path) -> &str {
-    path.to_str().expect("temporary paths are UTF-8")
-}
 
 /// The second walkthrough section: `*.apisix.dev`, depth 10, skip regex `/anything.*`.
 struct SkipMtls {
@@ -23,26 +20,22 @@ struct SkipMtls {
 
 impl SkipMtls {
     async fn start() -> harness::Result<SkipMtls> {
-        let etcd = Etcd::start().await?;
-        let gw = Gateway::start(&etcd).await?;
-        let echo = EchoServer::start().await?;
+        let (etcd, gw, echo) = start_stack().await?;
         let ca = Ca::new("ca.apisix.dev");
         let server = ca.server("admin.apisix.dev", &["admin.apisix.dev", "*.apisix.dev"]);
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("mtls_ca.crt"), &ca.cert_pem)?;
         let admin = gw.admin();
-        let route = admin
-            .put("/apisix/admin/routes/1", plain_route("/*", &echo.node()))
+        admin
+            .create("routes/1", plain_route("/*", &echo.node()))
             .await?;
-        assert_eq!(route.status, 201, "{}", route.text);
         let ssl = json!({
             "cert": server.cert_pem,
             "key": server.key_pem,
             "snis": ["*.apisix.dev"],
             "client": { "ca": ca.cert_pem, "depth": 10, "skip_mtls_uri_regex": ["/anything.*"] }
         });
-        let ssl = admin.put("/apisix/admin/ssls/1", ssl).await?;
-        assert_eq!(ssl.status, 201, "{}", ssl.text);
+        admin.create("ssls/1", ssl).await?;
         Ok(SkipMtls {
             ca,
             dir,
@@ -85,10 +78,7 @@ async fn skip_mtls_uri_regex_answers_400_off_the_list_and_serves_the_list() -> h
 
     let client = s.ca.client("CLIENT");
     let (cert, key) = client.write(s.dir.path(), "client");
-    let out = s.curl(
-        "/uuid",
-        &["--cert", path_str(&cert), "--key", path_str(&key)],
-    )?;
+    let out = s.curl("/uuid", &cert_args(&cert, &key))?;
     assert_eq!(
         out.status, 200,
         "a verified cert passes everywhere: {out:?}"
@@ -107,10 +97,7 @@ async fn skip_mtls_uri_regex_never_accepts_an_untrusted_cert_off_the_list() -> h
     let (cert, key) = Ca::new("ca.apisix.dev")
         .client("CLIENT")
         .write(s.dir.path(), "stranger");
-    let out = s.curl(
-        "/uuid",
-        &["--cert", path_str(&cert), "--key", path_str(&key)],
-    )?;
+    let out = s.curl("/uuid", &cert_args(&cert, &key))?;
     assert!(
         out.status == 400 || out.status == 0,
         "an untrusted cert off the skip list must get 400 or a refused handshake: {out:?}"
@@ -125,20 +112,16 @@ async fn skip_mtls_uri_regex_never_accepts_an_untrusted_cert_off_the_list() -> h
 
 #[tokio::test]
 async fn wildcard_sni_covers_exactly_one_label() -> harness::Result<()> {
-    let etcd = Etcd::start().await?;
-    let gw = Gateway::start(&etcd).await?;
-    let echo = EchoServer::start().await?;
+    let (_etcd, gw, echo) = start_stack().await?;
     let server = Ca::new("Wildcard CA").server("*.apisix.dev", &["*.apisix.dev"]);
     let admin = gw.admin();
     let ssl = json!({ "cert": server.cert_pem, "key": server.key_pem, "snis": ["*.apisix.dev"] });
-    assert_eq!(admin.put("/apisix/admin/ssls/1", ssl).await?.status, 201);
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/1", plain_route("/*", &echo.node()))
-            .await?
-            .status,
-        201
-    );
+    admin
+        .create_all([
+            ("ssls/1", ssl),
+            ("routes/1", plain_route("/*", &echo.node())),
+        ])
+        .await?;
 
     eventually_status("admin.apisix.dev", 200, || {
         curl_https(&gw, "admin.apisix.dev", "/x", &[])
@@ -161,21 +144,13 @@ async fn exact_sni_beats_a_wildcard() -> harness::Result<()> {
     let wildcard = ca.server("wildcard.apisix.dev", &["*.apisix.dev"]);
     let exact = ca.server("admin.apisix.dev", &["admin.apisix.dev"]);
     let admin = gw.admin();
-    let ssl = |leaf: &harness::pki::Leaf, sni: &str| json!({ "cert": leaf.cert_pem, "key": leaf.key_pem, "sni": sni });
-    assert_eq!(
-        admin
-            .put("/apisix/admin/ssls/w", ssl(&wildcard, "*.apisix.dev"))
-            .await?
-            .status,
-        201
-    );
-    assert_eq!(
-        admin
-            .put("/apisix/admin/ssls/e", ssl(&exact, "admin.apisix.dev"))
-            .await?
-            .status,
-        201
-    );
+    let ssl = |leaf: &harness::pki::Leaf, sni: &str| plain_ssl(sni, leaf);
+    admin
+        .create_all([
+            ("ssls/w", ssl(&wildcard, "*.apisix.dev")),
+            ("ssls/e", ssl(&exact, "admin.apisix.dev")),
+        ])
+        .await?;
 
     let want_exact = CertFacts::of(&exact.cert_pem)?;
     let want_wildcard = CertFacts::of(&wildcard.cert_pem)?;
@@ -196,23 +171,15 @@ async fn exact_sni_beats_a_wildcard() -> harness::Result<()> {
 
 #[tokio::test]
 async fn no_sni_is_refused_without_fallback_sni() -> harness::Result<()> {
-    let etcd = Etcd::start().await?;
-    let gw = Gateway::start(&etcd).await?;
-    let echo = EchoServer::start().await?;
+    let (_etcd, gw, echo) = start_stack().await?;
     let server = Ca::new("CA").server("test.com", &["test.com"]);
     let admin = gw.admin();
-    let ssl = json!({ "cert": server.cert_pem, "key": server.key_pem, "sni": "test.com" });
-    assert_eq!(admin.put("/apisix/admin/ssls/1", ssl).await?.status, 201);
-    assert_eq!(
-        admin
-            .put(
-                "/apisix/admin/routes/1",
-                plain_route("/anything", &echo.node())
-            )
-            .await?
-            .status,
-        201
-    );
+    admin
+        .create_all([
+            ("ssls/1", plain_ssl("test.com", &server)),
+            ("routes/1", plain_route("/anything", &echo.node())),
+        ])
+        .await?;
     eventually_status("test.com", 200, || {
         curl_https(&gw, "test.com", "/anything", &[])
     })
@@ -239,34 +206,12 @@ async fn no_sni_is_served_with_fallback_sni() -> harness::Result<()> {
     let echo = EchoServer::start().await?;
     let pki = OpensslPki::walkthrough()?;
     let admin = gw.admin();
-    assert_eq!(
-        admin
-            .put("/apisix/admin/ssls/1", walkthrough_ssl(&pki))
-            .await?
-            .status,
-        201
-    );
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/1", walkthrough_route(&echo.node()))
-            .await?
-            .status,
-        201
-    );
+    create_walkthrough(&admin, &pki, &echo.node()).await?;
 
     let url = format!("https://127.0.0.1:{}/anything", gw.https_addr().port());
     let (cert, key) = (pki.path("client.cer"), pki.path("client.key"));
-    let out = eventually_status("a request without SNI", 200, || {
-        curl(&[
-            &url,
-            "-k",
-            "--cert",
-            path_str(&cert),
-            "--key",
-            path_str(&key),
-        ])
-    })
-    .await?;
+    let with_cert = [&[url.as_str(), "-k"][..], &cert_args(&cert, &key)].concat();
+    let out = eventually_status("a request without SNI", 200, || curl(&with_cert)).await?;
     let body: serde_json::Value = serde_json::from_str(&out.body)?;
     assert_eq!(
         body["headers"]["x-ssl-client-s-dn"], "CN=CLIENT",
@@ -281,42 +226,11 @@ async fn no_sni_is_served_with_fallback_sni() -> harness::Result<()> {
     Ok(())
 }
 
-/// test.com requires mTLS (the walkthrough); other.com is plain TLS.
-async fn two_sites() -> harness::Result<(Etcd, Gateway, EchoServer, OpensslPki)> {
-    let etcd = Etcd::start().await?;
-    let gw = Gateway::start(&etcd).await?;
-    let echo = EchoServer::start().await?;
-    let pki = OpensslPki::walkthrough()?;
-    let other = Ca::new("Other CA").server("other.com", &["other.com"]);
-    let admin = gw.admin();
-    assert_eq!(
-        admin
-            .put("/apisix/admin/ssls/1", walkthrough_ssl(&pki))
-            .await?
-            .status,
-        201
-    );
-    let ssl = json!({ "cert": other.cert_pem, "key": other.key_pem, "sni": "other.com" });
-    assert_eq!(admin.put("/apisix/admin/ssls/2", ssl).await?.status, 201);
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/1", walkthrough_route(&echo.node()))
-            .await?
-            .status,
-        201
-    );
-    eventually_status("other.com", 200, || {
-        curl_https(&gw, "other.com", "/anything", &[])
-    })
-    .await?;
-    Ok((etcd, gw, echo, pki))
-}
-
 #[tokio::test]
 async fn host_naming_another_ssl_object_is_refused_on_an_mtls_sni() -> harness::Result<()> {
-    let (_etcd, gw, echo, pki) = two_sites().await?;
+    let (_etcd, gw, echo, pki) = start_two_sites().await?;
     let (cert, key) = (pki.path("client.cer"), pki.path("client.key"));
-    let client_cert = ["--cert", path_str(&cert), "--key", path_str(&key)];
+    let client_cert = cert_args(&cert, &key);
     let out = curl_https(&gw, "test.com", "/anything", &client_cert)?;
     assert_eq!(out.status, 200, "{out:?}");
     let hits = echo.hits();
@@ -338,7 +252,7 @@ async fn host_naming_another_ssl_object_is_refused_on_an_mtls_sni() -> harness::
 
 #[tokio::test]
 async fn host_naming_an_mtls_site_cannot_bypass_its_client_certificate() -> harness::Result<()> {
-    let (_etcd, gw, echo, _pki) = two_sites().await?;
+    let (_etcd, gw, echo, _pki) = start_two_sites().await?;
     let hits = echo.hits();
     // TLS to the plain site, then ask for the mTLS site by Host, without a certificate.
     let out = curl_https(&gw, "other.com", "/anything", &["-H", "Host: test.com"])?;

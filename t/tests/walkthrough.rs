@@ -2,7 +2,7 @@
 //! (X.509 v1 certificates), the docs' admin calls, the docs' curl commands.
 
 use harness::fixtures::{
-    curl_https, eventually_status, walkthrough_route, walkthrough_ssl, CertFacts,
+    cert_args, create_walkthrough, curl_https, eventually_status, path_str, start_stack, CertFacts,
 };
 use harness::pki::{Ca, OpensslPki};
 use harness::{openssl_output, EchoServer, Etcd, Gateway};
@@ -18,19 +18,9 @@ struct Walkthrough {
 
 impl Walkthrough {
     async fn start() -> harness::Result<Walkthrough> {
-        let etcd = Etcd::start().await?;
-        let gw = Gateway::start(&etcd).await?;
-        let echo = EchoServer::start().await?;
+        let (etcd, gw, echo) = start_stack().await?;
         let pki = OpensslPki::walkthrough()?;
-        let admin = gw.admin();
-        let ssl = admin
-            .put("/apisix/admin/ssls/1", walkthrough_ssl(&pki))
-            .await?;
-        assert_eq!(ssl.status, 201, "PUT ssls/1: {}", ssl.text);
-        let route = admin
-            .put("/apisix/admin/routes/1", walkthrough_route(&echo.node()))
-            .await?;
-        assert_eq!(route.status, 201, "PUT routes/1: {}", route.text);
+        create_walkthrough(&gw.admin(), &pki, &echo.node()).await?;
         Ok(Walkthrough {
             pki,
             echo,
@@ -43,23 +33,23 @@ impl Walkthrough {
     fn curl_with_client_cert(&self, extra: &[&str]) -> harness::Result<harness::CurlOutput> {
         let cert = self.pki.path("client.cer");
         let key = self.pki.path("client.key");
-        let mut args = vec!["--cert", path_str(&cert), "--key", path_str(&key)];
-        args.extend_from_slice(extra);
+        let args = [&cert_args(&cert, &key)[..], extra].concat();
         curl_https(&self.gw, "test.com", "/anything", &args)
     }
-}
 
-fn path_str(path: &std::path::Path) -> &str {
-    path.to_str().expect("temporary paths are UTF-8")
+    /// Waits until the walkthrough request succeeds; returns its response.
+    async fn until_served(&self) -> harness::Result<harness::CurlOutput> {
+        eventually_status("the walkthrough request to succeed", 200, || {
+            self.curl_with_client_cert(&[])
+        })
+        .await
+    }
 }
 
 #[tokio::test]
 async fn client_identity_reaches_the_upstream_as_nginx_formats_it() -> harness::Result<()> {
     let w = Walkthrough::start().await?;
-    let out = eventually_status("the walkthrough request to succeed", 200, || {
-        w.curl_with_client_cert(&[])
-    })
-    .await?;
+    let out = w.until_served().await?;
     let body: Value = serde_json::from_str(&out.body)?;
     let headers = &body["headers"];
     let expected = CertFacts::of(&w.pki.read("client.cer"))?;
@@ -96,10 +86,7 @@ async fn client_identity_reaches_the_upstream_as_nginx_formats_it() -> harness::
 #[tokio::test]
 async fn walkthrough_works_over_http1_and_http2() -> harness::Result<()> {
     let w = Walkthrough::start().await?;
-    eventually_status("the walkthrough request to succeed", 200, || {
-        w.curl_with_client_cert(&[])
-    })
-    .await?;
+    w.until_served().await?;
     for (flag, status_line) in [("--http1.1", "< HTTP/1.1 200"), ("--http2", "< HTTP/2 200")] {
         let out = w.curl_with_client_cert(&[flag, "-v"])?;
         assert_eq!(out.status, 200, "{flag}: {out:?}");
@@ -111,10 +98,7 @@ async fn walkthrough_works_over_http1_and_http2() -> harness::Result<()> {
 #[tokio::test]
 async fn handshake_without_a_client_certificate_is_refused() -> harness::Result<()> {
     let w = Walkthrough::start().await?;
-    eventually_status("the walkthrough request to succeed", 200, || {
-        w.curl_with_client_cert(&[])
-    })
-    .await?;
+    w.until_served().await?;
     let out = curl_https(&w.gw, "test.com", "/anything", &[])?;
     assert_eq!(
         out.status, 0,
@@ -128,10 +112,7 @@ async fn handshake_without_a_client_certificate_is_refused() -> harness::Result<
 #[tokio::test]
 async fn client_certificates_from_other_cas_are_refused() -> harness::Result<()> {
     let w = Walkthrough::start().await?;
-    eventually_status("the walkthrough request to succeed", 200, || {
-        w.curl_with_client_cert(&[])
-    })
-    .await?;
+    w.until_served().await?;
     let dir = tempfile::tempdir()?;
 
     // Another run of the same commands: a CA with the same name (CN=ROOTCA) but another key.
@@ -149,12 +130,7 @@ async fn client_certificates_from_other_cas_are_refused() -> harness::Result<()>
         ("a v3 client cert from another CA", &v3_cert, &v3_key),
         ("a self-signed cert", &self_signed.0, &self_signed.1),
     ] {
-        let out = curl_https(
-            &w.gw,
-            "test.com",
-            "/anything",
-            &["--cert", path_str(cert), "--key", path_str(key)],
-        )?;
+        let out = curl_https(&w.gw, "test.com", "/anything", &cert_args(cert, key))?;
         assert_eq!(out.status, 0, "{what} must fail the handshake: {out:?}");
         assert_ne!(out.exit_code, 0, "{what}: {out:?}");
     }
@@ -165,17 +141,9 @@ async fn client_certificates_from_other_cas_are_refused() -> harness::Result<()>
 #[tokio::test]
 async fn the_ca_itself_is_not_a_client_identity() -> harness::Result<()> {
     let w = Walkthrough::start().await?;
-    eventually_status("the walkthrough request to succeed", 200, || {
-        w.curl_with_client_cert(&[])
-    })
-    .await?;
+    w.until_served().await?;
     let (ca, ca_key) = (w.pki.path("ca.cer"), w.pki.path("ca.key"));
-    let out = curl_https(
-        &w.gw,
-        "test.com",
-        "/anything",
-        &["--cert", path_str(&ca), "--key", path_str(&ca_key)],
-    )?;
+    let out = curl_https(&w.gw, "test.com", "/anything", &cert_args(&ca, &ca_key))?;
     assert_eq!(
         out.status, 0,
         "the trust anchor presented as a leaf must be refused: {out:?}"
@@ -186,10 +154,7 @@ async fn the_ca_itself_is_not_a_client_identity() -> harness::Result<()> {
 #[tokio::test]
 async fn openssl_s_client_sending_the_ca_too_is_served() -> harness::Result<()> {
     let w = Walkthrough::start().await?;
-    eventually_status("the walkthrough request to succeed", 200, || {
-        w.curl_with_client_cert(&[])
-    })
-    .await?;
+    w.until_served().await?;
     let connect = w.gw.https_addr().to_string();
     let request = "GET /anything HTTP/1.1\r\nHost: test.com\r\nConnection: close\r\n\r\n";
     for tls in ["-tls1_2", "-tls1_3"] {
