@@ -92,9 +92,18 @@ pub(crate) async fn patch(
 }
 
 /// The echo of a write: the stored object as validated, private keys redacted.
-fn written_reply(state: &AdminState, kind: Kind, id: &str, status: StatusCode, prepared: &Prepared) -> Reply {
+fn written_reply(
+    state: &AdminState,
+    kind: Kind,
+    id: &str,
+    status: StatusCode,
+    prepared: &Prepared,
+) -> Reply {
     let key = state.store.layout().object(kind, id);
-    ok(status, response::written(&key, &prepared.value, &prepared.valid))
+    ok(
+        status,
+        response::written(&key, &prepared.value, &prepared.valid),
+    )
 }
 
 /// `DELETE /{kind}/{id}`: `{"deleted": "1", "key": ...}`, 404 when absent.

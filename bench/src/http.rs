@@ -51,7 +51,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         head.push_str("\r\n");
         let mut request = head.into_bytes();
         request.extend_from_slice(body);
-        self.io.write_all(&request).await.context("writing the request")?;
+        self.io
+            .write_all(&request)
+            .await
+            .context("writing the request")?;
         self.io.flush().await?;
         self.read_response().await
     }

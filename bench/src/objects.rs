@@ -72,8 +72,10 @@ pub struct Signer {
 
 impl Signer {
     pub fn load(ca_cert: &Path, ca_key: &Path) -> anyhow::Result<Signer> {
-        let ca_pem = std::fs::read_to_string(ca_cert).with_context(|| format!("reading {}", ca_cert.display()))?;
-        let key_pem = std::fs::read_to_string(ca_key).with_context(|| format!("reading {}", ca_key.display()))?;
+        let ca_pem = std::fs::read_to_string(ca_cert)
+            .with_context(|| format!("reading {}", ca_cert.display()))?;
+        let key_pem = std::fs::read_to_string(ca_key)
+            .with_context(|| format!("reading {}", ca_key.display()))?;
         let key = KeyPair::from_pem(&key_pem).context("the CA key (PKCS#8 PEM expected)")?;
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, key).context("the CA certificate")?;
         Ok(Signer { issuer, ca_pem })

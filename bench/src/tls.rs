@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use anyhow::Context;
-use rustls::client::{ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue};
+use rustls::client::{
+    ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
+};
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, NamedGroup, RootCertStore};
 use rustls_pki_types::pem::PemObject;
@@ -26,12 +28,18 @@ pub enum Resume {
 /// Key exchange is X25519 only, so that every server (nginx with OpenSSL,
 /// Portcullis with aws-lc-rs) does the same work; rustls would otherwise
 /// offer the post-quantum hybrid first, which only one of them speaks.
-pub fn client_config(ca: &Path, cert: &Path, key: &Path, resume: Resume) -> anyhow::Result<ClientConfig> {
+pub fn client_config(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    resume: Resume,
+) -> anyhow::Result<ClientConfig> {
     let mut roots = RootCertStore::empty();
     for ca in certs(ca)? {
         roots.add(ca).context("adding the CA")?;
     }
-    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
     let mut config = ClientConfig::builder_with_provider(Arc::new(provider()))
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
@@ -103,7 +111,11 @@ impl ClientSessionStore for TicketStash {
         self.lock().tls12.remove(server_name);
     }
 
-    fn insert_tls13_ticket(&self, server_name: ServerName<'static>, value: Tls13ClientSessionValue) {
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
         let mut stash = self.lock();
         let tickets = stash.tls13.entry(server_name).or_default();
         if tickets.len() == TICKETS_PER_SERVER {
@@ -112,7 +124,10 @@ impl ClientSessionStore for TicketStash {
         tickets.push_back(value);
     }
 
-    fn take_tls13_ticket(&self, server_name: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
         self.lock().tls13.get_mut(server_name)?.pop_back()
     }
 }

@@ -1,14 +1,16 @@
 //! The cost of applying one change at scale (10,000 SSL objects + 100,000
 //! routes by default; `APPLY_SSLS` / `APPLY_ROUTES` change it), step by
 //! step: copying the watched state, validating the changed object, and
-//! building the serving snapshot from the previous one. Run with
+//! applying the change to the serving snapshot (and, to compare, building
+//! the snapshot from scratch). Run with
 //! `cargo bench -p portcullis-gateway --bench apply`.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use gateway::snapshot::Snapshot;
+use gateway::snapshot::{Builder, Snapshot};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::json;
 use shared::keyring::Keyring;
@@ -16,22 +18,47 @@ use shared::keys::KeyLayout;
 use shared::state::ConfigState;
 use shared::store::RawEntry;
 
+/// Resident memory of this process (Linux), in MB.
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        });
+    kb.unwrap_or(0.0) / 1024.0
+}
+
 fn scale(var: &str, default: usize) -> usize {
-    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Fixture {
     layout: KeyLayout,
     keyring: Keyring,
-    state: ConfigState,
+    state: Arc<ConfigState>,
+    /// Built from `state`, and the builder that built it.
     snapshot: Snapshot,
+    builder: Builder,
     /// A new version of one route, and of one SSL object.
     route_put: RawEntry,
     ssl_put: RawEntry,
 }
 
 fn route(j: usize, ssls: usize, upstream_port: u16) -> serde_json::Value {
-    let uri = if j % 2 == 0 { format!("/r/{j}") } else { format!("/p/{j}/*") };
+    let uri = if j & 1 == 0 {
+        format!("/r/{j}")
+    } else {
+        format!("/p/{j}/*")
+    };
     let mut route = json!({
         "id": format!("load-{j}"),
         "uri": uri,
@@ -71,14 +98,27 @@ fn fixture() -> Fixture {
         value: value.to_string().into_bytes(),
         mod_revision: revision,
     };
-    let mut kvs: Vec<RawEntry> = (0..ssls).map(|i| entry("ssls", format!("load-{i}"), ssl(i), 2)).collect();
+    let mut kvs: Vec<RawEntry> = (0..ssls)
+        .map(|i| entry("ssls", format!("load-{i}"), ssl(i), 2))
+        .collect();
     kvs.extend((0..routes).map(|j| entry("routes", format!("load-{j}"), route(j, ssls, 18080), 2)));
     let keyring = Keyring::default();
+    let before = rss_mb();
     let state = ConfigState::from_listing(&layout, &keyring, 2, &kvs, None);
+    drop(kvs);
+    let validated = rss_mb();
     assert_eq!(state.routes.len(), routes);
     assert_eq!(state.ssls.len(), ssls);
-    let snapshot = Snapshot::build(&state, None, None);
+    let state = Arc::new(state);
+    let mut builder = Builder::new(None);
+    let snapshot = builder.next(Arc::clone(&state), &Snapshot::empty(None));
+    eprintln!(
+        "memory for {ssls} SSL objects + {routes} routes: validated state {:.1} MB, snapshot {:.1} MB",
+        validated - before,
+        rss_mb() - validated
+    );
     Fixture {
+        builder,
         route_put: entry("routes", "load-7".to_owned(), route(7, ssls, 18081), 3),
         ssl_put: entry("ssls", "load-3".to_owned(), ssl(3), 3),
         layout,
@@ -92,10 +132,12 @@ fn apply(c: &mut Criterion) {
     let f = fixture();
     let mut group = c.benchmark_group("apply");
     group.sample_size(10).warm_up_time(Duration::from_secs(1));
-    group.bench_function("state_clone", |b| b.iter(|| black_box(f.state.clone())));
+    group.bench_function("state_clone", |b| {
+        b.iter(|| black_box(ConfigState::clone(&f.state)))
+    });
     group.bench_function("state_put_route", |b| {
         b.iter_batched(
-            || f.state.clone(),
+            || ConfigState::clone(&f.state),
             |mut state| {
                 state.put(&f.layout, &f.keyring, &f.route_put);
                 state
@@ -103,12 +145,22 @@ fn apply(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
-    for (name, put) in [("snapshot_one_route_changed", &f.route_put), ("snapshot_one_ssl_changed", &f.ssl_put)] {
-        let mut state = f.state.clone();
+    for (name, put) in [
+        ("snapshot_one_route_changed", &f.route_put),
+        ("snapshot_one_ssl_changed", &f.ssl_put),
+    ] {
+        let mut state = ConfigState::clone(&f.state);
         state.put(&f.layout, &f.keyring, put);
         state.revision += 1;
-        group.bench_function(name, |b| b.iter(|| black_box(Snapshot::build(&state, None, Some(&f.snapshot)))));
+        let state = Arc::new(state);
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(f.builder.clone().next(Arc::clone(&state), &f.snapshot)))
+        });
     }
+    let state = ConfigState::clone(&f.state);
+    group.bench_function("snapshot_full_build", |b| {
+        b.iter(|| black_box(Snapshot::build(&state, None, Some(&f.snapshot))))
+    });
     group.finish();
 }
 

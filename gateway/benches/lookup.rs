@@ -26,7 +26,7 @@ const KEYS: usize = 1024;
 fn routes() -> Vec<Arc<ValidRoute>> {
     (0..ROUTES)
         .map(|j| {
-            let uri = if j % 2 == 0 { format!("/r/{j}") } else { format!("/p/{j}/*") };
+            let uri = if j & 1 == 0 { format!("/r/{j}") } else { format!("/p/{j}/*") };
             let value = json!({
                 "uri": uri,
                 "hosts": [format!("s{}.load.test", j % HOSTS)],
@@ -69,18 +69,33 @@ fn route_lookup(c: &mut Criterion) {
     assert_eq!(table.len(), ROUTES);
     let get = Method::GET;
     // Spread the keys over the whole table.
-    let picks: Vec<usize> = (0..KEYS).map(|k| k * (ROUTES / KEYS) | 1).collect();
+    let picks: Vec<usize> = (0..KEYS).map(|k| (k * (ROUTES / KEYS)) | 1).collect();
     let exact: Vec<(String, String)> = picks
         .iter()
-        .map(|&j| (format!("s{}.load.test", (j - 1) % HOSTS), format!("/r/{}", j - 1)))
+        .map(|&j| {
+            (
+                format!("s{}.load.test", (j - 1) % HOSTS),
+                format!("/r/{}", j - 1),
+            )
+        })
         .collect();
     let prefix: Vec<(String, String)> = picks
         .iter()
-        .map(|&j| (format!("s{}.load.test", j % HOSTS), format!("/p/{j}/users/42")))
+        .map(|&j| {
+            (
+                format!("s{}.load.test", j % HOSTS),
+                format!("/p/{j}/users/42"),
+            )
+        })
         .collect();
     let miss: Vec<(String, String)> = picks
         .iter()
-        .map(|&j| (format!("s{}.load.test", j % HOSTS), "/not/routed".to_owned()))
+        .map(|&j| {
+            (
+                format!("s{}.load.test", j % HOSTS),
+                "/not/routed".to_owned(),
+            )
+        })
         .collect();
     for (name, keys, hit) in [
         ("route/exact_uri", &exact, true),
@@ -88,7 +103,11 @@ fn route_lookup(c: &mut Criterion) {
         ("route/miss_404", &miss, false),
     ] {
         for (host, path) in keys {
-            assert_eq!(table.find(Some(host), path, &get).is_some(), hit, "{host}{path}");
+            assert_eq!(
+                table.find(Some(host), path, &get).is_some(),
+                hit,
+                "{host}{path}"
+            );
         }
         let mut i = 0;
         c.bench_function(name, |b| {
@@ -104,7 +123,9 @@ fn route_lookup(c: &mut Criterion) {
 fn sni_lookup(c: &mut Criterion) {
     let table = SniTable::build(&ssls(), None, None);
     assert_eq!(table.len(), HOSTS + 1);
-    let exact: Vec<String> = (0..KEYS).map(|k| format!("s{}.load.test", k * (HOSTS / KEYS))).collect();
+    let exact: Vec<String> = (0..KEYS)
+        .map(|k| format!("s{}.load.test", k * (HOSTS / KEYS)))
+        .collect();
     let wildcard: Vec<String> = (0..KEYS).map(|k| format!("a{k}.wild.test")).collect();
     let miss: Vec<String> = (0..KEYS).map(|k| format!("s{k}.other.test")).collect();
     for (name, keys, hit) in [

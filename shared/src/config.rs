@@ -167,8 +167,14 @@ pub struct EtcdTls {
 impl EtcdTls {
     pub fn files(&self) -> TlsFiles {
         TlsFiles {
-            cert: self.cert.as_ref().map(|p| PemFile::new("deployment.etcd.tls.cert", p)),
-            key: self.key.as_ref().map(|p| PemFile::new("deployment.etcd.tls.key", p)),
+            cert: self
+                .cert
+                .as_ref()
+                .map(|p| PemFile::new("deployment.etcd.tls.cert", p)),
+            key: self
+                .key
+                .as_ref()
+                .map(|p| PemFile::new("deployment.etcd.tls.key", p)),
             ca: Some(PemFile::new("deployment.etcd.tls.ca", &self.ca)),
         }
     }
@@ -203,7 +209,9 @@ impl EtcdConfig {
                 }
                 if let Some(sni) = &tls.sni {
                     ServerName::try_from(sni.as_str()).map_err(|_| {
-                        ConfigError::Invalid(format!("deployment.etcd.tls.sni: {sni:?} is not a valid server name"))
+                        ConfigError::Invalid(format!(
+                            "deployment.etcd.tls.sni: {sni:?} is not a valid server name"
+                        ))
                     })?;
                 }
             }
@@ -368,7 +376,10 @@ impl ProxyTimeouts {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        for (name, value) in [("handshake", self.handshake), ("header_read", self.header_read)] {
+        for (name, value) in [
+            ("handshake", self.handshake),
+            ("header_read", self.header_read),
+        ] {
             if !(value > 0.0 && value <= Self::MAX_SECONDS) {
                 return Err(ConfigError::Invalid(format!(
                     "proxy.timeouts.{name}: {value} is not a number of seconds between 0 (excluded) and {}",
@@ -422,7 +433,9 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         let d = &self.deployment;
         if d.etcd.endpoints.is_empty() {
-            return Err(invalid("deployment.etcd.endpoints must name at least one endpoint"));
+            return Err(invalid(
+                "deployment.etcd.endpoints must name at least one endpoint",
+            ));
         }
         if d.role.serves_admin() {
             let admin = d.admin.as_ref().ok_or_else(|| {
@@ -440,8 +453,13 @@ impl Config {
             }
         }
         d.etcd.check_tls()?;
-        if d.role.serves_traffic() && self.proxy.http_listen.is_empty() && self.proxy.https_listen.is_empty() {
-            return Err(invalid("proxy.http_listen and proxy.https_listen are both empty"));
+        if d.role.serves_traffic()
+            && self.proxy.http_listen.is_empty()
+            && self.proxy.https_listen.is_empty()
+        {
+            return Err(invalid(
+                "proxy.http_listen and proxy.https_listen are both empty",
+            ));
         }
         self.proxy.timeouts.check()?;
         if !(1..=MAX_CONNECTIONS_LIMIT).contains(&self.proxy.max_connections) {
@@ -548,20 +566,35 @@ proxy:
             "deployment: {role: data_plane, status: {listen: '127.0.0.1:9090'}, etcd: {cache_dir: /var/cache/portcullis}}\nproxy: {timeouts: {handshake: 0.5}, max_connections: 5, reuse_port: false}",
         )
         .expect("valid");
-        assert_eq!(config.proxy.timeouts.handshake(), Duration::from_millis(500));
+        assert_eq!(
+            config.proxy.timeouts.handshake(),
+            Duration::from_millis(500)
+        );
         assert_eq!(config.proxy.timeouts.header_read(), Duration::from_secs(30));
         assert_eq!(config.proxy.max_connections, 5);
         assert!(!config.proxy.reuse_port);
-        assert_eq!(config.deployment.status.expect("status").listen, "127.0.0.1:9090");
+        assert_eq!(
+            config.deployment.status.expect("status").listen,
+            "127.0.0.1:9090"
+        );
         let defaults = parse("deployment: {role: data_plane}").expect("valid");
         assert!(defaults.proxy.reuse_port && defaults.deployment.etcd.cache_dir.is_none());
         assert_eq!(defaults.proxy.timeouts.handshake(), Duration::from_secs(10));
 
-        let err = parse("deployment: {role: data_plane}\nproxy: {timeouts: {header_read: 0}}").expect_err("zero");
-        assert!(err.to_string().contains("proxy.timeouts.header_read"), "{err}");
-        let err = parse("deployment: {role: data_plane}\nproxy: {timeouts: {handshake: .nan}}").expect_err("NaN");
-        assert!(err.to_string().contains("proxy.timeouts.handshake"), "{err}");
-        let err = parse("deployment: {role: data_plane}\nproxy: {max_connections: 0}").expect_err("zero");
+        let err = parse("deployment: {role: data_plane}\nproxy: {timeouts: {header_read: 0}}")
+            .expect_err("zero");
+        assert!(
+            err.to_string().contains("proxy.timeouts.header_read"),
+            "{err}"
+        );
+        let err = parse("deployment: {role: data_plane}\nproxy: {timeouts: {handshake: .nan}}")
+            .expect_err("NaN");
+        assert!(
+            err.to_string().contains("proxy.timeouts.handshake"),
+            "{err}"
+        );
+        let err =
+            parse("deployment: {role: data_plane}\nproxy: {max_connections: 0}").expect_err("zero");
         assert!(err.to_string().contains("proxy.max_connections"), "{err}");
     }
 
@@ -593,29 +626,59 @@ deployment:
         let admin = config.deployment.admin.expect("admin");
         let tls = admin.tls.expect("tls");
         assert_eq!(tls.client_ca.as_deref(), Some(Path::new("/certs/ca.crt")));
-        let allow: Vec<String> = admin.allow.expect("allow").iter().map(ToString::to_string).collect();
-        assert_eq!(allow, ["127.0.0.0/8", "10.0.0.0/8", "192.168.1.7/32", "::1/128"]);
+        let allow: Vec<String> = admin
+            .allow
+            .expect("allow")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            allow,
+            ["127.0.0.0/8", "10.0.0.0/8", "192.168.1.7/32", "::1/128"]
+        );
     }
 
     #[test]
     fn refuses_a_bad_or_empty_allow_list() {
-        let err = serde_yaml::from_str::<Config>("deployment: {admin: {keys: [{name: a, key: k}], allow: ['10.0.0.0/33']}}")
-            .expect_err("bad CIDR");
-        assert!(err.to_string().contains("\"10.0.0.0/33\" is neither a CIDR block"), "{err}");
-        let err = parse("deployment: {admin: {keys: [{name: a, key: k}], allow: []}}").expect_err("empty");
-        assert!(err.to_string().contains("deployment.admin.allow is empty"), "{err}");
+        let err = serde_yaml::from_str::<Config>(
+            "deployment: {admin: {keys: [{name: a, key: k}], allow: ['10.0.0.0/33']}}",
+        )
+        .expect_err("bad CIDR");
+        assert!(
+            err.to_string()
+                .contains("\"10.0.0.0/33\" is neither a CIDR block"),
+            "{err}"
+        );
+        let err = parse("deployment: {admin: {keys: [{name: a, key: k}], allow: []}}")
+            .expect_err("empty");
+        assert!(
+            err.to_string().contains("deployment.admin.allow is empty"),
+            "{err}"
+        );
     }
 
     #[test]
     fn etcd_tls_and_https_endpoints_go_together() {
-        let err = parse("deployment: {role: data_plane, etcd: {endpoints: ['https://etcd:2379']}}").expect_err("no tls");
-        assert!(err.to_string().contains("https://etcd:2379 is https:// but deployment.etcd.tls is not set"), "{err}");
+        let err = parse("deployment: {role: data_plane, etcd: {endpoints: ['https://etcd:2379']}}")
+            .expect_err("no tls");
+        assert!(
+            err.to_string()
+                .contains("https://etcd:2379 is https:// but deployment.etcd.tls is not set"),
+            "{err}"
+        );
         let err = parse("deployment: {role: data_plane, etcd: {endpoints: ['http://etcd:2379'], tls: {ca: /ca.crt}}}")
             .expect_err("http with tls");
-        assert!(err.to_string().contains("http://etcd:2379 must be https://"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("http://etcd:2379 must be https://"),
+            "{err}"
+        );
         let err = parse("deployment: {role: data_plane, etcd: {endpoints: ['https://etcd:2379'], tls: {ca: /ca.crt, cert: /c.crt}}}")
             .expect_err("cert without key");
-        assert!(err.to_string().contains("`cert` and `key` go together"), "{err}");
+        assert!(
+            err.to_string().contains("`cert` and `key` go together"),
+            "{err}"
+        );
         let err = parse("deployment: {role: data_plane, etcd: {endpoints: ['https://etcd:2379'], tls: {ca: /ca.crt, sni: 'bad name!'}}}")
             .expect_err("bad sni");
         assert!(err.to_string().contains("deployment.etcd.tls.sni"), "{err}");
@@ -652,30 +715,43 @@ deployment:
 
         load_with_files(dir.path(), &leaf.cert, &leaf.key, &ca.cert_pem()).expect("valid files");
 
-        let err = load_with_files(dir.path(), &leaf.cert, &other.key, &ca.cert_pem()).expect_err("mismatch");
+        let err = load_with_files(dir.path(), &leaf.cert, &other.key, &ca.cert_pem())
+            .expect_err("mismatch");
         let msg = err.to_string();
-        assert!(msg.contains("deployment.etcd.tls.key") && msg.contains("not the private key"), "{msg}");
+        assert!(
+            msg.contains("deployment.etcd.tls.key") && msg.contains("not the private key"),
+            "{msg}"
+        );
 
-        let err = load_with_files(dir.path(), &leaf.cert, &leaf.key, "not a pem").expect_err("bad CA");
+        let err =
+            load_with_files(dir.path(), &leaf.cert, &leaf.key, "not a pem").expect_err("bad CA");
         let msg = err.to_string();
-        assert!(msg.contains("deployment.etcd.tls.ca") && msg.contains("ca.crt"), "{msg}");
+        assert!(
+            msg.contains("deployment.etcd.tls.ca") && msg.contains("ca.crt"),
+            "{msg}"
+        );
 
         std::fs::remove_file(dir.path().join("tls.key")).expect("remove key");
         let path = dir.path().join("config.yaml");
         let msg = Config::load(&path).expect_err("missing key").to_string();
-        assert!(msg.contains("tls.key") && msg.contains("cannot read"), "{msg}");
+        assert!(
+            msg.contains("tls.key") && msg.contains("cannot read"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn the_keyring_parses_and_never_prints() {
-        let config = parse(
-            "deployment: {role: data_plane, data_encryption: {keyring: [s3cretkey, other]}}",
-        )
-        .expect("valid");
+        let config =
+            parse("deployment: {role: data_plane, data_encryption: {keyring: [s3cretkey, other]}}")
+                .expect("valid");
         assert_eq!(config.deployment.data_encryption.keyring.len(), 2);
         let debug = format!("{:?}", config.deployment);
         assert!(!debug.contains("s3cretkey"), "{debug}");
         let typo = "deployment: {role: data_plane, data_encryption: {keys: []}}";
-        assert!(serde_yaml::from_str::<Config>(typo).is_err(), "unknown fields are refused");
+        assert!(
+            serde_yaml::from_str::<Config>(typo).is_err(),
+            "unknown fields are refused"
+        );
     }
 }

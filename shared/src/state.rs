@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use imbl::OrdMap;
+
 use serde_json::Value;
 
 use crate::keyring::Keyring;
@@ -34,6 +36,15 @@ impl<T> Clone for Stored<T> {
     }
 }
 
+/// Two stored objects are equal when they are the same version of the same
+/// object: one validation, one revision. This is what tells a consumer
+/// (and [`imbl::OrdMap::diff`]) which objects changed between two states.
+impl<T> PartialEq for Stored<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.mod_revision == other.mod_revision && Arc::ptr_eq(&self.value, &other.value)
+    }
+}
+
 impl<T> Stored<T> {
     /// Whether `raw` is this very object: same revision and same bytes.
     fn is(&self, raw: &RawEntry) -> bool {
@@ -44,14 +55,17 @@ impl<T> Stored<T> {
 /// The set of valid objects at one etcd revision.
 ///
 /// Unchanged objects keep their `Arc` across updates and relists, so
-/// consumers can reuse whatever they built from them (`Arc::ptr_eq`).
+/// consumers can reuse whatever they built from them (`Arc::ptr_eq`). The
+/// maps are persistent: cloning a state (once per published change) is
+/// O(1) however many objects it holds, and `OrdMap::diff` between two
+/// states skips what they share.
 #[derive(Clone, Debug, Default)]
 pub struct ConfigState {
     /// The etcd revision this state reflects.
     pub revision: i64,
-    pub ssls: BTreeMap<String, Stored<ValidSsl>>,
-    pub routes: BTreeMap<String, Stored<ValidRoute>>,
-    pub upstreams: BTreeMap<String, Stored<ValidUpstream>>,
+    pub ssls: OrdMap<String, Stored<ValidSsl>>,
+    pub routes: OrdMap<String, Stored<ValidRoute>>,
+    pub upstreams: OrdMap<String, Stored<ValidUpstream>>,
     /// Objects found in etcd but refused, by key, with the reason.
     pub invalid: BTreeMap<String, String>,
 }
@@ -122,7 +136,7 @@ impl ConfigState {
         fn entries_of<'a, T: 'a>(
             layout: &'a KeyLayout,
             kind: Kind,
-            objects: &'a BTreeMap<String, Stored<T>>,
+            objects: &'a OrdMap<String, Stored<T>>,
         ) -> impl Iterator<Item = RawEntry> + 'a {
             objects.iter().map(move |(id, stored)| RawEntry {
                 key: layout.object(kind, id),
@@ -143,13 +157,34 @@ impl ConfigState {
         match valid {
             Valid::Ssl(value) => {
                 debug_assert_eq!(kind, Kind::Ssls);
-                self.ssls.insert(id, Stored { mod_revision, raw, value });
+                self.ssls.insert(
+                    id,
+                    Stored {
+                        mod_revision,
+                        raw,
+                        value,
+                    },
+                );
             }
             Valid::Route(value) => {
-                self.routes.insert(id, Stored { mod_revision, raw, value });
+                self.routes.insert(
+                    id,
+                    Stored {
+                        mod_revision,
+                        raw,
+                        value,
+                    },
+                );
             }
             Valid::Upstream(value) => {
-                self.upstreams.insert(id, Stored { mod_revision, raw, value });
+                self.upstreams.insert(
+                    id,
+                    Stored {
+                        mod_revision,
+                        raw,
+                        value,
+                    },
+                );
             }
         }
     }
@@ -235,11 +270,23 @@ mod tests {
             &layout,
             &Keyring::default(),
             3,
-            &[raw("/p/upstreams/1", UPSTREAM, 2), raw("/p/upstreams/9", UPSTREAM, 3)],
+            &[
+                raw("/p/upstreams/1", UPSTREAM, 2),
+                raw("/p/upstreams/9", UPSTREAM, 3),
+            ],
             None,
         );
-        let second = ConfigState::from_listing(&layout, &Keyring::default(), 5, &[raw("/p/upstreams/1", UPSTREAM, 2)], Some(&first));
-        assert!(Arc::ptr_eq(&first.upstreams["1"].value, &second.upstreams["1"].value));
+        let second = ConfigState::from_listing(
+            &layout,
+            &Keyring::default(),
+            5,
+            &[raw("/p/upstreams/1", UPSTREAM, 2)],
+            Some(&first),
+        );
+        assert!(Arc::ptr_eq(
+            &first.upstreams["1"].value,
+            &second.upstreams["1"].value
+        ));
         assert!(!second.contains(Kind::Upstreams, "9"));
     }
 
@@ -248,10 +295,25 @@ mod tests {
         // After a restore from a snapshot, a key may hold other content at a
         // mod_revision the gateway has already seen.
         let layout = KeyLayout::new("/p");
-        let first = ConfigState::from_listing(&layout, &Keyring::default(), 9, &[raw("/p/upstreams/1", UPSTREAM, 2)], None);
+        let first = ConfigState::from_listing(
+            &layout,
+            &Keyring::default(),
+            9,
+            &[raw("/p/upstreams/1", UPSTREAM, 2)],
+            None,
+        );
         let restored = r#"{"nodes":{"127.0.0.2:80":1},"type":"roundrobin"}"#;
-        let second = ConfigState::from_listing(&layout, &Keyring::default(), 3, &[raw("/p/upstreams/1", restored, 2)], Some(&first));
-        assert!(!Arc::ptr_eq(&first.upstreams["1"].value, &second.upstreams["1"].value));
+        let second = ConfigState::from_listing(
+            &layout,
+            &Keyring::default(),
+            3,
+            &[raw("/p/upstreams/1", restored, 2)],
+            Some(&first),
+        );
+        assert!(!Arc::ptr_eq(
+            &first.upstreams["1"].value,
+            &second.upstreams["1"].value
+        ));
         assert_eq!(&*second.upstreams["1"].raw, restored.as_bytes());
     }
 
@@ -265,17 +327,38 @@ mod tests {
         ];
         let state = ConfigState::from_listing(&layout, &Keyring::default(), 6, &kvs, None);
         let entries = state.entries(&layout);
-        let keys: Vec<_> = entries.iter().map(|e| (e.key.as_str(), e.mod_revision)).collect();
-        assert_eq!(keys, [("/p/upstreams/1", 4), ("/p/upstreams/2", 5)], "invalid objects are not cached");
-        let again = ConfigState::from_listing(&layout, &Keyring::default(), 6, &entries, Some(&state));
-        assert!(Arc::ptr_eq(&state.upstreams["2"].value, &again.upstreams["2"].value));
+        let keys: Vec<_> = entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.mod_revision))
+            .collect();
+        assert_eq!(
+            keys,
+            [("/p/upstreams/1", 4), ("/p/upstreams/2", 5)],
+            "invalid objects are not cached"
+        );
+        let again =
+            ConfigState::from_listing(&layout, &Keyring::default(), 6, &entries, Some(&state));
+        assert!(Arc::ptr_eq(
+            &state.upstreams["2"].value,
+            &again.upstreams["2"].value
+        ));
     }
 
     #[test]
     fn a_bad_update_replaces_the_good_version() {
         let layout = KeyLayout::new("/p");
-        let mut state = ConfigState::from_listing(&layout, &Keyring::default(), 2, &[raw("/p/upstreams/1", UPSTREAM, 2)], None);
-        state.put(&layout, &Keyring::default(), &raw("/p/upstreams/1", r#"{"nodes":"x"}"#, 3));
+        let mut state = ConfigState::from_listing(
+            &layout,
+            &Keyring::default(),
+            2,
+            &[raw("/p/upstreams/1", UPSTREAM, 2)],
+            None,
+        );
+        state.put(
+            &layout,
+            &Keyring::default(),
+            &raw("/p/upstreams/1", r#"{"nodes":"x"}"#, 3),
+        );
         assert!(!state.contains(Kind::Upstreams, "1"));
         state.delete(&layout, "/p/upstreams/1");
         assert!(state.invalid.is_empty());
@@ -295,7 +378,9 @@ mod tests {
         let ca = TestCa::new("CA", &PKCS_ECDSA_P256_SHA256);
         let leaf = ca.leaf("a.test", &["a.test"], Vec::new(), &PKCS_ECDSA_P256_SHA256);
         let mut ssl = serde_json::json!({"sni": "a.test", "cert": leaf.cert, "key": leaf.key});
-        keyring(1).seal_object(Kind::Ssls, &mut ssl).expect("sealed");
+        keyring(1)
+            .seal_object(Kind::Ssls, &mut ssl)
+            .expect("sealed");
         let layout = KeyLayout::new("/p");
         let kvs = [
             raw("/p/ssls/1", &ssl.to_string(), 2),
@@ -307,8 +392,14 @@ mod tests {
 
         let wrong = ConfigState::from_listing(&layout, &keyring(2), 3, &kvs, None);
         assert!(!wrong.contains(Kind::Ssls, "1"));
-        assert!(wrong.contains(Kind::Upstreams, "1"), "the others still load");
+        assert!(
+            wrong.contains(Kind::Upstreams, "1"),
+            "the others still load"
+        );
         let reason = &wrong.invalid["/p/ssls/1"];
-        assert!(reason.starts_with("cannot decrypt private key `key`"), "{reason}");
+        assert!(
+            reason.starts_with("cannot decrypt private key `key`"),
+            "{reason}"
+        );
     }
 }

@@ -206,7 +206,10 @@ impl Store {
                 async move { client.get(key, None).await }
             })
             .await?;
-        resp.kvs().first().map(|kv| self.entry(kind, kv)).transpose()
+        resp.kvs()
+            .first()
+            .map(|kv| self.entry(kind, kv))
+            .transpose()
     }
 
     /// Every object of `kind`, ordered by key. Values that are not JSON
@@ -284,17 +287,41 @@ impl Store {
     }
 
     /// Every key under the prefix, with the revision they were read at.
+    ///
+    /// Read in pages of [`LOAD_PAGE`] keys, all at the revision of the first
+    /// one: a single response holding 10,000 certificates would exceed what
+    /// the gRPC client accepts (4 MiB by default).
     pub async fn load_all(&self) -> Result<Listing, StoreError> {
-        let options = GetOptions::new().with_prefix();
-        let resp = self
-            .bounded(|mut client| {
-                let options = options.clone();
-                async move { client.get(self.layout.root(), Some(options)).await }
-            })
-            .await?;
-        let revision = resp.header().map_or(0, |h| h.revision());
-        let kvs = resp.kvs().iter().map(RawEntry::from).collect();
-        Ok(Listing { revision, kvs })
+        let root = self.layout.root();
+        let end = prefix_end(root.as_bytes());
+        let mut from = root.into_bytes();
+        let (mut kvs, mut revision) = (Vec::new(), 0);
+        loop {
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(LOAD_PAGE);
+            if revision > 0 {
+                options = options.with_revision(revision);
+            }
+            let resp = self
+                .bounded(|client| {
+                    let (key, options) = (from.clone(), options.clone());
+                    let mut kv = client.kv_client().max_decoding_message_size(MAX_PAGE_BYTES);
+                    async move { kv.get(key, Some(options)).await }
+                })
+                .await?;
+            if revision == 0 {
+                revision = resp.header().map_or(0, |h| h.revision());
+            }
+            kvs.extend(resp.kvs().iter().map(RawEntry::from));
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    // The smallest key after the last one read.
+                    from = [last.key(), &[0]].concat();
+                }
+                _ => return Ok(Listing { revision, kvs }),
+            }
+        }
     }
 
     /// Opens a watch on the whole prefix from `start_revision` (inclusive).
@@ -315,7 +342,12 @@ impl Store {
         &self.endpoints
     }
 
-    async fn put_when(&self, compare: Compare, key: String, value: &Value) -> Result<bool, StoreError> {
+    async fn put_when(
+        &self,
+        compare: Compare,
+        key: String,
+        value: &Value,
+    ) -> Result<bool, StoreError> {
         let txn = Txn::new()
             .when([compare])
             .and_then([TxnOp::put(key, value.to_string(), None)]);
@@ -338,7 +370,8 @@ impl Store {
             Some((k, id)) if k == kind => id.to_owned(),
             _ => return Err(corrupt("key outside the layout".into())),
         };
-        let value: Value = serde_json::from_slice(&raw.value).map_err(|e| corrupt(e.to_string()))?;
+        let value: Value =
+            serde_json::from_slice(&raw.value).map_err(|e| corrupt(e.to_string()))?;
         if !value.is_object() {
             return Err(corrupt("not an object".into()));
         }
@@ -371,11 +404,32 @@ impl Store {
     }
 }
 
+/// Keys per page of [`Store::load_all`].
+const LOAD_PAGE: i64 = 500;
+/// The largest page [`Store::load_all`] accepts: 500 objects of 512 KiB.
+/// (etcd refuses values over 1.5 MiB by default; real objects are a few KiB.)
+const MAX_PAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The end of the key range holding every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Only 0xff bytes: every key from the prefix on (etcd's "\0" end).
+    vec![0]
+}
+
 /// A one-line reason for an etcd error: the gRPC message rather than the
 /// status's debug dump, and the causes behind it.
 fn describe(err: &etcd_client::Error) -> String {
     let mut reason = match err {
-        etcd_client::Error::GRpcStatus(status) => format!("{:?}: {}", status.code(), status.message()),
+        etcd_client::Error::GRpcStatus(status) => {
+            format!("{:?}: {}", status.code(), status.message())
+        }
         other => other.to_string(),
     };
     let mut source = probe::inner(err).and_then(std::error::Error::source);

@@ -214,11 +214,17 @@ pub(crate) fn run_etcdctl(options: &[String], args: &[&str]) -> crate::Result<St
 /// Whether a TLS etcd on `client` answers its health check to the
 /// harness's client certificate.
 fn healthy_tls(client: SocketAddr, tls: &EtcdServerTls) -> bool {
-    let (Ok(ca), Ok(cert), Ok(key)) = (utf8(&tls.server_ca), utf8(&tls.client_cert), utf8(&tls.client_key)) else {
+    let (Ok(ca), Ok(cert), Ok(key)) = (
+        utf8(&tls.server_ca),
+        utf8(&tls.client_cert),
+        utf8(&tls.client_key),
+    ) else {
         return false;
     };
     let url = format!("https://{client}/health");
-    let health = crate::curl(&[&url, "--cacert", ca, "--cert", cert, "--key", key, "-m", "2"]);
+    let health = crate::curl(&[
+        &url, "--cacert", ca, "--cert", cert, "--key", key, "-m", "2",
+    ]);
     matches!(health, Ok(reply) if reply.status == 200 && reply.body.contains(r#""health":"true""#))
 }
 

@@ -169,7 +169,8 @@ impl Gateway {
 
     /// `GET /status` on the status listener, parsed.
     pub async fn status(&self) -> crate::Result<serde_json::Value> {
-        let reply = crate::http::send(self.ports.status, http::Method::GET, "/status", &[], None).await?;
+        let reply =
+            crate::http::send(self.ports.status, http::Method::GET, "/status", &[], None).await?;
         if reply.status != 200 {
             bail!("GET /status answered {}", reply.status);
         }
@@ -178,7 +179,8 @@ impl Gateway {
 
     /// The HTTP status of `GET path` on the status listener (`/healthz`, `/readyz`).
     pub async fn status_code(&self, path: &str) -> crate::Result<u16> {
-        let reply = crate::http::send(self.ports.status, http::Method::GET, path, &[], None).await?;
+        let reply =
+            crate::http::send(self.ports.status, http::Method::GET, path, &[], None).await?;
         Ok(reply.status)
     }
 
@@ -372,9 +374,17 @@ fn yaml_path(path: &Path) -> String {
 /// `    tls: {...}` under `deployment.etcd`.
 fn etcd_tls_yaml(tls: &EtcdClientTls) -> String {
     let mut fields = vec![format!("ca: {}", yaml_path(&tls.ca))];
-    fields.extend(tls.cert.as_deref().map(|p| format!("cert: {}", yaml_path(p))));
+    fields.extend(
+        tls.cert
+            .as_deref()
+            .map(|p| format!("cert: {}", yaml_path(p))),
+    );
     fields.extend(tls.key.as_deref().map(|p| format!("key: {}", yaml_path(p))));
-    fields.extend(tls.sni.as_deref().map(|s| format!("sni: {}", serde_json::Value::from(s))));
+    fields.extend(
+        tls.sni
+            .as_deref()
+            .map(|s| format!("sni: {}", serde_json::Value::from(s))),
+    );
     format!("    tls: {{{}}}\n", fields.join(", "))
 }
 
@@ -386,7 +396,11 @@ fn admin_access_yaml(opts: &GatewayOptions) -> String {
             format!("cert: {}", yaml_path(&tls.cert)),
             format!("key: {}", yaml_path(&tls.key)),
         ];
-        fields.extend(tls.client_ca.as_deref().map(|p| format!("client_ca: {}", yaml_path(p))));
+        fields.extend(
+            tls.client_ca
+                .as_deref()
+                .map(|p| format!("client_ca: {}", yaml_path(p))),
+        );
         yaml += &format!("    tls: {{{}}}\n", fields.join(", "));
     }
     if let Some(allow) = &opts.admin_allow {

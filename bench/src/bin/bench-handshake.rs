@@ -68,7 +68,9 @@ async fn main() -> anyhow::Result<()> {
         Mode::Full => Resume::Never,
         Mode::Resumed => Resume::Always,
     };
-    let connector = TlsConnector::from(Arc::new(client_config(&args.ca, &args.cert, &args.key, resume)?));
+    let connector = TlsConnector::from(Arc::new(client_config(
+        &args.ca, &args.cert, &args.key, resume,
+    )?));
     let name = ServerName::try_from(args.sni.clone()).context("--sni")?;
     let warmup_end = Instant::now() + Duration::from_secs(1);
     let end = warmup_end + Duration::from_secs_f64(args.duration);

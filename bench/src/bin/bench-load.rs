@@ -79,22 +79,37 @@ fn build_objects(args: &Args) -> anyhow::Result<Vec<(String, String)>> {
         if out.is_empty() || id.ends_with("-0") {
             objects::check(kind, &id, &value)?;
         }
-        out.push((format!("{prefix}/{}/{id}", kind.as_str()), value.to_string()));
+        out.push((
+            format!("{prefix}/{}/{id}", kind.as_str()),
+            value.to_string(),
+        ));
         Ok(())
     };
     for i in 0..args.ssls {
         let sni = format!("s{i}.load.test");
         let leaf = signer.server(&sni)?;
-        push(Kind::Ssls, format!("load-{i}"), objects::ssl(&format!("load-{i}"), &sni, &leaf, &signer.ca_pem))?;
+        push(
+            Kind::Ssls,
+            format!("load-{i}"),
+            objects::ssl(&format!("load-{i}"), &sni, &leaf, &signer.ca_pem),
+        )?;
     }
     for j in 0..args.routes {
         let id = format!("load-{j}");
-        let uri = if j % 2 == 0 { format!("/r/{j}") } else { format!("/p/{j}/*") };
+        let uri = if j & 1 == 0 {
+            format!("/r/{j}")
+        } else {
+            format!("/p/{j}/*")
+        };
         let hosts: Vec<String> = match args.ssls {
             0 => Vec::new(),
             n => vec![format!("s{}.load.test", j % n)],
         };
-        push(Kind::Routes, id.clone(), objects::route(&id, &uri, &hosts, &args.upstream))?;
+        push(
+            Kind::Routes,
+            id.clone(),
+            objects::route(&id, &uri, &hosts, &args.upstream),
+        )?;
     }
     Ok(out)
 }

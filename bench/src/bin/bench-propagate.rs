@@ -72,9 +72,18 @@ enum Kind {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let connector = TlsConnector::from(Arc::new(client_config(&args.ca, &args.cert, &args.key, Resume::Never)?));
+    let connector = TlsConnector::from(Arc::new(client_config(
+        &args.ca,
+        &args.cert,
+        &args.key,
+        Resume::Never,
+    )?));
     let signer = Signer::load(&args.ca, &args.ca_key)?;
-    let mut admin = Conn::new(TcpStream::connect(args.admin).await.context("connecting to the admin API")?);
+    let mut admin = Conn::new(
+        TcpStream::connect(args.admin)
+            .await
+            .context("connecting to the admin API")?,
+    );
     let mut probe = Probe {
         connector,
         gateway: args.gateway,
@@ -85,10 +94,24 @@ async fn main() -> anyhow::Result<()> {
         let update = Update::new(&args, &signer, i)?;
         let started = Instant::now();
         let response = admin
-            .send("PUT", &update.path, "admin", &[("X-API-KEY", &args.api_key), ("Content-Type", "application/json")], update.body.as_bytes())
+            .send(
+                "PUT",
+                &update.path,
+                "admin",
+                &[
+                    ("X-API-KEY", &args.api_key),
+                    ("Content-Type", "application/json"),
+                ],
+                update.body.as_bytes(),
+            )
             .await?;
         if !matches!(response.status, 200 | 201) {
-            bail!("PUT {} answered {}: {}", update.path, response.status, String::from_utf8_lossy(&response.body));
+            bail!(
+                "PUT {} answered {}: {}",
+                update.path,
+                response.status,
+                String::from_utf8_lossy(&response.body)
+            );
         }
         puts.push(started.elapsed());
         loop {
@@ -102,6 +125,12 @@ async fn main() -> anyhow::Result<()> {
         }
         served.push(started.elapsed());
     }
+    let slowest = served
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, took)| **took)
+        .map_or(0, |(i, _)| i);
+    let first = served.first().map_or(0.0, |d| d.as_secs_f64() * 1e3);
     let (served, puts) = (Millis::new(&served), Millis::new(&puts));
     println!(
         "{}",
@@ -111,6 +140,8 @@ async fn main() -> anyhow::Result<()> {
             "p50_ms": served.percentile(50.0),
             "p99_ms": served.percentile(99.0),
             "max_ms": served.max(),
+            "slowest_update": slowest,
+            "first_ms": first,
             "put_p50_ms": puts.percentile(50.0),
             "put_p99_ms": puts.percentile(99.0),
         })
@@ -184,7 +215,9 @@ impl Probe {
                 Err(_) => return false,
             };
         }
-        let Some((_, conn)) = self.conn.as_mut() else { return false };
+        let Some((_, conn)) = self.conn.as_mut() else {
+            return false;
+        };
         match conn.send("GET", &update.uri, &update.sni, &[], b"").await {
             Ok(response) => {
                 if response.closing {

@@ -88,7 +88,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn read_json(path: &Path) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(text.trim()).with_context(|| format!("{} is not JSON", path.display()))
 }
 
@@ -96,8 +97,13 @@ fn read_json(path: &Path) -> anyhow::Result<Value> {
 /// number of failed requests, from an oha JSON report.
 fn from_oha(report: &Value) -> anyhow::Result<Vec<(String, f64)>> {
     let metrics = &report["metrics"];
-    let rps = metrics["requests_per_sec"].as_f64().context("oha report without requests_per_sec")?;
-    let codes = report["statusCodeDistribution"].as_object().cloned().unwrap_or_default();
+    let rps = metrics["requests_per_sec"]
+        .as_f64()
+        .context("oha report without requests_per_sec")?;
+    let codes = report["statusCodeDistribution"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     let count = |ok: bool| -> f64 {
         codes
             .iter()
@@ -118,11 +124,21 @@ fn from_oha(report: &Value) -> anyhow::Result<Vec<(String, f64)>> {
                 + 0.0
         })
         .unwrap_or(0.0);
-    let ok_share = if good + bad > 0.0 { good / (good + bad) } else { 0.0 };
+    let ok_share = if good + bad > 0.0 {
+        good / (good + bad)
+    } else {
+        0.0
+    };
     Ok(vec![
         ("req/s".to_owned(), rps * ok_share),
-        ("p50_ms".to_owned(), metrics["latency_ms"]["p50"].as_f64().unwrap_or(f64::NAN)),
-        ("p99_ms".to_owned(), metrics["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN)),
+        (
+            "p50_ms".to_owned(),
+            metrics["latency_ms"]["p50"].as_f64().unwrap_or(f64::NAN),
+        ),
+        (
+            "p99_ms".to_owned(),
+            metrics["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN),
+        ),
         ("failed".to_owned(), bad + errors),
     ])
 }
@@ -146,10 +162,16 @@ fn numbers(object: &Value) -> Vec<(String, f64)> {
         .collect()
 }
 
-fn append(results: &Path, scenario: &str, proxy: &str, metrics: &[(String, f64)]) -> anyhow::Result<()> {
+fn append(
+    results: &Path,
+    scenario: &str,
+    proxy: &str,
+    metrics: &[(String, f64)],
+) -> anyhow::Result<()> {
     let mut file = OpenOptions::new().create(true).append(true).open(results)?;
     for (metric, value) in metrics {
-        let record = json!({"scenario": scenario, "proxy": proxy, "metric": metric, "value": value});
+        let record =
+            json!({"scenario": scenario, "proxy": proxy, "metric": metric, "value": value});
         writeln!(file, "{record}")?;
     }
     Ok(())
@@ -163,14 +185,18 @@ struct Record {
 }
 
 fn read_records(path: &Path) -> anyhow::Result<Vec<Record>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut records = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(line)?;
         let field = |name: &str| v[name].as_str().map(str::to_owned);
-        let (Some(scenario), Some(proxy), Some(metric), Some(value)) =
-            (field("scenario"), field("proxy"), field("metric"), v["value"].as_f64())
-        else {
+        let (Some(scenario), Some(proxy), Some(metric), Some(value)) = (
+            field("scenario"),
+            field("proxy"),
+            field("metric"),
+            v["value"].as_f64(),
+        ) else {
             bail!("malformed record {line}");
         };
         records.push(Record {
@@ -220,7 +246,11 @@ fn fmt(value: f64) -> String {
 
 /// Lower is better for latencies and sizes; higher for rates.
 fn lower_is_better(metric: &str) -> bool {
-    metric.ends_with("_ms") || metric.ends_with("_mb") || metric.ends_with("_ns") || metric == "failed" || metric == "errors"
+    metric.ends_with("_ms")
+        || metric.ends_with("_mb")
+        || metric.ends_with("_ns")
+        || metric == "failed"
+        || metric == "errors"
 }
 
 fn table(records: &[Record], title: &str) -> String {
@@ -248,7 +278,7 @@ fn table(records: &[Record], title: &str) -> String {
         out.push_str(title);
         out.push('\n');
     }
-    let mut header = format!("{:<34}{:<12}", "scenario", "metric");
+    let mut header = format!("{:<48}{:<12}", "scenario", "metric");
     for proxy in &proxies {
         header.push_str(&format!("{:<26}", proxy));
         if proxy != BASELINE {
@@ -262,10 +292,16 @@ fn table(records: &[Record], title: &str) -> String {
     for (scenario, metric) in &order {
         let cell = |proxy: &str| cells.get(&(scenario.clone(), metric.clone(), proxy.to_owned()));
         let baseline = cell(BASELINE).map(Cell::median);
-        let label = if lower_is_better(metric) { format!("{metric} ↓") } else { metric.clone() };
-        let mut line = format!("{:<34}{:<12}", scenario, label);
+        let label = if lower_is_better(metric) {
+            format!("{metric} ↓")
+        } else {
+            metric.clone()
+        };
+        let mut line = format!("{:<48}{:<12}", scenario, label);
         for proxy in &proxies {
-            let text = cell(proxy).map_or(String::new(), |c| format!("{}{}", fmt(c.median()), c.spread()));
+            let text = cell(proxy).map_or(String::new(), |c| {
+                format!("{}{}", fmt(c.median()), c.spread())
+            });
             line.push_str(&format!("{:<26}", text));
             if proxy != BASELINE {
                 let ratio = match (baseline, cell(proxy)) {
@@ -280,6 +316,8 @@ fn table(records: &[Record], title: &str) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    out.push_str("ratio = Portcullis median / nginx median; ↓ = lower is better, else higher is better\n");
+    out.push_str(
+        "ratio = Portcullis median / nginx median; ↓ = lower is better, else higher is better\n",
+    );
     out
 }

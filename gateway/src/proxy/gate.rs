@@ -76,10 +76,12 @@ pub(super) fn refuse_misdirected(
 /// be bypassable by switching to the HTTP listener.
 fn refuse_plaintext(host: &str, host_ssl: Option<(&str, &MtlsPolicy)>) -> Result<(), ProxyError> {
     match host_ssl {
-        Some((id, policy)) if !matches!(policy, MtlsPolicy::Off) => Err(ProxyError::PlaintextToMtlsHost {
-            host: host.to_owned(),
-            host_ssl: id.to_owned(),
-        }),
+        Some((id, policy)) if !matches!(policy, MtlsPolicy::Off) => {
+            Err(ProxyError::PlaintextToMtlsHost {
+                host: host.to_owned(),
+                host_ssl: id.to_owned(),
+            })
+        }
         _ => Ok(()),
     }
 }

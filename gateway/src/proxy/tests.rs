@@ -183,7 +183,7 @@ fn route(id: &str, uri: UriPattern, upstream: ValidUpstream, plugins: Value) -> 
 fn snapshot(routes: &[Arc<ValidRoute>]) -> Snapshot {
     Snapshot {
         revision: 1,
-        tls: SniTable::build(&[], None, None),
+        tls: Arc::new(SniTable::build(&[], None, None)),
         routes: RouteTable::build(routes, &BTreeMap::new()),
     }
 }

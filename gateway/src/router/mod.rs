@@ -13,39 +13,45 @@
 //! A lookup costs at most four hash lookups plus one radix-tree walk along
 //! the path per bucket, whatever the number of routes.
 //!
+//! A table is updated, not rebuilt, when configuration changes
+//! ([`RouteTable::update`]): only the changed routes, and those depending on
+//! a changed upstream or SSL object, are built again, and the persistent
+//! index shares everything else with the previous table (see `index`).
+//!
 //! Routes with `status: 0` are left out. A route that cannot serve (its
 //! `upstream_id` is missing, a plugin fails to build) is *kept* and answers
 //! 503: dropping it would let its requests fall through to a broader route
 //! that lacks its plugins, which fails open.
 
+mod index;
 mod path;
 mod prefix_tree;
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
 use http::Method;
-use shared::validate::{HostPattern, UpstreamRef, UriPattern, ValidRoute, ValidSsl, ValidUpstream};
+use shared::validate::{ClientIdentity, Trust, UpstreamRef, ValidRoute, ValidSsl, ValidUpstream};
 
+use index::Index;
 pub(crate) use path::{normalize_path, PathError};
-use prefix_tree::PrefixTree;
 
 use crate::plugins::PluginChain;
-use crate::upstream::{BuildContext, UpstreamPools, UpstreamTarget};
+use crate::upstream::{BuildContext, SslObjects, UpstreamPools, UpstreamTarget};
 
-/// Every enabled route of one configuration, indexed for lookup.
-#[derive(Default)]
+/// Every enabled route of one configuration, indexed for lookup. Cloning is
+/// O(1): every part is persistent.
+#[derive(Clone, Default)]
 pub struct RouteTable {
-    exact_hosts: HashMap<String, UriIndex>,
-    /// Keyed by the suffix after `*.`.
-    wildcard_hosts: HashMap<String, UriIndex>,
-    /// Routes listing the host `*`.
-    any_host: UriIndex,
-    /// Routes without `hosts`.
-    no_host: UriIndex,
-    len: usize,
+    index: Index,
+    /// Every enabled route, by id: what the next update starts from.
+    routes: imbl::HashMap<Arc<str>, Arc<ValidRoute>>,
+    /// The stored upstreams as built, by id: every route naming one shares
+    /// its balancer.
+    targets: imbl::HashMap<Arc<str>, BuiltTarget>,
+    /// The routes to build again when an upstream or SSL object changes.
+    dependents: imbl::HashMap<Dependency, imbl::HashSet<Arc<str>>>,
     /// The upstream clients this table's upstreams use, handed on to the
     /// next table so that unchanged TLS profiles keep their connections.
     pools: Arc<UpstreamPools>,
@@ -66,15 +72,39 @@ pub(crate) struct Pipeline {
     pub(crate) upstream: Arc<UpstreamTarget>,
 }
 
-/// Routes sharing one host bucket, by URI.
-#[derive(Default)]
-struct UriIndex {
-    exact: HashMap<String, Candidates>,
-    prefixes: PrefixTree<Candidates>,
+/// A stored upstream as built from one version of its object.
+#[derive(Clone)]
+struct BuiltTarget {
+    spec: Arc<ValidUpstream>,
+    target: Result<Arc<UpstreamTarget>, String>,
 }
 
-/// Routes registered under the same host and URI, best first.
-type Candidates = Vec<Arc<RouteEntry>>;
+/// What a built route was built from, besides itself.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Dependency {
+    /// `upstream_id`.
+    Upstream(Arc<str>),
+    /// An SSL object its inline upstream's `tls` names.
+    Ssl(Arc<str>),
+}
+
+/// How the objects a table was built from changed since; see
+/// [`RouteTable::update`].
+#[derive(Default)]
+pub struct Changes {
+    /// New versions of routes (`None`: deleted).
+    pub routes: Vec<(String, Option<Arc<ValidRoute>>)>,
+    /// New versions of stored upstreams (`None`: deleted).
+    pub upstreams: Vec<(String, Option<Arc<ValidUpstream>>)>,
+    /// SSL objects added, replaced or deleted.
+    pub ssls: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.upstreams.is_empty() && self.ssls.is_empty()
+    }
+}
 
 impl RouteTable {
     /// Indexes the enabled `routes`, resolving `upstream_id`s against
@@ -97,20 +127,64 @@ impl RouteTable {
         ssls: &BTreeMap<String, Arc<ValidSsl>>,
         pools: Arc<UpstreamPools>,
     ) -> RouteTable {
-        let ctx = BuildContext {
-            ssls,
-            pools: &pools,
-            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        let mut table = RouteTable {
+            pools,
+            ..RouteTable::default()
         };
-        let mut targets = UpstreamTargets::new(upstreams, &ctx);
-        let mut table = RouteTable::default();
-        for route in routes.iter().filter(|route| route.enabled) {
-            let entry = Arc::new(RouteEntry::build(route, &mut targets));
-            table.insert(route, &entry);
-            table.len += 1;
+        let ssl = |id: &str| ssls.get(id).cloned();
+        for (id, spec) in upstreams {
+            table.put_target(id, Arc::clone(spec), &ssl);
         }
-        table.rank_candidates();
-        table.pools = pools;
+        for route in routes {
+            table.put_route(route, &ssl);
+        }
+        table
+    }
+
+    /// The table for the configuration that differs from this table's by
+    /// `changes`; `ssl` finds the SSL objects of that configuration by id.
+    /// Only the changed routes, and the routes whose upstream or upstream
+    /// TLS objects changed, are built again; everything else is shared.
+    pub fn update(
+        &self,
+        changes: &Changes,
+        ssl: &dyn Fn(&str) -> Option<Arc<ValidSsl>>,
+    ) -> RouteTable {
+        let mut table = self.clone();
+        let mut stale: HashSet<Arc<str>> = HashSet::new();
+        let mut upstreams: Vec<(Arc<str>, Option<Arc<ValidUpstream>>)> = changes
+            .upstreams
+            .iter()
+            .map(|(id, spec)| (Arc::from(id.as_str()), spec.clone()))
+            .collect();
+        for id in &changes.ssls {
+            stale.extend(table.dependents_of(&Dependency::Ssl(Arc::from(id.as_str()))));
+            // Stored upstreams whose `tls` names the object: built again too.
+            for (upstream, built) in table.targets.iter() {
+                if ssl_references(&built.spec).any(|r| r == id) {
+                    upstreams.push((Arc::clone(upstream), Some(Arc::clone(&built.spec))));
+                }
+            }
+        }
+        for (id, spec) in upstreams {
+            match spec {
+                Some(spec) => table.put_target(&id, spec, ssl),
+                None => drop(table.targets.remove(&id)),
+            }
+            stale.extend(table.dependents_of(&Dependency::Upstream(id)));
+        }
+        for (id, route) in &changes.routes {
+            stale.remove(id.as_str());
+            table.remove_route(id);
+            if let Some(route) = route {
+                table.put_route(route, ssl);
+            }
+        }
+        for id in stale {
+            if let Some(route) = table.routes.get(&id).cloned() {
+                table.put_route(&route, ssl);
+            }
+        }
         table
     }
 
@@ -128,108 +202,135 @@ impl RouteTable {
         path: &str,
         method: &Method,
     ) -> Option<&Arc<RouteEntry>> {
-        let host_buckets = host.into_iter().flat_map(|host| {
-            [
-                self.exact_hosts.get(host),
-                parent_domain(host).and_then(|parent| self.wildcard_hosts.get(parent)),
-                Some(&self.any_host),
-            ]
-        });
-        host_buckets
-            .flatten()
-            .chain([&self.no_host])
-            .find_map(|bucket| bucket.find(path, method))
+        self.index.find(host, path, method)
     }
 
     /// The number of enabled routes.
     pub fn len(&self) -> usize {
-        self.len
+        self.routes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.routes.is_empty()
     }
 
-    fn insert(&mut self, route: &ValidRoute, entry: &Arc<RouteEntry>) {
-        if route.hosts.is_empty() {
-            self.no_host.insert(&route.uris, entry);
+    /// Builds `route` and registers it (replacing any route of the same id);
+    /// a disabled route is only unregistered.
+    fn put_route(&mut self, route: &Arc<ValidRoute>, ssl: &dyn Fn(&str) -> Option<Arc<ValidSsl>>) {
+        self.remove_route(&route.id);
+        if !route.enabled {
+            return;
         }
-        for host in &route.hosts {
-            let bucket = match host {
-                HostPattern::Exact(name) => self.exact_hosts.entry(name.clone()).or_default(),
-                HostPattern::Wildcard(suffix) => {
-                    self.wildcard_hosts.entry(suffix.clone()).or_default()
-                }
-                HostPattern::Any => &mut self.any_host,
+        let entry = Arc::new(RouteEntry::build(route, &self.targets, &self.pools, ssl));
+        self.index.insert(route, &entry);
+        let id: Arc<str> = Arc::from(route.id.as_str());
+        for dependency in dependencies(route) {
+            let mut users = self
+                .dependents
+                .get(&dependency)
+                .cloned()
+                .unwrap_or_default();
+            users.insert(Arc::clone(&id));
+            self.dependents.insert(dependency, users);
+        }
+        self.routes.insert(id, Arc::clone(route));
+    }
+
+    fn remove_route(&mut self, id: &str) {
+        let Some(route) = self.routes.remove(id) else {
+            return;
+        };
+        self.index.remove(&route, id);
+        for dependency in dependencies(&route) {
+            let Some(mut users) = self.dependents.get(&dependency).cloned() else {
+                continue;
             };
-            bucket.insert(&route.uris, entry);
+            users.remove(id);
+            if users.is_empty() {
+                self.dependents.remove(&dependency);
+            } else {
+                self.dependents.insert(dependency, users);
+            }
         }
     }
 
-    fn rank_candidates(&mut self) {
-        let buckets = self
-            .exact_hosts
-            .values_mut()
-            .chain(self.wildcard_hosts.values_mut());
-        for bucket in buckets.chain([&mut self.any_host, &mut self.no_host]) {
-            bucket.rank_candidates();
-        }
+    fn put_target(
+        &mut self,
+        id: &str,
+        spec: Arc<ValidUpstream>,
+        ssl: &dyn Fn(&str) -> Option<Arc<ValidSsl>>,
+    ) {
+        let ssls = referenced_ssls(&spec, ssl);
+        let ctx = build_context(&ssls, &self.pools);
+        let target = UpstreamTarget::build(format!("upstream {id}"), &spec, &ctx).map(Arc::new);
+        self.targets
+            .insert(Arc::from(id), BuiltTarget { spec, target });
+    }
+
+    fn dependents_of(&self, dependency: &Dependency) -> Vec<Arc<str>> {
+        self.dependents
+            .get(dependency)
+            .map(|users| users.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
-/// `a.example.com` -> `example.com`: the suffix a `*.example.com` pattern
-/// stores (a wildcard covers exactly one label).
-fn parent_domain(host: &str) -> Option<&str> {
-    host.split_once('.')
-        .filter(|(label, rest)| !label.is_empty() && !rest.is_empty())
-        .map(|(_, rest)| rest)
-}
-
-impl UriIndex {
-    fn insert(&mut self, uris: &[UriPattern], entry: &Arc<RouteEntry>) {
-        for uri in uris {
-            let candidates = match uri {
-                UriPattern::Exact(path) => self.exact.entry(path.clone()).or_default(),
-                UriPattern::Prefix(prefix) => self.prefixes.entry_or_insert_with(prefix, Vec::new),
-            };
-            candidates.push(Arc::clone(entry));
-        }
-    }
-
-    fn rank_candidates(&mut self) {
-        let all = self.exact.values_mut().chain(self.prefixes.values_mut());
-        for candidates in all {
-            candidates
-                .sort_by(|a, b| (Reverse(a.priority), &a.id).cmp(&(Reverse(b.priority), &b.id)));
-            // A route listing the same URI twice is one candidate.
-            candidates.dedup_by(|a, b| Arc::ptr_eq(a, b));
-        }
-    }
-
-    fn find(&self, path: &str, method: &Method) -> Option<&Arc<RouteEntry>> {
-        self.exact
-            .get(path)
-            .and_then(|candidates| first_allowing(candidates, method))
-            .or_else(|| {
-                self.prefixes
-                    .find_longest(path, &mut |c| first_allowing(c, method))
-            })
+/// Besides its own object, what a route's build reads.
+fn dependencies(route: &ValidRoute) -> Vec<Dependency> {
+    match &route.upstream {
+        UpstreamRef::Id(id) => vec![Dependency::Upstream(Arc::from(id.as_str()))],
+        UpstreamRef::Inline(spec) => ssl_references(spec)
+            .map(|id| Dependency::Ssl(Arc::from(id)))
+            .collect(),
     }
 }
 
-fn first_allowing<'a>(candidates: &'a Candidates, method: &Method) -> Option<&'a Arc<RouteEntry>> {
-    candidates.iter().find(|route| route.allows(method))
+/// The SSL objects an upstream's `tls` names (`client_cert_id`, `ca_id`).
+fn ssl_references(spec: &ValidUpstream) -> impl Iterator<Item = &str> {
+    let tls = spec.tls.as_ref();
+    let identity = tls.and_then(|tls| match &tls.identity {
+        Some(ClientIdentity::SslObject(id)) => Some(id.as_str()),
+        _ => None,
+    });
+    let trust = tls.and_then(|tls| match &tls.trust {
+        Trust::SslObject(id) => Some(id.as_str()),
+        _ => None,
+    });
+    identity.into_iter().chain(trust)
+}
+
+/// Just the SSL objects `spec` names, for building it.
+fn referenced_ssls(
+    spec: &ValidUpstream,
+    ssl: &dyn Fn(&str) -> Option<Arc<ValidSsl>>,
+) -> SslObjects {
+    ssl_references(spec)
+        .filter_map(|id| Some((id.to_owned(), ssl(id)?)))
+        .collect()
+}
+
+fn build_context<'a>(ssls: &'a SslObjects, pools: &'a UpstreamPools) -> BuildContext<'a> {
+    BuildContext {
+        ssls,
+        pools,
+        provider: crate::tls::provider(),
+    }
 }
 
 impl RouteEntry {
-    fn build(route: &ValidRoute, targets: &mut UpstreamTargets<'_>) -> RouteEntry {
+    fn build(
+        route: &ValidRoute,
+        targets: &imbl::HashMap<Arc<str>, BuiltTarget>,
+        pools: &UpstreamPools,
+        ssl: &dyn Fn(&str) -> Option<Arc<ValidSsl>>,
+    ) -> RouteEntry {
         let methods: Result<Vec<Method>, _> = route
             .methods
             .iter()
             .map(|m| Method::from_bytes(m.as_bytes()))
             .collect();
         let pipeline = match methods {
-            Ok(_) => Pipeline::build(route, targets),
+            Ok(_) => Pipeline::build(route, targets, pools, ssl),
             Err(_) => Err(format!(
                 "methods {:?} include an invalid method",
                 route.methods
@@ -269,55 +370,26 @@ impl fmt::Debug for RouteEntry {
 }
 
 impl Pipeline {
-    fn build(route: &ValidRoute, targets: &mut UpstreamTargets<'_>) -> Result<Pipeline, String> {
+    fn build(
+        route: &ValidRoute,
+        targets: &imbl::HashMap<Arc<str>, BuiltTarget>,
+        pools: &UpstreamPools,
+        ssl: &dyn Fn(&str) -> Option<Arc<ValidSsl>>,
+    ) -> Result<Pipeline, String> {
         let plugins = PluginChain::build(&route.plugins).map_err(|err| err.to_string())?;
-        let upstream = targets.resolve(&route.id, &route.upstream)?;
-        Ok(Pipeline { plugins, upstream })
-    }
-}
-
-/// Builds each stored upstream once per table, so that every route naming it
-/// shares one balancer.
-struct UpstreamTargets<'a> {
-    stored: &'a BTreeMap<String, Arc<ValidUpstream>>,
-    ctx: &'a BuildContext<'a>,
-    built: HashMap<String, Result<Arc<UpstreamTarget>, String>>,
-}
-
-impl<'a> UpstreamTargets<'a> {
-    fn new(stored: &'a BTreeMap<String, Arc<ValidUpstream>>, ctx: &'a BuildContext<'a>) -> Self {
-        UpstreamTargets {
-            stored,
-            ctx,
-            built: HashMap::new(),
-        }
-    }
-
-    fn resolve(
-        &mut self,
-        route_id: &str,
-        upstream: &UpstreamRef,
-    ) -> Result<Arc<UpstreamTarget>, String> {
-        match upstream {
-            UpstreamRef::Inline(spec) => UpstreamTarget::build(
-                format!("inline upstream of route {route_id}"),
-                spec,
-                self.ctx,
-            )
-            .map(Arc::new),
-            UpstreamRef::Id(id) => {
-                let (stored, ctx) = (self.stored, self.ctx);
-                self.built
-                    .entry(id.clone())
-                    .or_insert_with(|| match stored.get(id) {
-                        Some(spec) => {
-                            UpstreamTarget::build(format!("upstream {id}"), spec, ctx).map(Arc::new)
-                        }
-                        None => Err(format!("upstream_id {id:?} does not exist")),
-                    })
-                    .clone()
+        let upstream = match &route.upstream {
+            UpstreamRef::Inline(spec) => {
+                let ssls = referenced_ssls(spec, ssl);
+                let ctx = build_context(&ssls, pools);
+                let name = format!("inline upstream of route {}", route.id);
+                Arc::new(UpstreamTarget::build(name, spec, &ctx)?)
             }
-        }
+            UpstreamRef::Id(id) => match targets.get(id.as_str()) {
+                Some(built) => built.target.clone()?,
+                None => return Err(format!("upstream_id {id:?} does not exist")),
+            },
+        };
+        Ok(Pipeline { plugins, upstream })
     }
 }
 

@@ -2,17 +2,21 @@ use std::time::Instant;
 
 use serde_json::json;
 use shared::resource::{PassHost, Route, Scheme, Upstream};
-use shared::validate::{Timeouts, UpstreamNode};
+use shared::validate::{HostPattern, Timeouts, UpstreamNode, UriPattern};
 
 use super::*;
 
 fn upstream() -> Arc<ValidUpstream> {
+    upstream_at(8080)
+}
+
+fn upstream_at(port: u16) -> Arc<ValidUpstream> {
     Arc::new(ValidUpstream {
         id: Some("u1".to_owned()),
         spec: Upstream::default(),
         nodes: vec![UpstreamNode {
             host: "127.0.0.1".to_owned(),
-            port: 8080,
+            port,
             weight: 1,
         }],
         scheme: Scheme::Http,
@@ -460,4 +464,166 @@ fn lookups_stay_cheap_with_a_hundred_thousand_routes() {
         "lookups took {:?}",
         started.elapsed()
     );
+}
+
+/// A deterministic stream of small numbers (no randomness in test runs).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+const HOSTS: [&str; 5] = ["a.test", "b.test", "*.test", "*", "x.a.test"];
+const URIS: [&str; 6] = ["/", "/api", "/api/*", "/api/v1/*", "/*", "/other"];
+const PROBES: [&str; 6] = ["/", "/api", "/api/v1/x", "/api/x", "/other", "/none/here"];
+
+fn random_route(rng: &mut Lcg, id: &str) -> Arc<ValidRoute> {
+    let host = HOSTS[rng.below(HOSTS.len() as u64) as usize];
+    let uri = URIS[rng.below(URIS.len() as u64) as usize];
+    let second_uri = URIS[rng.below(URIS.len() as u64) as usize];
+    let hosts: &[&str] = match rng.below(3) {
+        0 => &[],
+        _ => std::slice::from_ref(&host),
+    };
+    let methods: &[&str] = if rng.below(4) == 0 { &["POST"] } else { &[] };
+    let mut route = route(Spec {
+        id,
+        uris: &[uri, second_uri],
+        hosts,
+        methods,
+        priority: rng.below(3) as i64,
+    });
+    if rng.below(5) == 0 {
+        Arc::get_mut(&mut route).unwrap().enabled = false;
+    }
+    route
+}
+
+/// Which route every probe request finds.
+fn answers(table: &RouteTable) -> Vec<Option<String>> {
+    let hosts = [
+        None,
+        Some("a.test"),
+        Some("b.test"),
+        Some("x.a.test"),
+        Some("c.other"),
+    ];
+    let mut out = Vec::new();
+    for host in hosts {
+        for path in PROBES {
+            for method in [Method::GET, Method::POST] {
+                out.push(found(table, host, path, method));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn updates_answer_exactly_as_a_fresh_build() {
+    let mut rng = Lcg(7);
+    let mut current: BTreeMap<String, Arc<ValidRoute>> = BTreeMap::new();
+    let mut table = table(Vec::new());
+    for step in 0..400 {
+        let id = format!("r{}", rng.below(12));
+        let change = if current.contains_key(&id) && rng.below(3) == 0 {
+            current.remove(&id);
+            None
+        } else {
+            let route = random_route(&mut rng, &id);
+            current.insert(id.clone(), Arc::clone(&route));
+            Some(route)
+        };
+        let previous = table.clone();
+        let before = answers(&previous);
+        let changes = Changes {
+            routes: vec![(id, change)],
+            ..Changes::default()
+        };
+        table = table.update(&changes, &|_| None);
+        let fresh = RouteTable::build(&current.values().cloned().collect::<Vec<_>>(), &upstreams());
+        assert_eq!(answers(&table), answers(&fresh), "step {step}");
+        assert_eq!(table.len(), fresh.len(), "step {step}");
+        assert_eq!(
+            answers(&previous),
+            before,
+            "step {step}: the old table changed"
+        );
+    }
+}
+
+#[test]
+fn unchanged_routes_keep_their_built_entries() {
+    let a = route(Spec {
+        id: "a",
+        uris: &["/a"],
+        ..BASE
+    });
+    let b = route(Spec {
+        id: "b",
+        uris: &["/b"],
+        ..BASE
+    });
+    let first = table(vec![a, Arc::clone(&b)]);
+    let a2 = route(Spec {
+        id: "a",
+        uris: &["/a2"],
+        ..BASE
+    });
+    let changes = Changes {
+        routes: vec![("a".to_owned(), Some(a2))],
+        ..Changes::default()
+    };
+    let second = first.update(&changes, &|_| None);
+    let entry =
+        |table: &RouteTable, path| Arc::clone(table.find(None, path, &Method::GET).unwrap());
+    assert!(Arc::ptr_eq(&entry(&first, "/b"), &entry(&second, "/b")));
+    assert_eq!(get(&second, None, "/a"), None);
+    assert_eq!(get(&second, None, "/a2").as_deref(), Some("a"));
+    assert_eq!(
+        get(&first, None, "/a").as_deref(),
+        Some("a"),
+        "the old table is intact"
+    );
+}
+
+#[test]
+fn upstream_changes_rebuild_the_routes_naming_them() {
+    let first = table(vec![route(Spec {
+        id: "a",
+        uris: &["/a"],
+        ..BASE
+    })]);
+    fn target(table: &RouteTable) -> Result<String, String> {
+        let route = table.find(None, "/a", &Method::GET).unwrap();
+        route
+            .pipeline()
+            .map(|p| p.upstream.node(0).address().to_owned())
+            .map_err(str::to_owned)
+    }
+    assert_eq!(target(&first).as_deref(), Ok("127.0.0.1:8080"));
+
+    let changes = Changes {
+        upstreams: vec![("u1".to_owned(), Some(upstream_at(9090)))],
+        ..Changes::default()
+    };
+    let second = first.update(&changes, &|_| None);
+    assert_eq!(target(&second).as_deref(), Ok("127.0.0.1:9090"));
+
+    let changes = Changes {
+        upstreams: vec![("u1".to_owned(), None)],
+        ..Changes::default()
+    };
+    let third = second.update(&changes, &|_| None);
+    assert_eq!(
+        target(&third),
+        Err("upstream_id \"u1\" does not exist".to_owned())
+    );
+    assert_eq!(target(&first).as_deref(), Ok("127.0.0.1:8080"));
 }

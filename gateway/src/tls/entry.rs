@@ -83,7 +83,8 @@ impl Entry {
         // (and the client identity verified in it) can only be resumed on the
         // SSL object, with the CA, that established it. No server-side cache:
         // it would cost memory per SSL object whether used or not.
-        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(EntryError::Ticketer)?;
+        config.ticketer =
+            rustls::crypto::aws_lc_rs::Ticketer::new().map_err(EntryError::Ticketer)?;
         config.session_storage = Arc::new(NoServerSessionStorage {});
         Ok(Entry {
             ssl: Arc::clone(ssl),
