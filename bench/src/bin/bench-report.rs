@@ -278,7 +278,7 @@ fn table(records: &[Record], title: &str) -> String {
         out.push_str(title);
         out.push('\n');
     }
-    let mut header = format!("{:<48}{:<12}", "scenario", "metric");
+    let mut header = format!("{:<62}{:<14}", "scenario", "metric");
     for proxy in &proxies {
         header.push_str(&format!("{:<26}", proxy));
         if proxy != BASELINE {
@@ -297,7 +297,7 @@ fn table(records: &[Record], title: &str) -> String {
         } else {
             metric.clone()
         };
-        let mut line = format!("{:<48}{:<12}", scenario, label);
+        let mut line = format!("{:<62}{:<14}", scenario, label);
         for proxy in &proxies {
             let text = cell(proxy).map_or(String::new(), |c| {
                 format!("{}{}", fmt(c.median()), c.spread())

@@ -37,7 +37,7 @@ pub(super) enum Outcome {
 pub(super) async fn forward(
     pipeline: &Pipeline,
     ctx: &RequestCtx<'_>,
-    request: UpstreamRequest,
+    mut request: UpstreamRequest,
     body: Incoming,
 ) -> Result<Outcome, ProxyError> {
     let upstream = &pipeline.upstream;
@@ -49,14 +49,14 @@ pub(super) async fn forward(
             upstream: upstream.name.to_string(),
         })?;
         let node = upstream.node(index);
-        let mut parts =
-            request
-                .for_node(upstream, node)
-                .map_err(|reason| ProxyError::UpstreamRequest {
-                    route: ctx.route_id.to_owned(),
-                    upstream: upstream.name.to_string(),
-                    reason,
-                })?;
+        let last_attempt = failed.len() >= upstream.retries as usize;
+        let mut parts = request
+            .for_node(upstream, node, last_attempt)
+            .map_err(|reason| ProxyError::UpstreamRequest {
+                route: ctx.route_id.to_owned(),
+                upstream: upstream.name.to_string(),
+                reason,
+            })?;
         if let ControlFlow::Break(response) =
             pipeline.plugins.upstream_request_filter(ctx, &mut parts)
         {
@@ -107,8 +107,14 @@ impl UpstreamRequest {
     }
 
     /// The request for one attempt on `node`: HTTP/1.1, absolute URI, `Host`
-    /// as the upstream's `pass_host` says.
-    fn for_node(&self, upstream: &UpstreamTarget, node: &Node) -> Result<Parts, String> {
+    /// as the upstream's `pass_host` says. The `last` attempt takes the
+    /// headers instead of copying them (no retry will need them).
+    fn for_node(
+        &mut self,
+        upstream: &UpstreamTarget,
+        node: &Node,
+        last: bool,
+    ) -> Result<Parts, String> {
         let uri = upstream
             .uri(node, self.path_and_query.clone())
             .map_err(|err| err.to_string())?;
@@ -116,7 +122,11 @@ impl UpstreamRequest {
         parts.method = self.method.clone();
         parts.uri = uri;
         parts.version = Version::HTTP_11;
-        parts.headers = self.headers.clone();
+        parts.headers = if last {
+            std::mem::take(&mut self.headers)
+        } else {
+            self.headers.clone()
+        };
         if let Some(host) = upstream.host_header(node, self.client_host.as_ref()) {
             parts.headers.insert(http::header::HOST, host);
         }

@@ -21,6 +21,10 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// Removes the headers that apply to one connection only: those RFC 9110
 /// §7.6.1 lists, the legacy ones, and any named in `Connection`.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // The common case, checked without hashing: nothing to strip.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
@@ -33,7 +37,13 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in [
+    for name in hop_by_hop() {
+        headers.remove(name);
+    }
+}
+
+fn hop_by_hop() -> [&'static HeaderName; 9] {
+    [
         &CONNECTION,
         &KEEP_ALIVE,
         &PROXY_CONNECTION,
@@ -43,9 +53,11 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         &TRAILER,
         &TRANSFER_ENCODING,
         &UPGRADE,
-    ] {
-        headers.remove(name);
-    }
+    ]
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    hop_by_hop().contains(&name)
 }
 
 /// Prepares the client's headers for the upstream: hop-by-hop headers and

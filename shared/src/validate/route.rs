@@ -12,7 +12,8 @@ use crate::resource::Route;
 #[derive(Debug)]
 pub struct ValidRoute {
     pub id: String,
-    /// The object as stored, except `plugins` (moved to [`Self::plugins`]).
+    /// The object as stored, except `plugins` (moved to [`Self::plugins`])
+    /// and an inline `upstream` (validated into [`Self::upstream`]).
     pub spec: Route,
     pub enabled: bool,
     /// At least one.
@@ -39,6 +40,8 @@ pub(super) fn validate(id: &str, value: &Value) -> Result<ValidRoute, Validation
     let uris = uris(&spec)?;
     let hosts = hosts(&spec)?;
     let upstream = upstream_ref(&spec, value)?;
+    // Validated into `upstream`; a second copy would only cost memory.
+    spec.upstream = None;
     super::plugins::check(&spec.plugins)?;
     let mut methods: Vec<String> = spec
         .methods
