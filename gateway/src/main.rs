@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use clap::Parser;
-use gateway::listener::{ConnectionLimit, Listener, Protocol, Server, ShutdownSignal};
+use gateway::listener::{ConnectionLimit, Listener, Protocol, Server, ShutdownSignal, Workers};
 use gateway::proxy::Proxy;
 use gateway::snapshot::{self, Snapshot};
 use gateway::status::{DataPlaneStatus, StatusServer, StatusSources};
@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_tracing();
     let config = Config::load(&args.config)?;
-    let runtime = runtime(config.proxy.worker_threads)?;
+    let runtime = runtime()?;
     runtime.block_on(run(config))
 }
 
@@ -50,12 +50,11 @@ fn init_tracing() {
         .init();
 }
 
-fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if worker_threads > 0 {
-        builder.worker_threads(worker_threads);
-    }
-    builder
+/// The control runtime: etcd, the admin API, the status endpoints and the
+/// snapshot builder. Proxy traffic runs on worker threads of its own
+/// ([`Workers`]), so one thread is plenty here.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
@@ -205,32 +204,52 @@ fn start_data_plane(
     (status, server)
 }
 
+/// Binds every proxy listener once per worker thread and starts the
+/// workers; `tasks` ends when they have drained.
 async fn open_proxy_listeners(
     config: &Config,
     server: Arc<Server>,
     shutdown: ShutdownSignal,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
-    let listeners = config
-        .proxy
+    let proxy = &config.proxy;
+    let workers = worker_count(proxy.worker_threads);
+    let addrs = proxy
         .http_listen
         .iter()
         .map(|addr| (addr, Protocol::Http))
         .chain(
-            config
-                .proxy
+            proxy
                 .https_listen
                 .iter()
                 .map(|addr| (addr, Protocol::Https)),
         );
-    for (addr, protocol) in listeners {
-        let listener = Listener::bind(addr, protocol, config.proxy.reuse_port)
+    let mut per_worker: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
+    for (addr, protocol) in addrs {
+        let first = Listener::bind(addr, protocol, proxy.reuse_port)
             .await
             .with_context(|| format!("cannot listen on {addr} ({protocol:?})"))?;
-        tracing::info!(addr = %listener.local_addr()?, ?protocol, "proxy listening");
-        tasks.spawn(listener.serve(Arc::clone(&server), shutdown.clone()));
+        tracing::info!(addr = %first.local_addr()?, ?protocol, workers, "proxy listening");
+        for listeners in per_worker.iter_mut().skip(1) {
+            let sibling = first.sibling(proxy.reuse_port).with_context(|| {
+                format!("cannot listen on {addr} ({protocol:?}) again for another worker")
+            })?;
+            listeners.push(sibling);
+        }
+        per_worker[0].push(first);
     }
+    let workers = Workers::start(per_worker, &server, &shutdown)
+        .context("cannot start the proxy worker threads")?;
+    tasks.spawn(workers.drained());
     Ok(())
+}
+
+/// `proxy.worker_threads`, 0 meaning one per core.
+fn worker_count(configured: usize) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    }
 }
 
 async fn start_status(

@@ -310,7 +310,8 @@ pub struct ProxyConfig {
     /// Used when a client sends no SNI; without it such handshakes are refused.
     #[serde(default)]
     pub fallback_sni: Option<String>,
-    /// Worker threads of the runtime; 0 = one per core.
+    /// Proxy worker threads, each serving its own connections on its own
+    /// listening sockets; 0 = one per core.
     #[serde(default)]
     pub worker_threads: usize,
     #[serde(default)]
@@ -462,6 +463,12 @@ impl Config {
             ));
         }
         self.proxy.timeouts.check()?;
+        if self.proxy.worker_threads > MAX_WORKER_THREADS {
+            return Err(ConfigError::Invalid(format!(
+                "proxy.worker_threads: {} is more than {MAX_WORKER_THREADS}",
+                self.proxy.worker_threads
+            )));
+        }
         if !(1..=MAX_CONNECTIONS_LIMIT).contains(&self.proxy.max_connections) {
             return Err(ConfigError::Invalid(format!(
                 "proxy.max_connections: {} is not between 1 and {MAX_CONNECTIONS_LIMIT}",
@@ -494,6 +501,8 @@ fn default_admin_listen() -> String {
 
 /// More would exceed what one process can hold open anyway.
 const MAX_CONNECTIONS_LIMIT: usize = 100_000_000;
+/// Far above any core count; a typo's thousands of threads are refused.
+const MAX_WORKER_THREADS: usize = 1024;
 
 fn default_max_connections() -> usize {
     100_000
@@ -596,6 +605,9 @@ proxy:
         let err =
             parse("deployment: {role: data_plane}\nproxy: {max_connections: 0}").expect_err("zero");
         assert!(err.to_string().contains("proxy.max_connections"), "{err}");
+        let err = parse("deployment: {role: data_plane}\nproxy: {worker_threads: 100000}")
+            .expect_err("too many threads");
+        assert!(err.to_string().contains("proxy.worker_threads"), "{err}");
     }
 
     #[test]

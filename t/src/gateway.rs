@@ -53,6 +53,8 @@ pub struct GatewayOptions {
     pub proxy_yaml: String,
     /// `deployment.etcd.timeout`, seconds (default 3).
     pub etcd_timeout: u64,
+    /// `proxy.worker_threads` (default 2: connections spread over threads).
+    pub worker_threads: usize,
 }
 
 impl Default for GatewayOptions {
@@ -71,6 +73,7 @@ impl Default for GatewayOptions {
             cache_dir: None,
             proxy_yaml: String::new(),
             etcd_timeout: 3,
+            worker_threads: 2,
         }
     }
 }
@@ -356,9 +359,10 @@ fn render_config(opts: &GatewayOptions, etcd_endpoints: &[String], ports: Ports)
         yaml += &admin_access_yaml(opts);
     }
     yaml += &format!(
-        "proxy:\n  http_listen: [{http}]\n  https_listen: [{https}]\n  worker_threads: 2\n",
+        "proxy:\n  http_listen: [{http}]\n  https_listen: [{https}]\n  worker_threads: {workers}\n",
         http = q(&ports.http.to_string()),
         https = q(&ports.https.to_string()),
+        workers = opts.worker_threads,
     );
     if let Some(sni) = &opts.fallback_sni {
         yaml += &format!("  fallback_sni: {}\n", q(sni));

@@ -4,7 +4,7 @@
 
 use harness::fixtures::{curl_http, eventually_status, PROPAGATION_TIMEOUT};
 use harness::pki::{Ca, Leaf};
-use harness::{wait_until, Etcd, Gateway, TlsEchoOptions, TlsEchoServer};
+use harness::{wait_until, Etcd, Gateway, GatewayOptions, TlsEchoOptions, TlsEchoServer};
 use serde_json::{json, Value};
 
 /// The upstream's CA, and the CA the upstream trusts for client certificates.
@@ -148,7 +148,12 @@ async fn each_client_identity_has_its_own_pool_and_changes_apply_without_restart
 ) -> harness::Result<()> {
     let pki = Pki::new();
     let etcd = Etcd::start().await?;
-    let gw = Gateway::start(&etcd).await?;
+    // Pools are per worker thread: with one worker, per gateway.
+    let one_worker = GatewayOptions {
+        worker_threads: 1,
+        ..GatewayOptions::default()
+    };
+    let gw = Gateway::start_with(&etcd, one_worker).await?;
     let upstream = pki.upstream(true).await?;
     let node = upstream.node();
     let admin = gw.admin();

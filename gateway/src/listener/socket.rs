@@ -15,9 +15,15 @@ const BACKLOG: i32 = 1024;
 /// and the kernel spreads new connections over both: that is how a new
 /// gateway takes over the ports before the old one stops.
 pub(crate) async fn bind(addr: &str, reuse_port: bool) -> io::Result<TcpListener> {
+    TcpListener::from_std(bind_std(addr, reuse_port).await?)
+}
+
+/// [`bind`], returning the socket not yet registered with a runtime: a
+/// worker thread registers it with its own.
+pub(crate) async fn bind_std(addr: &str, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     let mut last_error = None;
     for resolved in tokio::net::lookup_host(addr).await? {
-        match bind_one(resolved, reuse_port) {
+        match bind_exact(resolved, reuse_port) {
             Ok(listener) => return Ok(listener),
             Err(err) => last_error = Some(err),
         }
@@ -30,7 +36,8 @@ pub(crate) async fn bind(addr: &str, reuse_port: bool) -> io::Result<TcpListener
     }))
 }
 
-fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+/// Binds exactly `addr`, non-blocking.
+pub(crate) fn bind_exact(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::STREAM,
@@ -46,7 +53,7 @@ fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Closes the listener after taking every connection already in its accept

@@ -1,6 +1,6 @@
 //! The HTTP clients upstream requests go through, one per TLS profile
-//! ([`super::pools`]), each with its own pool of keep-alive connections
-//! (keyed by scheme, host and port within the profile): plain TCP for
+//! ([`super::pools`]), each with its own pools of keep-alive connections
+//! (one per proxy worker thread, keyed by scheme, host and port): plain TCP for
 //! `scheme: http`; for `scheme: https`, rustls configured from the
 //! upstream's `tls` (client certificate, trust anchors, server name) and
 //! offering h2 and http/1.1 by ALPN. Requests are HTTP/1.1 unless the
@@ -39,6 +39,7 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use shared::validate::Timeouts;
 use thiserror::Error;
+use thread_local::ThreadLocal;
 use tokio::sync::oneshot;
 
 use super::body::AttemptBody;
@@ -88,9 +89,15 @@ impl SendError {
     }
 }
 
-/// The client of one TLS profile, and its connection pool.
+type PooledClient = Client<TimedConnector<HttpsConnector<HttpConnector>>, AttemptBody>;
+
+/// The client of one TLS profile, and its connection pools: one per proxy
+/// worker thread (as nginx workers and Envoy workers keep theirs), so a
+/// request only ever uses connections its own thread drives, never waking
+/// another thread.
 pub(crate) struct UpstreamClient {
-    inner: Client<TimedConnector<HttpsConnector<HttpConnector>>, AttemptBody>,
+    connector: TimedConnector<HttpsConnector<HttpConnector>>,
+    per_thread: ThreadLocal<PooledClient>,
 }
 
 impl UpstreamClient {
@@ -121,12 +128,21 @@ impl UpstreamClient {
     }
 
     fn with_connector(https: HttpsConnector<HttpConnector>) -> UpstreamClient {
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .build(TimedConnector { inner: https });
-        UpstreamClient { inner }
+        UpstreamClient {
+            connector: TimedConnector { inner: https },
+            per_thread: ThreadLocal::new(),
+        }
+    }
+
+    /// This thread's client, made on its first request.
+    fn pooled(&self) -> &PooledClient {
+        self.per_thread.get_or(|| {
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+                .build(self.connector.clone())
+        })
     }
 
     /// Sends `req` and waits for the response headers.
@@ -140,7 +156,7 @@ impl UpstreamClient {
         timeouts: &Timeouts,
         sent: Option<oneshot::Receiver<()>>,
     ) -> Result<Response<Incoming>, SendError> {
-        let response = CONNECT_TIMEOUT.scope(timeouts.connect, self.inner.request(req));
+        let response = CONNECT_TIMEOUT.scope(timeouts.connect, self.pooled().request(req));
         tokio::pin!(response);
         let budget = match sent {
             None => timeouts.connect + timeouts.read,
