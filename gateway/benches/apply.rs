@@ -2,8 +2,10 @@
 //! routes by default; `APPLY_SSLS` / `APPLY_ROUTES` change it), step by
 //! step: copying the watched state, validating the changed object, and
 //! applying the change to the serving snapshot (and, to compare, building
-//! the snapshot from scratch). Run with
-//! `cargo bench -p portcullis-gateway --bench apply`.
+//! the snapshot from scratch). The changes: one plain route, one SSL object,
+//! and one route starting to verify client certificates (which changes what
+//! the handshakes of the SSL objects it can be reached through ask for).
+//! Run with `cargo bench -p portcullis-gateway --bench apply`.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -48,9 +50,11 @@ struct Fixture {
     /// Built from `state`, and the builder that built it.
     snapshot: Snapshot,
     builder: Builder,
-    /// A new version of one route, and of one SSL object.
+    /// A new version of one route, of one SSL object, and of one route now
+    /// verifying client certificates.
     route_put: RawEntry,
     ssl_put: RawEntry,
+    cert_route_put: RawEntry,
 }
 
 fn route(j: usize, ssls: usize, upstream_port: u16) -> serde_json::Value {
@@ -117,9 +121,12 @@ fn fixture() -> Fixture {
         validated - before,
         rss_mb() - validated
     );
+    let mut cert_route = route(7, ssls, 18080);
+    cert_route["plugins"]["client-cert-auth"] = json!({"ca": [ca_pem]});
     Fixture {
         builder,
         route_put: entry("routes", "load-7".to_owned(), route(7, ssls, 18081), 3),
+        cert_route_put: entry("routes", "load-7".to_owned(), cert_route, 3),
         ssl_put: entry("ssls", "load-3".to_owned(), ssl(3), 3),
         layout,
         keyring,
@@ -148,9 +155,11 @@ fn apply(c: &mut Criterion) {
     for (name, put) in [
         ("snapshot_one_route_changed", &f.route_put),
         ("snapshot_one_ssl_changed", &f.ssl_put),
+        ("snapshot_cert_route_changed", &f.cert_route_put),
     ] {
         let mut state = ConfigState::clone(&f.state);
         state.put(&f.layout, &f.keyring, put);
+        assert!(state.invalid.is_empty(), "{name}: {:?}", state.invalid);
         state.revision += 1;
         let state = Arc::new(state);
         group.bench_function(name, |b| {

@@ -5,11 +5,13 @@
 //! result is swapped in whole with `ArcSwap`, so a request sees either the
 //! old configuration or the new one, never a mix. After the first build,
 //! each change is applied as a difference: the route table is updated, not
-//! rebuilt (see [`RouteTable::update`]), and the SNI table is rebuilt only
-//! when an SSL object (or a route asking for client certificates) changed,
-//! reusing the built TLS configuration of every unchanged SSL object (see
-//! [`SniTable::build`]). Upstream TLS profiles that did not change keep
-//! their pooled connections.
+//! rebuilt (see [`RouteTable::update`]), and so is the SNI table when an SSL
+//! object changed (see [`SniTable::update`]): both cost what changed, not
+//! what the configuration holds. The routes verifying client certificates
+//! themselves are tracked apart: when one of them changed, every SSL object
+//! is checked for the CA names its handshakes ask for, and only those whose
+//! names changed are built again.
+//! Upstream TLS profiles that did not change keep their pooled connections.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use arc_swap::ArcSwap;
 use imbl::ordmap::DiffItem;
 use imbl::OrdMap;
 use shared::state::{ConfigState, Stored};
-use shared::validate::{ValidRoute, CLIENT_CERT_AUTH};
+use shared::validate::{ValidRoute, ValidSsl, CLIENT_CERT_AUTH};
 use tokio::sync::watch;
 
 use crate::router::{Changes, RouteTable};
@@ -29,7 +31,8 @@ use crate::tls::{RouteCertRequests, SniTable};
 pub struct Snapshot {
     /// The etcd revision this snapshot reflects (0 before the first load).
     pub revision: i64,
-    /// Shared with the previous snapshot when no SSL object changed.
+    /// Shared with the previous snapshot when no SSL object changed, and
+    /// sharing every unchanged part with it otherwise.
     pub tls: Arc<SniTable>,
     pub routes: RouteTable,
 }
@@ -51,7 +54,7 @@ impl Snapshot {
         fallback_sni: Option<&str>,
         previous: Option<&Snapshot>,
     ) -> Snapshot {
-        let requests = cert_requests(state);
+        let requests = CertRoutes::of(state).requests;
         Snapshot::build_with(state, fallback_sni, previous, &requests)
     }
 
@@ -96,16 +99,50 @@ fn sni_table(
     SniTable::build_for_routes(&ssls, fallback_sni, previous.map(|p| &*p.tls), requests)
 }
 
-/// What the handshakes ask for on behalf of routes verifying client
-/// certificates themselves.
-fn cert_requests(state: &ConfigState) -> RouteCertRequests {
-    let routes: Vec<_> = state
-        .routes
-        .values()
-        .filter(|s| asks_for_certificates(&s.value))
-        .map(|s| Arc::clone(&s.value))
-        .collect();
-    crate::plugins::client_cert_requests(&routes)
+/// The routes verifying client certificates themselves, and what the
+/// handshakes ask for on their behalf.
+#[derive(Clone)]
+struct CertRoutes {
+    /// By id: a route change updates them without a pass over every route.
+    routes: OrdMap<String, Arc<ValidRoute>>,
+    requests: Arc<RouteCertRequests>,
+}
+
+impl CertRoutes {
+    fn of(state: &ConfigState) -> CertRoutes {
+        let routes = state
+            .routes
+            .iter()
+            .filter(|(_, s)| asks_for_certificates(&s.value))
+            .map(|(id, s)| (id.clone(), Arc::clone(&s.value)))
+            .collect();
+        CertRoutes::from_routes(routes)
+    }
+
+    fn from_routes(routes: OrdMap<String, Arc<ValidRoute>>) -> CertRoutes {
+        let listed: Vec<_> = routes.values().cloned().collect();
+        CertRoutes {
+            requests: Arc::new(crate::plugins::client_cert_requests(&listed)),
+            routes,
+        }
+    }
+
+    /// These after the route `changes`; `None` when none of the changed
+    /// routes verifies certificates, before or after.
+    fn after(&self, changes: &[(String, Option<Arc<ValidRoute>>)]) -> Option<CertRoutes> {
+        let mut routes = self.routes.clone();
+        let mut changed = false;
+        for (id, now) in changes {
+            match now.as_ref().filter(|route| asks_for_certificates(route)) {
+                Some(route) => {
+                    routes.insert(id.clone(), Arc::clone(route));
+                    changed = true;
+                }
+                None => changed |= routes.remove(id).is_some(),
+            }
+        }
+        changed.then(|| CertRoutes::from_routes(routes))
+    }
 }
 
 fn asks_for_certificates(route: &ValidRoute) -> bool {
@@ -113,7 +150,7 @@ fn asks_for_certificates(route: &ValidRoute) -> bool {
 }
 
 /// The SSL objects by id, for upstream `tls.client_cert_id` and `tls.ca_id`.
-fn ssls_by_id(state: &ConfigState) -> BTreeMap<String, Arc<shared::validate::ValidSsl>> {
+fn ssls_by_id(state: &ConfigState) -> BTreeMap<String, Arc<ValidSsl>> {
     state
         .ssls
         .iter()
@@ -126,8 +163,9 @@ fn ssls_by_id(state: &ConfigState) -> BTreeMap<String, Arc<shared::validate::Val
 #[derive(Clone)]
 pub struct Builder {
     fallback_sni: Option<String>,
-    /// The state the current snapshot reflects, and its certificate requests.
-    last: Option<(Arc<ConfigState>, Arc<RouteCertRequests>)>,
+    /// The state the current snapshot reflects, and its routes verifying
+    /// client certificates.
+    last: Option<(Arc<ConfigState>, CertRoutes)>,
 }
 
 impl Builder {
@@ -143,56 +181,49 @@ impl Builder {
     /// made last (or any snapshot, for the first call).
     pub fn next(&mut self, state: Arc<ConfigState>, current: &Snapshot) -> Snapshot {
         let fallback = self.fallback_sni.as_deref();
-        let (snapshot, requests) = match self.last.take() {
+        let (snapshot, cert_routes) = match self.last.take() {
             None => {
-                let requests = Arc::new(cert_requests(&state));
-                (
-                    Snapshot::build_with(&state, fallback, Some(current), &requests),
-                    requests,
-                )
+                let cert_routes = CertRoutes::of(&state);
+                let requests = &cert_routes.requests;
+                let snapshot = Snapshot::build_with(&state, fallback, Some(current), requests);
+                (snapshot, cert_routes)
             }
-            Some((last, requests)) => apply(&last, &state, current, fallback, requests),
+            Some((last, cert_routes)) => apply(&last, &state, current, fallback, cert_routes),
         };
-        self.last = Some((state, requests));
+        self.last = Some((state, cert_routes));
         snapshot
     }
 }
 
-/// The snapshot for `state`, from `current` (built from `last` with
-/// `requests`), rebuilding only what the differences require.
+/// The snapshot for `state`, from `current` (built from `last`, whose routes
+/// verifying certificates are `cert_routes`), rebuilding only what the
+/// differences require.
 fn apply(
     last: &ConfigState,
     state: &ConfigState,
     current: &Snapshot,
     fallback_sni: Option<&str>,
-    requests: Arc<RouteCertRequests>,
-) -> (Snapshot, Arc<RouteCertRequests>) {
+    cert_routes: CertRoutes,
+) -> (Snapshot, CertRoutes) {
+    let ssls = changed(&last.ssls, &state.ssls);
     let changes = Changes {
         routes: changed(&last.routes, &state.routes),
         upstreams: changed(&last.upstreams, &state.upstreams),
-        ssls: changed(&last.ssls, &state.ssls)
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect(),
+        ssls: ssls.iter().map(|(id, _)| id.clone()).collect(),
     };
-    let asked_before = |id: &str| {
-        last.routes
-            .get(id)
-            .is_some_and(|s| asks_for_certificates(&s.value))
-    };
-    let requests_changed = changes
-        .routes
-        .iter()
-        .any(|(id, now)| asked_before(id) || now.as_deref().is_some_and(asks_for_certificates));
-    let requests = if requests_changed {
-        Arc::new(cert_requests(state))
-    } else {
-        requests
-    };
-    let tls = if requests_changed || !changes.ssls.is_empty() {
-        Arc::new(sni_table(state, fallback_sni, Some(current), &requests))
-    } else {
-        Arc::clone(&current.tls)
+    let (cert_routes, tls) = match cert_routes.after(&changes.routes) {
+        Some(now) => {
+            let every_ssl = with_every_ssl(state, ssls);
+            let tls = current.tls.update(&every_ssl, fallback_sni, &now.requests);
+            (now, Arc::new(tls))
+        }
+        None if ssls.is_empty() => (cert_routes, Arc::clone(&current.tls)),
+        None => {
+            let tls = current
+                .tls
+                .update(&ssls, fallback_sni, &cert_routes.requests);
+            (cert_routes, Arc::new(tls))
+        }
     };
     let ssl = |id: &str| state.ssls.get(id).map(|s| Arc::clone(&s.value));
     let routes = if changes.is_empty() {
@@ -205,7 +236,23 @@ fn apply(
         tls,
         routes,
     };
-    (snapshot, requests)
+    (snapshot, cert_routes)
+}
+
+/// The SSL object `changes` with every object of `state` added: what
+/// [`SniTable::update`] must look at when the CA names asked for on behalf
+/// of routes changed, which may concern any object. Objects whose entry
+/// stays the same cost a comparison each.
+fn with_every_ssl(
+    state: &ConfigState,
+    changes: Vec<(String, Option<Arc<ValidSsl>>)>,
+) -> Vec<(String, Option<Arc<ValidSsl>>)> {
+    let removed = changes.into_iter().filter(|(_, now)| now.is_none());
+    let present = state
+        .ssls
+        .iter()
+        .map(|(id, s)| (id.clone(), Some(Arc::clone(&s.value))));
+    removed.chain(present).collect()
 }
 
 /// The ids whose object differs between `before` and `after` (added,

@@ -197,3 +197,70 @@ fn differences_are_found_by_identity() {
         ["a:true", "b:false"]
     );
 }
+
+/// The SSL object and the CA names asked for on behalf of routes, per SNI.
+fn tls_answers(snapshot: &Snapshot) -> Vec<String> {
+    [
+        None,
+        Some("a.test"),
+        Some("b.test"),
+        Some("x.c.test"),
+        Some("other"),
+    ]
+    .into_iter()
+    .map(|sni| {
+        let entry = snapshot.tls.for_sni(sni);
+        let names = entry.map(|e| e.route_names.as_ref().map(Vec::len));
+        format!("{sni:?} -> {:?} {names:?}", entry.map(|e| &*e.id))
+    })
+    .collect()
+}
+
+#[test]
+fn ssl_changes_are_applied_as_a_full_build_would() {
+    let ca = rcgen::CertificateParams::new(Vec::new())
+        .unwrap()
+        .self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap()
+        .pem();
+    let disabled = |sni: &str| {
+        let mut ssl = ssl(sni);
+        ssl["status"] = json!(0);
+        ssl
+    };
+    let steps: Vec<Step> = vec![
+        Box::new(|c| c.put("ssls", "s2", ssl("a.test"))),
+        Box::new(|c| c.put("ssls", "s3", ssl("*"))),
+        // A smaller id claiming the same name takes it over.
+        Box::new(|c| c.put("ssls", "s1", ssl("a.test"))),
+        Box::new(move |c| {
+            c.put(
+                "routes",
+                "m",
+                json!({"uri": "/m", "hosts": ["a.test"], "upstream": upstream(1),
+                       "plugins": {"client-cert-auth": {"ca": [ca.clone()]}}}),
+            )
+        }),
+        // Disabled: the name goes back to the next claimant.
+        Box::new(move |c| c.put("ssls", "s1", disabled("a.test"))),
+        Box::new(|c| c.put("ssls", "s2", ssl("*.c.test"))),
+        Box::new(|c| c.delete("routes", "m")),
+        Box::new(|c| c.delete("ssls", "s3")),
+        Box::new(|c| c.put("ssls", "s1", ssl("a.test"))),
+    ];
+    for fallback in [None, Some("a.test")] {
+        let mut config = Config::new();
+        let mut builder = Builder::new(fallback.map(str::to_owned));
+        let mut current = Snapshot::empty(fallback);
+        for (step, change) in steps.iter().enumerate() {
+            let state = change(&mut config);
+            let next = builder.next(Arc::clone(&state), &current);
+            let fresh = Snapshot::build(&state, fallback, None);
+            assert_eq!(tls_answers(&next), tls_answers(&fresh), "step {step}");
+            assert_eq!(next.tls.len(), fresh.tls.len(), "step {step}");
+            current = next;
+        }
+        assert_eq!(current.tls.ssl_id_for("a.test"), Some("s1"));
+        assert_eq!(current.tls.ssl_id_for("x.c.test"), Some("s2"));
+    }
+}

@@ -1,14 +1,17 @@
 //! TLS termination for the HTTPS listeners.
 //!
 //! Everything that can be derived from the SSL objects is built once per
-//! configuration change, in [`SniTable::build`]: one rustls `ServerConfig`
-//! per SSL object, with its own certificate resolver, client-certificate
-//! verifier and session cache. Per connection, [`accept`] does one hash lookup
-//! on the ClientHello's SNI, the handshake with that object's configuration,
-//! and one parse of the client's leaf certificate.
+//! change of each object, in [`SniTable::build`] and [`SniTable::update`]:
+//! one rustls `ServerConfig` per SSL object, with its own certificate
+//! resolver, client-certificate verifier and session ticket key. The table
+//! is persistent, so an update costs what changed, not what the table holds.
+//! Per connection, [`accept`] does one hash lookup on the ClientHello's SNI,
+//! the handshake with that object's configuration, and one parse of the
+//! client's leaf certificate.
 //!
 //! Module map:
-//! * `table`: the SNI table (exact, one-label wildcard, `*`, fallback);
+//! * `table`: the SNI table (exact, one-label wildcard, `*`, fallback) and
+//!   its updates;
 //! * `entry`: one SSL object turned into a `ServerConfig`;
 //! * `resolve`: server certificate selection (RSA and ECDSA side by side);
 //! * `verify`, `trust`, `revocation` and `v1`: client-certificate

@@ -3,9 +3,13 @@
 //! Lookups are hash lookups, whatever the number of SSL objects: an exact
 //! name first, then the one-label wildcard covering it (`a.example.com` ->
 //! `*.example.com`), then `*`.
+//!
+//! The table is persistent (`imbl` maps): cloning it is O(1), and
+//! [`SniTable::update`] applies changed SSL objects by touching only their
+//! own names, so one change costs the same whatever the number of objects.
+//! To make that possible each name keeps every object claiming it, smallest
+//! id first: the first serves, and removing it hands the name to the next.
 
-use std::collections::hash_map::Entry as Slot;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -15,21 +19,32 @@ use shared::validate::{normalize_host, HostPattern, ValidSsl};
 use super::entry::Entry;
 use super::RouteCertRequests;
 
-/// Per-SSL-object TLS state for every SNI, built once per configuration
-/// change.
+/// Per-SSL-object TLS state for every SNI, built once per change of each
+/// object. Cloning is O(1).
 ///
 /// When two SSL objects claim the same SNI pattern, the one with the smallest
 /// id (in byte order) serves it and a warning names both.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct SniTable {
-    exact: HashMap<String, Arc<Entry>>,
+    exact: imbl::HashMap<String, Claims>,
     /// Keyed by the suffix after `*.`.
-    wildcard: HashMap<String, Arc<Entry>>,
-    any: Option<Arc<Entry>>,
+    wildcard: imbl::HashMap<String, Claims>,
+    any: Option<Claims>,
     /// Serves clients that send no SNI.
     fallback: Option<Arc<Entry>>,
-    /// Every built entry by SSL object id, for the next build to reuse.
-    by_id: HashMap<String, Arc<Entry>>,
+    /// Every serving entry by SSL object id: what the next update or build
+    /// starts from.
+    by_id: imbl::HashMap<String, Arc<Entry>>,
+}
+
+/// The entries of the SSL objects claiming one SNI pattern, in id order.
+/// Cloning is two reference counts, as persistent maps clone values when
+/// they copy a node.
+#[derive(Clone)]
+struct Claims {
+    /// The first of `all`, where a lookup reads it without one more hop.
+    serving: Arc<Entry>,
+    all: Arc<[Arc<Entry>]>,
 }
 
 impl SniTable {
@@ -37,9 +52,9 @@ impl SniTable {
     ///
     /// `previous` is the table being replaced: an object that is still the
     /// same `Arc<ValidSsl>` keeps its built entry (configuration, session
-    /// cache), so changing one object does not rebuild the others. Objects
-    /// with `status: 0` or `type: client` are skipped; so is, with a warning,
-    /// an object that cannot be turned into a TLS configuration.
+    /// ticket key), so changing one object does not rebuild the others.
+    /// Objects with `status: 0` or `type: client` are skipped; so is, with a
+    /// warning, an object that cannot be turned into a TLS configuration.
     /// `fallback_sni` names the SSL object (by SNI rules) serving clients that
     /// send no SNI.
     pub fn build(
@@ -60,10 +75,7 @@ impl SniTable {
         previous: Option<&SniTable>,
         requests: &RouteCertRequests,
     ) -> SniTable {
-        let mut servers: Vec<&Arc<ValidSsl>> = ssls
-            .iter()
-            .filter(|ssl| ssl.enabled && ssl.kind == SslType::Server)
-            .collect();
+        let mut servers: Vec<&Arc<ValidSsl>> = ssls.iter().filter(|ssl| serves(ssl)).collect();
         servers.sort_by(|a, b| a.id.cmp(&b.id));
         let mut table = SniTable::default();
         for ssl in servers {
@@ -71,10 +83,33 @@ impl SniTable {
                 tracing::warn!(ssl_id = %ssl.id, "SSL object listed twice; using the first");
                 continue;
             }
-            let route_names = requests.names_for(&ssl.snis);
-            if let Some(entry) = reuse_or_build(ssl, route_names.as_deref(), previous) {
+            let built = previous.and_then(|table| table.by_id.get(&ssl.id));
+            if let Some(entry) = reuse_or_build(ssl, requests, built) {
                 table.insert(entry);
             }
+        }
+        table.fallback = fallback_sni.and_then(|name| table.fallback_entry(name));
+        table
+    }
+
+    /// This table with the SSL objects in `changed` replaced (`None`:
+    /// deleted), as [`SniTable::build_for_routes`] would build it from the
+    /// whole new set of objects. Costs what the changed objects cost, not
+    /// what the table holds: every other object keeps its entry and its
+    /// names.
+    ///
+    /// `requests` must be those this table was built with, unless `changed`
+    /// lists every SSL object: an entry is rebuilt only when its object or
+    /// the CA names asked for on its behalf changed.
+    pub fn update(
+        &self,
+        changed: &[(String, Option<Arc<ValidSsl>>)],
+        fallback_sni: Option<&str>,
+        requests: &RouteCertRequests,
+    ) -> SniTable {
+        let mut table = self.clone();
+        for (id, ssl) in changed {
+            table.replace(id, ssl.as_ref(), requests);
         }
         table.fallback = fallback_sni.and_then(|name| table.fallback_entry(name));
         table
@@ -108,21 +143,66 @@ impl SniTable {
             .get(name)
             .or_else(|| wildcard_suffix(name).and_then(|suffix| self.wildcard.get(suffix)))
             .or(self.any.as_ref())
+            .map(|claims| &claims.serving)
+    }
+
+    /// Makes object `id` serve as `ssl` now describes it (`None`: deleted).
+    fn replace(&mut self, id: &str, ssl: Option<&Arc<ValidSsl>>, requests: &RouteCertRequests) {
+        let old = self.by_id.get(id).cloned();
+        let new = ssl
+            .filter(|ssl| serves(ssl))
+            .and_then(|ssl| reuse_or_build(ssl, requests, old.as_ref()));
+        if let (Some(old), Some(new)) = (&old, &new) {
+            if Arc::ptr_eq(old, new) {
+                return;
+            }
+        }
+        if let Some(old) = old {
+            self.release(&old);
+        }
+        if let Some(new) = new {
+            self.insert(new);
+        }
     }
 
     fn insert(&mut self, entry: Arc<Entry>) {
         for pattern in &entry.ssl.snis {
-            let slot = match pattern {
-                HostPattern::Exact(name) => self.exact.entry(name.clone()),
-                HostPattern::Wildcard(suffix) => self.wildcard.entry(suffix.clone()),
-                HostPattern::Any => {
-                    claim_any(&mut self.any, &entry);
-                    continue;
-                }
-            };
-            claim(slot, &entry, pattern);
+            self.reclaim(pattern, |claims| {
+                Some(Claims::adding(claims, &entry, pattern))
+            });
         }
         self.by_id.insert(entry.ssl.id.clone(), entry);
+    }
+
+    /// Gives up every name of `entry`, each to the next claimant if any.
+    fn release(&mut self, entry: &Arc<Entry>) {
+        for pattern in &entry.ssl.snis {
+            self.reclaim(pattern, |claims| {
+                claims.and_then(|claims| Claims::of(claims.without(&entry.id)))
+            });
+        }
+        self.by_id.remove(&*entry.id);
+    }
+
+    /// Replaces the claims on `pattern` by what `change` makes of them
+    /// (`None`: nobody claims it any more).
+    fn reclaim(
+        &mut self,
+        pattern: &HostPattern,
+        change: impl FnOnce(Option<&Claims>) -> Option<Claims>,
+    ) {
+        let (map, name) = match pattern {
+            HostPattern::Exact(name) => (&mut self.exact, name),
+            HostPattern::Wildcard(suffix) => (&mut self.wildcard, suffix),
+            HostPattern::Any => {
+                self.any = change(self.any.as_ref());
+                return;
+            }
+        };
+        match change(map.get(name)) {
+            Some(claims) => map.insert(name.clone(), claims),
+            None => map.remove(name),
+        };
     }
 
     fn fallback_entry(&self, name: &str) -> Option<Arc<Entry>> {
@@ -137,20 +217,67 @@ impl SniTable {
     }
 }
 
+impl Claims {
+    /// `None` when nobody claims the pattern.
+    fn of(all: Vec<Arc<Entry>>) -> Option<Claims> {
+        let serving = Arc::clone(all.first()?);
+        Some(Claims {
+            serving,
+            all: all.into(),
+        })
+    }
+
+    /// `claims` with `entry` added in id order, warning when another object
+    /// already claims the pattern.
+    fn adding(claims: Option<&Claims>, entry: &Arc<Entry>, pattern: &HostPattern) -> Claims {
+        let mut all = claims.map_or_else(Vec::new, |claims| claims.without(&entry.id));
+        let at = all.partition_point(|held| held.id < entry.id);
+        if let Some(first) = all.first() {
+            let (kept, ignored) = if at == 0 {
+                (&entry.id, &first.id)
+            } else {
+                (&first.id, &entry.id)
+            };
+            warn_duplicate(pattern, kept, ignored);
+        }
+        all.insert(at, Arc::clone(entry));
+        Claims {
+            serving: Arc::clone(&all[0]),
+            all: all.into(),
+        }
+    }
+
+    /// The claims of every object but `id`.
+    fn without(&self, id: &str) -> Vec<Arc<Entry>> {
+        self.all
+            .iter()
+            .filter(|held| &*held.id != id)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Whether an object serves handshakes at all.
+fn serves(ssl: &ValidSsl) -> bool {
+    ssl.enabled && ssl.kind == SslType::Server
+}
+
+/// The entry for `ssl`: `built` (its entry in the table being replaced) while
+/// it is still for the same `Arc` with the same route CA names, else a new
+/// one; `None`, with a warning, when `ssl` cannot serve.
 fn reuse_or_build(
     ssl: &Arc<ValidSsl>,
-    route_names: Option<&[Vec<u8>]>,
-    previous: Option<&SniTable>,
+    requests: &RouteCertRequests,
+    built: Option<&Arc<Entry>>,
 ) -> Option<Arc<Entry>> {
-    let unchanged = previous
-        .and_then(|table| table.by_id.get(&ssl.id))
-        .filter(|entry| {
-            Arc::ptr_eq(&entry.ssl, ssl) && entry.route_names.as_deref() == route_names
-        });
+    let route_names = requests.names_for(&ssl.snis);
+    let unchanged = built.filter(|entry| {
+        Arc::ptr_eq(&entry.ssl, ssl) && entry.route_names.as_deref() == route_names.as_deref()
+    });
     if let Some(entry) = unchanged {
         return Some(Arc::clone(entry));
     }
-    match Entry::build(ssl, route_names) {
+    match Entry::build(ssl, route_names.as_deref()) {
         Ok(entry) => {
             // Once per change of the object, not per connection.
             for warning in &ssl.warnings {
@@ -162,23 +289,6 @@ fn reuse_or_build(
             tracing::warn!(ssl_id = %ssl.id, %error, "SSL object skipped");
             None
         }
-    }
-}
-
-/// Entries arrive in id order, so the one already holding a name keeps it.
-fn claim(slot: Slot<'_, String, Arc<Entry>>, entry: &Arc<Entry>, pattern: &HostPattern) {
-    match slot {
-        Slot::Vacant(vacant) => {
-            vacant.insert(Arc::clone(entry));
-        }
-        Slot::Occupied(held) => warn_duplicate(pattern, &held.get().id, &entry.id),
-    }
-}
-
-fn claim_any(any: &mut Option<Arc<Entry>>, entry: &Arc<Entry>) {
-    match any {
-        None => *any = Some(Arc::clone(entry)),
-        Some(held) => warn_duplicate(&HostPattern::Any, &held.id, &entry.id),
     }
 }
 
@@ -204,8 +314,11 @@ impl fmt::Debug for SniTable {
             .field("ssl_objects", &self.by_id.len())
             .field("exact", &self.exact.len())
             .field("wildcard", &self.wildcard.len())
-            .field("any", &self.any.as_ref().map(|entry| &entry.id))
+            .field("any", &self.any.as_ref().map(|claims| &claims.serving.id))
             .field("fallback", &self.fallback.as_ref().map(|entry| &entry.id))
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;
