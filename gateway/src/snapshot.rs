@@ -146,7 +146,7 @@ impl CertRoutes {
 }
 
 fn asks_for_certificates(route: &ValidRoute) -> bool {
-    route.plugins.contains_key(CLIENT_CERT_AUTH)
+    route.plugins.contains(CLIENT_CERT_AUTH)
 }
 
 /// The SSL objects by id, for upstream `tls.client_cert_id` and `tls.ca_id`.

@@ -110,9 +110,11 @@ pub(crate) fn parse_x509<'a>(
 /// Every `CERTIFICATE` block in `pem`, in order; at least one. Each block must
 /// be a well-formed X.509 certificate.
 pub fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, X509Error> {
-    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+    let mut certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(pem_error)?;
+    // Validated objects keep these: no room for more.
+    certs.shrink_to_fit();
     if certs.is_empty() {
         return Err(X509Error::NoPem("certificate"));
     }

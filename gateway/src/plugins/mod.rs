@@ -22,14 +22,13 @@ mod vars;
 #[cfg(test)]
 mod testing;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use http::{request, response, Response};
 use serde_json::Value;
-use shared::validate::{ClientCertAuth, ValidRoute, CLIENT_CERT_AUTH};
+use shared::validate::{ClientCertAuth, PluginConfigs, ValidRoute, CLIENT_CERT_AUTH};
 use thiserror::Error;
 
 use crate::context::ConnInfo;
@@ -144,7 +143,11 @@ pub fn client_cert_requests(routes: &[Arc<ValidRoute>]) -> RouteCertRequests {
         let Some(config) = route.plugins.get(CLIENT_CERT_AUTH) else {
             continue;
         };
-        if let Ok(auth) = ClientCertAuth::from_config(config) {
+        let auth = config
+            .value()
+            .ok()
+            .and_then(|config| ClientCertAuth::from_config(&config).ok());
+        if let Some(auth) = auth {
             requests.add(&route.hosts, auth.ca_names());
         }
     }
@@ -154,21 +157,24 @@ pub fn client_cert_requests(routes: &[Arc<ValidRoute>]) -> RouteCertRequests {
 /// A route's plugins, in the order they run.
 #[derive(Default)]
 pub struct PluginChain {
-    plugins: Vec<Box<dyn Plugin>>,
+    plugins: Box<[Box<dyn Plugin>]>,
 }
 
 impl PluginChain {
     /// Builds every configured plugin, ordered by priority.
-    pub fn build(configs: &BTreeMap<String, Value>) -> Result<PluginChain, PluginError> {
+    pub fn build(configs: &PluginConfigs) -> Result<PluginChain, PluginError> {
         let mut built = configs
             .iter()
-            .map(|(name, config)| {
+            .map(|config| {
                 let registration = REGISTRY
                     .iter()
-                    .find(|r| r.name == name)
-                    .ok_or_else(|| PluginError::Unknown(name.clone()))?;
-                let plugin =
-                    (registration.build)(config).map_err(|reason| PluginError::Config {
+                    .find(|r| r.name == config.name())
+                    .ok_or_else(|| PluginError::Unknown(config.name().to_owned()))?;
+                let plugin = config
+                    .value()
+                    .map_err(|err| err.to_string())
+                    .and_then(|value| (registration.build)(&value))
+                    .map_err(|reason| PluginError::Config {
                         plugin: registration.name,
                         reason,
                     })?;
@@ -176,6 +182,7 @@ impl PluginChain {
             })
             .collect::<Result<Vec<_>, PluginError>>()?;
         built.sort_by_key(|(priority, _)| std::cmp::Reverse(*priority));
+        // Every route keeps its chain: no room kept for more plugins.
         Ok(PluginChain {
             plugins: built.into_iter().map(|(_, plugin)| plugin).collect(),
         })
@@ -222,8 +229,14 @@ impl fmt::Debug for PluginChain {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use serde_json::json;
+
+    fn configs(name: &str, config: Value) -> PluginConfigs {
+        PluginConfigs::new(&BTreeMap::from([(name.to_owned(), config)]))
+    }
 
     #[test]
     fn every_plugin_the_schema_accepts_is_registered() {
@@ -237,14 +250,14 @@ mod tests {
 
     #[test]
     fn unknown_and_misconfigured_plugins_are_named() {
-        let unknown = BTreeMap::from([("key-auth".to_owned(), json!({}))]);
+        let unknown = configs("key-auth", json!({}));
         let err = PluginChain::build(&unknown).unwrap_err();
         assert_eq!(
             err.to_string(),
             "plugin \"key-auth\" is not available in this build"
         );
 
-        let bad = BTreeMap::from([("proxy-rewrite".to_owned(), json!({"method": "GET /"}))]);
+        let bad = configs("proxy-rewrite", json!({"method": "GET /"}));
         let err = PluginChain::build(&bad).unwrap_err().to_string();
         assert!(err.starts_with("plugin \"proxy-rewrite\": "), "{err}");
         assert!(err.contains("method"), "{err}");
@@ -287,9 +300,10 @@ mod tests {
 
     #[test]
     fn builds_configured_plugins() {
-        let configs = BTreeMap::from([("proxy-rewrite".to_owned(), json!({"uri": "/x"}))]);
-        let chain = PluginChain::build(&configs).unwrap();
+        let chain = PluginChain::build(&configs("proxy-rewrite", json!({"uri": "/x"}))).unwrap();
         assert_eq!(format!("{chain:?}"), r#"["proxy-rewrite"]"#);
-        assert!(PluginChain::build(&BTreeMap::new()).unwrap().is_empty());
+        assert!(PluginChain::build(&PluginConfigs::default())
+            .unwrap()
+            .is_empty());
     }
 }

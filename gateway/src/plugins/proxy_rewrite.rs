@@ -61,13 +61,17 @@ struct ProxyRewrite {
     headers: HeaderOps,
 }
 
-/// Header operations, applied as add, remove, set.
+/// Header operations, applied as add, remove, set. Boxed slices: every
+/// route keeps its own, with no room for more.
 #[derive(Default)]
 struct HeaderOps {
-    add: Vec<(HeaderName, Vec<Template>)>,
-    remove: Vec<HeaderName>,
-    set: Vec<(HeaderName, Vec<Template>)>,
+    add: HeaderTemplates,
+    remove: Box<[HeaderName]>,
+    set: HeaderTemplates,
 }
+
+/// Header names with the templates of their values.
+type HeaderTemplates = Box<[(HeaderName, Box<[Template]>)]>;
 
 pub(super) fn build(config: &Value) -> Result<Box<dyn Plugin>, String> {
     let config = Config::deserialize(config).map_err(|err| err.to_string())?;
@@ -131,7 +135,7 @@ impl HeaderOps {
             ));
         }
         let object = |action: &str| match headers.get(action) {
-            None => Ok(Vec::new()),
+            None => Ok(HeaderTemplates::default()),
             Some(Value::Object(map)) => parse_header_values(map, &format!("headers.{action}")),
             Some(_) => Err(format!("headers.{action} must be an object")),
         };
@@ -168,10 +172,7 @@ impl HeaderOps {
     }
 }
 
-fn parse_header_values(
-    map: &Map<String, Value>,
-    field: &str,
-) -> Result<Vec<(HeaderName, Vec<Template>)>, String> {
+fn parse_header_values(map: &Map<String, Value>, field: &str) -> Result<HeaderTemplates, String> {
     map.iter()
         .map(|(name, value)| {
             let header = header_name(name, field)?;
@@ -185,16 +186,16 @@ fn parse_header_values(
                     .iter()
                     .map(|item| header_template(item, name, field))
                     .collect(),
-                single => header_template(single, name, field).map(|t| vec![t]),
+                single => header_template(single, name, field).map(|t| Box::new([t]) as Box<[_]>),
             }?;
             Ok((header, values))
         })
         .collect()
 }
 
-fn parse_removals(remove: Option<&Value>) -> Result<Vec<HeaderName>, String> {
+fn parse_removals(remove: Option<&Value>) -> Result<Box<[HeaderName]>, String> {
     let Some(remove) = remove else {
-        return Ok(Vec::new());
+        return Ok(Box::default());
     };
     let names = remove
         .as_array()

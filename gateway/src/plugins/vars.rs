@@ -23,7 +23,8 @@ use crate::context::{ClientCert, PeerCert};
 /// Text with variables, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Template {
-    segments: Vec<Segment>,
+    /// Boxed: every route keeps its templates, with no room for more.
+    segments: Box<[Segment]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +135,9 @@ impl Template {
         if !literal.is_empty() {
             segments.push(Segment::Literal(literal));
         }
-        Template { segments }
+        Template {
+            segments: segments.into_boxed_slice(),
+        }
     }
 
     /// The text outside variables (defaults included), for build-time checks.

@@ -16,9 +16,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::{json, Value};
-use shared::resource::{PassHost, Route, Scheme, Upstream};
+use shared::resource::{PassHost, Scheme};
 use shared::validate::{
-    Timeouts, UpstreamNode, UpstreamRef, UriPattern, ValidRoute, ValidUpstream,
+    PluginConfigs, Timeouts, UpstreamNode, UpstreamRef, UriPattern, ValidRoute, ValidUpstream,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -140,7 +140,6 @@ async fn closed_port() -> u16 {
 fn upstream_to(ports: &[u16], read: Duration, retries: u32) -> ValidUpstream {
     ValidUpstream {
         id: None,
-        spec: Upstream::default(),
         nodes: ports
             .iter()
             .map(|&port| UpstreamNode {
@@ -164,12 +163,11 @@ fn upstream_to(ports: &[u16], read: Duration, retries: u32) -> ValidUpstream {
 
 fn route(id: &str, uri: UriPattern, upstream: ValidUpstream, plugins: Value) -> Arc<ValidRoute> {
     let plugins = match plugins {
-        Value::Object(map) => map.into_iter().collect(),
-        _ => BTreeMap::new(),
+        Value::Object(map) => PluginConfigs::new(&map.into_iter().collect()),
+        _ => PluginConfigs::default(),
     };
     Arc::new(ValidRoute {
         id: id.to_owned(),
-        spec: Route::default(),
         enabled: true,
         uris: vec![uri],
         hosts: Vec::new(),

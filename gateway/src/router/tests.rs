@@ -1,8 +1,8 @@
 use std::time::Instant;
 
 use serde_json::json;
-use shared::resource::{PassHost, Route, Scheme, Upstream};
-use shared::validate::{HostPattern, Timeouts, UpstreamNode, UriPattern};
+use shared::resource::{PassHost, Scheme};
+use shared::validate::{HostPattern, PluginConfigs, Timeouts, UpstreamNode, UriPattern};
 
 use super::*;
 
@@ -13,7 +13,6 @@ fn upstream() -> Arc<ValidUpstream> {
 fn upstream_at(port: u16) -> Arc<ValidUpstream> {
     Arc::new(ValidUpstream {
         id: Some("u1".to_owned()),
-        spec: Upstream::default(),
         nodes: vec![UpstreamNode {
             host: "127.0.0.1".to_owned(),
             port,
@@ -72,14 +71,13 @@ fn route(spec: Spec<'_>) -> Arc<ValidRoute> {
         .collect();
     Arc::new(ValidRoute {
         id: spec.id.to_owned(),
-        spec: Route::default(),
         enabled: true,
         uris,
         hosts,
         methods: spec.methods.iter().map(|m| (*m).to_owned()).collect(),
         priority: spec.priority,
         upstream: UpstreamRef::Id("u1".to_owned()),
-        plugins: BTreeMap::new(),
+        plugins: PluginConfigs::default(),
     })
 }
 
@@ -361,7 +359,7 @@ fn broken_routes_still_match_and_say_why() {
         ..BASE
     });
     Arc::get_mut(&mut bad_plugin).unwrap().plugins =
-        BTreeMap::from([("no-such-plugin".to_owned(), json!({}))]);
+        PluginConfigs::new(&BTreeMap::from([("no-such-plugin".to_owned(), json!({}))]));
     let table = table(vec![
         missing,
         bad_plugin,

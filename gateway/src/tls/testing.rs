@@ -20,7 +20,7 @@ use rustls::{
     ClientConfig, DigitallySignedStruct, HandshakeKind, SignatureScheme, SupportedProtocolVersion,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use shared::resource::{Ssl, SslType};
+use shared::resource::SslType;
 use shared::validate::{CertKeyPair, ClientAuth, HostPattern, ValidSsl};
 use shared::x509::{parse_certs, parse_key, CertSummary};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -231,7 +231,6 @@ pub(crate) fn valid_ssl(
 ) -> ValidSsl {
     ValidSsl {
         id: id.to_owned(),
-        spec: Ssl::default(),
         kind: SslType::Server,
         enabled: true,
         snis: snis

@@ -52,7 +52,9 @@ pub(crate) struct UpstreamTarget {
     pub(crate) timeouts: Timeouts,
     /// Extra attempts, on other nodes, after a connect failure.
     pub(crate) retries: u32,
-    nodes: Vec<Node>,
+    /// Boxed: every route with an inline upstream keeps its own, with no
+    /// room for more.
+    nodes: Box<[Node]>,
     balancer: Balancer,
     /// The client of this upstream's TLS profile, or why there is none
     /// (every request then answers 502 with that reason logged).
@@ -94,7 +96,7 @@ impl UpstreamTarget {
             .nodes
             .iter()
             .map(|node| Node::new(node, &scheme))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Box<[_]>, _>>()?;
         let weights: Vec<u32> = spec.nodes.iter().map(|node| node.weight).collect();
         let client = client_for(spec, ctx).map_err(|reason| {
             tracing::warn!(upstream = %name, %reason, "upstream TLS unavailable; its requests answer 502 until fixed");
@@ -234,7 +236,6 @@ mod tls_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::resource::Upstream;
 
     fn spec(
         nodes: &[(&str, u16, u32)],
@@ -244,7 +245,6 @@ mod tests {
     ) -> ValidUpstream {
         ValidUpstream {
             id: None,
-            spec: Upstream::default(),
             nodes: nodes
                 .iter()
                 .map(|&(host, port, weight)| UpstreamNode {

@@ -12,6 +12,7 @@
 mod client_cert_auth;
 mod error;
 mod pattern;
+mod plugin_configs;
 mod plugins;
 mod revocation;
 mod route;
@@ -28,6 +29,7 @@ pub use client_cert_auth::{
 };
 pub use error::ValidationError;
 pub use pattern::{normalize_host, HostPattern, UriPattern};
+pub use plugin_configs::{PluginConfig, PluginConfigs};
 pub use revocation::Revocation;
 pub use route::{UpstreamRef, ValidRoute};
 pub use ssl::{CertKeyPair, ClientAuth, TlsVersion, ValidSsl};

@@ -1,20 +1,22 @@
 //! Routes: URI and host patterns, methods, plugins and where to send traffic.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{deserialize, upstream, HostPattern, UriPattern, ValidUpstream, ValidationError};
+use super::{
+    deserialize, upstream, HostPattern, PluginConfigs, UriPattern, ValidUpstream, ValidationError,
+};
 use crate::resource::Route;
 
 /// A validated route. Plugin configurations have passed their plugin's schema.
+///
+/// Only what the gateway and the admin API read after validation is kept:
+/// a gateway may hold 100,000 routes, and the stored JSON itself is kept
+/// beside this (`crate::state::Stored::raw`).
 #[derive(Debug)]
 pub struct ValidRoute {
     pub id: String,
-    /// The object as stored, except `plugins` (moved to [`Self::plugins`])
-    /// and an inline `upstream` (validated into [`Self::upstream`]).
-    pub spec: Route,
     pub enabled: bool,
     /// At least one.
     pub uris: Vec<UriPattern>,
@@ -24,7 +26,7 @@ pub struct ValidRoute {
     pub methods: Vec<String>,
     pub priority: i64,
     pub upstream: UpstreamRef,
-    pub plugins: BTreeMap<String, Value>,
+    pub plugins: PluginConfigs,
 }
 
 /// Where a route sends traffic.
@@ -36,12 +38,10 @@ pub enum UpstreamRef {
 }
 
 pub(super) fn validate(id: &str, value: &Value) -> Result<ValidRoute, ValidationError> {
-    let mut spec: Route = deserialize(value, Some(id))?;
-    let uris = uris(&spec)?;
-    let hosts = hosts(&spec)?;
+    let spec: Route = deserialize(value, Some(id))?;
+    let mut uris = uris(&spec)?;
+    let mut hosts = hosts(&spec)?;
     let upstream = upstream_ref(&spec, value)?;
-    // Validated into `upstream`; a second copy would only cost memory.
-    spec.upstream = None;
     super::plugins::check(&spec.plugins)?;
     let mut methods: Vec<String> = spec
         .methods
@@ -50,6 +50,10 @@ pub(super) fn validate(id: &str, value: &Value) -> Result<ValidRoute, Validation
         .map(|m| m.to_ascii_uppercase())
         .collect();
     methods.dedup();
+    // A gateway may hold 100,000 routes: no room kept for more.
+    uris.shrink_to_fit();
+    hosts.shrink_to_fit();
+    methods.shrink_to_fit();
     Ok(ValidRoute {
         id: id.to_owned(),
         enabled: spec.status == 1,
@@ -58,10 +62,7 @@ pub(super) fn validate(id: &str, value: &Value) -> Result<ValidRoute, Validation
         methods,
         priority: spec.priority,
         upstream,
-        // Moved, not copied: plugin configurations are the bulk of a
-        // route's memory, and a gateway may hold 100,000 routes.
-        plugins: std::mem::take(&mut spec.plugins),
-        spec,
+        plugins: PluginConfigs::new(&spec.plugins),
     })
 }
 

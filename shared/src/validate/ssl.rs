@@ -19,13 +19,12 @@ use crate::x509::{self, CertSummary};
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// A validated SSL object: every PEM parsed, every key matched to its
-/// certificate, every regex compiled.
+/// certificate, every regex compiled. The PEM texts are not kept: the
+/// parsed (DER) forms are what gets used, and the stored JSON is kept
+/// beside this anyway (`crate::state::Stored::raw`).
 #[derive(Debug)]
 pub struct ValidSsl {
     pub id: String,
-    /// The object as stored (including the private key: never serialise this
-    /// to a client; see `crate::x509::redact`).
-    pub spec: Ssl,
     pub kind: SslType,
     /// `status: 1`.
     pub enabled: bool,
@@ -94,7 +93,6 @@ pub(super) fn validate(id: &str, value: &Value) -> Result<ValidSsl, ValidationEr
         client,
         protocols,
         warnings: notes.warnings,
-        spec,
     })
 }
 
@@ -222,11 +220,12 @@ fn client_auth(
 ) -> Result<ClientAuth, ValidationError> {
     let ca = x509::parse_certs(&settings.ca)
         .map_err(|e| ValidationError::field("client.ca", e.to_string()))?;
-    let ca_summaries = ca
+    let mut ca_summaries = ca
         .iter()
         .map(CertSummary::from_der)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ValidationError::field("client.ca", e.to_string()))?;
+    ca_summaries.shrink_to_fit();
     for (i, summary) in ca_summaries.iter().enumerate() {
         notes.certificate("client.ca", &format!("CA certificate #{i}"), summary);
     }

@@ -261,7 +261,7 @@ fn status_protocols_and_ids() {
     .expect("numeric id equal to the URL id");
     assert!(!valid.enabled);
     assert_eq!(valid.protocols, [TlsVersion::Tls13]);
-    assert_eq!(valid.spec.id.as_deref(), Some("7"));
+    assert_eq!(valid.id, "7");
     let message = schema_message(ssl(
         "1",
         with(walkthrough_ssl(), json!({"ssl_protocols": ["SSLv3"]})),
@@ -299,7 +299,7 @@ fn walkthrough_route_is_accepted() {
     assert!(valid.hosts.is_empty());
     assert!(valid.methods.is_empty());
     assert!(valid.enabled);
-    assert!(valid.plugins.contains_key("proxy-rewrite"));
+    assert!(valid.plugins.contains("proxy-rewrite"));
     let UpstreamRef::Inline(upstream) = &valid.upstream else {
         panic!("inline upstream expected");
     };

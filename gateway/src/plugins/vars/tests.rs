@@ -114,8 +114,8 @@ fn openssl_field(der: &[u8], flag: &str) -> String {
 fn parses_variables_and_leaves_stray_dollars_literal() {
     let t = Template::parse("pre-$uri/${host}-${http_x_tenant ?? none}$");
     assert_eq!(
-        t.segments,
-        vec![
+        *t.segments,
+        [
             Segment::Literal("pre-".into()),
             Segment::Var {
                 var: Var::Uri,
@@ -136,8 +136,8 @@ fn parses_variables_and_leaves_stray_dollars_literal() {
     );
     for literal in ["$ 5", "${unterminated", "${bad name}", "${}", "cost: $"] {
         assert_eq!(
-            Template::parse(literal).segments,
-            vec![Segment::Literal(literal.into())],
+            *Template::parse(literal).segments,
+            [Segment::Literal(literal.into())],
             "{literal}"
         );
     }

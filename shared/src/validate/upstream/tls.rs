@@ -217,7 +217,7 @@ mod tests {
     fn policy(tls: Value) -> UpstreamTlsPolicy {
         let upstream = upstream(tls).expect("valid");
         let ValidUpstream { tls, .. } = std::sync::Arc::into_inner(upstream).expect("unshared");
-        tls.expect("https has a policy")
+        *tls.expect("https has a policy")
     }
 
     fn blamed(tls: Value) -> String {
