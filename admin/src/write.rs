@@ -231,40 +231,45 @@ async fn check_tls_references(
         return Ok(());
     };
     if let Some(ClientIdentity::SslObject(id)) = &tls.identity {
-        let ssl = store.get(Kind::Ssls, id).await?;
-        let problem = match ssl {
-            None => Some("does not exist; create it first"),
-            Some(ssl) if ssl.value.get("type").and_then(Value::as_str) != Some("client") => {
-                Some("is not of type \"client\"")
-            }
-            Some(_) => None,
-        };
-        if let Some(problem) = problem {
-            return Err(AdminError::BadSslReference {
-                field: format!("{field_prefix}tls.client_cert_id"),
-                id: id.clone(),
-                problem,
-            });
-        }
+        let field = format!("{field_prefix}tls.client_cert_id");
+        check_ssl_reference(store, field, id, |ssl| {
+            (ssl.get("type").and_then(Value::as_str) != Some("client"))
+                .then_some("is not of type \"client\"")
+        })
+        .await?;
     }
     if let Trust::SslObject(id) = &tls.trust {
-        let ssl = store.get(Kind::Ssls, id).await?;
-        let problem = match ssl {
-            None => Some("does not exist; create it first"),
-            Some(ssl) if ssl.value.pointer("/client/ca").is_none() => {
-                Some("has no client.ca to use as the upstream's trust anchors")
-            }
-            Some(_) => None,
-        };
-        if let Some(problem) = problem {
-            return Err(AdminError::BadSslReference {
-                field: format!("{field_prefix}tls.ca_id"),
-                id: id.clone(),
-                problem,
-            });
-        }
+        let field = format!("{field_prefix}tls.ca_id");
+        check_ssl_reference(store, field, id, |ssl| {
+            ssl.pointer("/client/ca")
+                .is_none()
+                .then_some("has no client.ca to use as the upstream's trust anchors")
+        })
+        .await?;
     }
     Ok(())
+}
+
+/// `field` names the SSL object `id`, which must exist and be usable there:
+/// `unusable` says why the stored object is not.
+async fn check_ssl_reference(
+    store: &Store,
+    field: String,
+    id: &str,
+    unusable: impl FnOnce(&Value) -> Option<&'static str>,
+) -> Result<(), AdminError> {
+    let problem = match store.get(Kind::Ssls, id).await? {
+        None => Some("does not exist; create it first"),
+        Some(ssl) => unusable(&ssl.value),
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(AdminError::BadSslReference {
+            field,
+            id: id.to_owned(),
+            problem,
+        }),
+    }
 }
 
 /// Ids of the stored routes whose `upstream_id` is `upstream`.

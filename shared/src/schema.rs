@@ -60,21 +60,12 @@ pub fn check(kind: Kind, value: &Value) -> Result<(), ValidationError> {
 }
 
 /// Checks one plugin configuration; unknown plugin names are refused.
-pub fn check_plugin(name: &str, conf: &Value) -> Result<(), ValidationError> {
+fn check_plugin(name: &str, conf: &Value) -> Result<(), ValidationError> {
     let validator = SCHEMAS
         .plugins
         .get(name)
         .ok_or_else(|| ValidationError::Schema(format!("unknown plugin {name}")))?;
     first_error(validator, conf, &format!("plugins.{name}"))
-}
-
-/// The JSON schema of `kind`, e.g. for documentation endpoints.
-pub fn schema_of(kind: Kind) -> Value {
-    match kind {
-        Kind::Ssls => ssl_schema(),
-        Kind::Routes => route_schema(),
-        Kind::Upstreams => upstream_schema(),
-    }
 }
 
 struct Schemas {

@@ -12,6 +12,8 @@ pub use upstream::{Node, Nodes, PassHost, Scheme, Timeout, Upstream, UpstreamTls
 
 use std::fmt;
 
+use serde::{Deserialize, Deserializer};
+
 /// The kinds of object the admin API stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -43,5 +45,17 @@ impl fmt::Display for Kind {
     }
 }
 
-/// Fields the admin API manages on every object.
-pub const READ_ONLY_FIELDS: [&str; 3] = ["id", "create_time", "update_time"];
+/// An object id (`id`, `upstream_id`, `client_cert_id`, `ca_id`) given as a
+/// string or, as APISIX allows, an integer.
+fn optional_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    Ok(Option::<Id>::deserialize(deserializer)?.map(|id| match id {
+        Id::Text(text) => text,
+        Id::Number(n) => n.to_string(),
+    }))
+}

@@ -8,7 +8,11 @@ use super::Upstream;
 /// A route (APISIX `routes`): what to match, which plugins to run, where to send.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Route {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::optional_id"
+    )]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -33,7 +37,11 @@ pub struct Route {
     pub plugins: BTreeMap<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<Upstream>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::optional_id"
+    )]
     pub upstream_id: Option<String>,
     #[serde(default = "enabled")]
     pub status: u8,

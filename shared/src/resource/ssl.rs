@@ -7,7 +7,11 @@ use serde::{Deserialize, Serialize};
 /// identity used towards upstreams.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Ssl {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::optional_id"
+    )]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desc: Option<String>,

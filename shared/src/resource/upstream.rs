@@ -1,12 +1,16 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// An upstream (APISIX `upstreams`, or inline in a route).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Upstream {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::optional_id"
+    )]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -103,7 +107,7 @@ pub struct UpstreamTls {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "optional_id"
+        deserialize_with = "super::optional_id"
     )]
     pub client_cert_id: Option<String>,
     /// Verify the upstream's certificate (default `true`).
@@ -114,7 +118,7 @@ pub struct UpstreamTls {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "optional_id"
+        deserialize_with = "super::optional_id"
     )]
     pub ca_id: Option<String>,
     /// The server name sent and verified.
@@ -138,20 +142,6 @@ impl fmt::Debug for UpstreamTls {
             .field("sni", &self.sni)
             .finish()
     }
-}
-
-/// An object id given as a string or, as APISIX allows, an integer.
-fn optional_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        Text(String),
-        Number(u64),
-    }
-    Ok(Option::<Id>::deserialize(deserializer)?.map(|id| match id {
-        Id::Text(text) => text,
-        Id::Number(n) => n.to_string(),
-    }))
 }
 
 fn one() -> u32 {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::revocation::{check_signers, revocation, Revocation, RevocationSpec};
+use super::revocation::{revocation, verify_depth, Revocation, RevocationSpec};
 use super::ValidationError;
 use crate::resource::{CrlMode, UnknownStatus};
 use crate::x509;
@@ -122,10 +122,7 @@ impl ClientCertAuth {
         }
         let certificates = pinned(&spec.certificates)?;
         let ca = anchors(&spec.ca)?;
-        let depth = spec.depth.unwrap_or(1);
-        if depth == 0 {
-            return Err(ValidationError::field("depth", "must be at least 1"));
-        }
+        let depth = verify_depth("", spec.depth)?;
         let revocation = revocation(
             "",
             RevocationSpec {
@@ -133,10 +130,8 @@ impl ClientCertAuth {
                 mode: spec.crl_mode,
                 unknown_status: spec.unknown_status,
             },
+            &ca,
         )?;
-        if let Some(revocation) = &revocation {
-            check_signers("crl", revocation, &ca)?;
-        }
         let cert_header = spec.cert_header.map(cert_header).transpose()?;
         Ok(ClientCertAuth {
             required: spec.required,

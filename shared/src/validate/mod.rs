@@ -54,7 +54,8 @@ pub enum Valid {
 /// `id` is refused.
 pub fn validate(kind: Kind, id: &str, value: &Value) -> Result<Valid, ValidationError> {
     crate::schema::check(kind, value)?;
-    check_id(id, value)?;
+    check_id(id)?;
+    check_body_id(id, value)?;
     Ok(match kind {
         Kind::Ssls => Valid::Ssl(Arc::new(ssl::validate(id, value)?)),
         Kind::Routes => Valid::Route(Arc::new(route::validate(id, value)?)),
@@ -63,7 +64,7 @@ pub fn validate(kind: Kind, id: &str, value: &Value) -> Result<Valid, Validation
 }
 
 /// Ids are path segments and etcd key components: keep them boring.
-pub fn check_id(id: &str, value: &Value) -> Result<(), ValidationError> {
+pub fn check_id(id: &str) -> Result<(), ValidationError> {
     let well_formed = !id.is_empty()
         && id.len() <= 64
         && id
@@ -75,6 +76,11 @@ pub fn check_id(id: &str, value: &Value) -> Result<(), ValidationError> {
             "must be 1-64 characters of [a-zA-Z0-9-_.]",
         ));
     }
+    Ok(())
+}
+
+/// An `id` inside the body, if any, must be the object's own.
+fn check_body_id(id: &str, value: &Value) -> Result<(), ValidationError> {
     match value.get("id") {
         None => Ok(()),
         Some(Value::String(s)) if s == id => Ok(()),
@@ -86,32 +92,41 @@ pub fn check_id(id: &str, value: &Value) -> Result<(), ValidationError> {
     }
 }
 
-/// Deserialises an object that passed its schema into its resource type.
-///
-/// APISIX accepts integer ids; the resource types hold strings, so `id`,
-/// `upstream_id` and an inline `upstream.id` are turned into strings first,
-/// and `id` is set to the validated id of the object when there is one.
-fn deserialize<T: DeserializeOwned>(value: &Value, id: Option<&str>) -> Result<T, ValidationError> {
-    let mut value = value.clone();
-    if let Value::Object(map) = &mut value {
-        if let Some(id) = id {
-            map.insert("id".into(), Value::String(id.to_owned()));
-        }
-        stringify_ids(map);
-        if let Some(Value::Object(inline)) = map.get_mut("upstream") {
-            stringify_ids(inline);
-        }
+/// A setting given as one value (`uri`) or as a list (`uris`), not both;
+/// `None` when neither is given. Each entry is parsed, and an error names
+/// the entry (`uris[2]`).
+fn one_or_many<T>(
+    (one_name, one): (&str, Option<&str>),
+    (many_name, many): (&str, Option<&[String]>),
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<Vec<T>>, ValidationError> {
+    let parsed = |field: String, raw: &str| {
+        parse(raw).map_err(|reason| ValidationError::field(field, reason))
+    };
+    match (one, many) {
+        (Some(_), Some(_)) => Err(ValidationError::field(
+            one_name,
+            format!("give either `{one_name}` or `{many_name}`, not both"),
+        )),
+        (None, None) => Ok(None),
+        (Some(raw), None) => Ok(Some(vec![parsed(one_name.to_owned(), raw)?])),
+        (None, Some(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| parsed(format!("{many_name}[{i}]"), raw))
+            .collect::<Result<_, _>>()
+            .map(Some),
     }
-    serde_json::from_value(value).map_err(|e| ValidationError::Json(e.to_string()))
 }
 
-fn stringify_ids(map: &mut serde_json::Map<String, Value>) {
-    for field in ["id", "upstream_id"] {
-        if let Some(Value::Number(n)) = map.get(field) {
-            let id = n.to_string();
-            map.insert(field.into(), Value::String(id));
-        }
+/// Deserialises an object that passed its schema into its resource type,
+/// with `id` set to the validated id of the object when there is one.
+fn deserialize<T: DeserializeOwned>(value: &Value, id: Option<&str>) -> Result<T, ValidationError> {
+    let mut value = value.clone();
+    if let (Some(id), Value::Object(map)) = (id, &mut value) {
+        map.insert("id".into(), Value::String(id.to_owned()));
     }
+    serde_json::from_value(value).map_err(|e| ValidationError::Json(e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Revocation settings, shared by an SSL object's `client` section and the
-//! `client-cert-auth` plugin: `crl`, `crl_mode`, `unknown_status`.
+//! The chain settings shared by an SSL object's `client` section and the
+//! `client-cert-auth` plugin: `depth`, `crl`, `crl_mode`, `unknown_status`.
+//! Checked here for both, so the two verifiers cannot drift apart.
 
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -35,7 +36,7 @@ impl Revocation {
 /// by it: such a CRL would make every certificate of that CA fail at
 /// verification time. (A CRL of another issuer, e.g. an intermediate CA, is
 /// checked when a chain through that issuer is verified.)
-pub(super) fn check_signers(
+fn check_signers(
     field: &str,
     revocation: &Revocation,
     ca: &[CertificateDer<'_>],
@@ -78,19 +79,27 @@ pub(super) struct RevocationSpec<'a> {
     pub(super) unknown_status: Option<UnknownStatus>,
 }
 
-/// `None` without `crl`. `field` prefixes the field names in errors
-/// (`client` gives `client.crl[1]`; empty gives `crl[1]`).
+/// nginx `ssl_verify_depth`: 1 unless given, never 0 (a chain always has
+/// its leaf). `prefix` as in [`revocation`].
+pub(super) fn verify_depth(prefix: &str, depth: Option<u32>) -> Result<u32, ValidationError> {
+    match depth.unwrap_or(1) {
+        0 => Err(ValidationError::field(
+            prefixed(prefix, "depth"),
+            "must be at least 1",
+        )),
+        depth => Ok(depth),
+    }
+}
+
+/// `None` without `crl`. A CRL naming one of `ca` as its issuer must be
+/// signed by it. `prefix` prefixes the field names in errors (`client` gives
+/// `client.crl[1]`; empty gives `crl[1]`).
 pub(super) fn revocation(
-    field: &str,
+    prefix: &str,
     spec: RevocationSpec<'_>,
+    ca: &[CertificateDer<'_>],
 ) -> Result<Option<Revocation>, ValidationError> {
-    let named = |name: &str| {
-        if field.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{field}.{name}")
-        }
-    };
+    let named = |name: &str| prefixed(prefix, name);
     let crl = spec.crl.unwrap_or_default();
     if crl.is_empty() {
         for (set, name) in [
@@ -117,12 +126,22 @@ pub(super) fn revocation(
         .map(CrlSummary::from_der)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ValidationError::field(named("crl"), e.to_string()))?;
-    Ok(Some(Revocation {
+    let revocation = Revocation {
         crls,
         summaries,
         mode: spec.mode.unwrap_or_default(),
         unknown_status: spec.unknown_status.unwrap_or_default(),
-    }))
+    };
+    check_signers(&named("crl"), &revocation, ca)?;
+    Ok(Some(revocation))
+}
+
+fn prefixed(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}.{name}")
+    }
 }
 
 #[cfg(test)]
@@ -134,7 +153,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use crate::resource::Kind;
-    use crate::validate::{validate, Valid, ValidationError};
+    use crate::validate::{validate, ClientCertAuth, Valid, ValidationError};
     use crate::x509::test_pki::TestCa;
 
     fn crl(ca: &TestCa, next_update_days: i64) -> String {
@@ -229,5 +248,34 @@ mod tests {
         let other = TestCa::new("Intermediate", &PKCS_ECDSA_P256_SHA256);
         let client = json!({"ca": ca.cert_pem(), "crl": [crl(&other, 30)]});
         assert!(ssl_with_client(client).is_ok());
+    }
+
+    #[test]
+    fn client_cert_auth_applies_the_same_rules() {
+        let ca = TestCa::new("Route CA", &PKCS_ECDSA_P256_SHA256);
+        let impostor = TestCa::new("Route CA", &PKCS_ECDSA_P256_SHA256);
+        let cases = [
+            (json!({"ca": [ca.cert_pem()], "depth": 0}), "depth"),
+            (
+                json!({"ca": [ca.cert_pem()], "crl": [crl(&impostor, 30)]}),
+                "crl",
+            ),
+            (
+                json!({"ca": [ca.cert_pem()], "crl_mode": "leaf_only"}),
+                "crl_mode",
+            ),
+        ];
+        for (config, field) in cases {
+            match ClientCertAuth::from_config(&config) {
+                Err(ValidationError::Field { field: blamed, .. }) => assert_eq!(blamed, field),
+                other => panic!("{config}: expected a field error, got {other:?}"),
+            }
+        }
+        let config = json!({"ca": [ca.cert_pem()], "crl": [crl(&ca, 30)]});
+        let parsed = ClientCertAuth::from_config(&config).unwrap();
+        assert_eq!(
+            (parsed.depth, parsed.revocation.unwrap().crls.len()),
+            (1, 1)
+        );
     }
 }

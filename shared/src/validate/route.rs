@@ -5,7 +5,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{
-    deserialize, upstream, HostPattern, PluginConfigs, UriPattern, ValidUpstream, ValidationError,
+    deserialize, one_or_many, upstream, HostPattern, PluginConfigs, UriPattern, ValidUpstream,
+    ValidationError,
 };
 use crate::resource::Route;
 
@@ -68,45 +69,22 @@ pub(super) fn validate(id: &str, value: &Value) -> Result<ValidRoute, Validation
 
 /// Exactly one of `uri` / `uris`.
 fn uris(spec: &Route) -> Result<Vec<UriPattern>, ValidationError> {
-    let parse = |field: String, raw: &str| {
-        UriPattern::parse(raw).map_err(|reason| ValidationError::field(field, reason))
-    };
-    match (&spec.uri, &spec.uris) {
-        (Some(_), Some(_)) => Err(ValidationError::field(
-            "uri",
-            "give either `uri` or `uris`, not both",
-        )),
-        (None, None) => Err(ValidationError::field(
-            "uri",
-            "one of `uri` or `uris` is required",
-        )),
-        (Some(uri), None) => Ok(vec![parse("uri".into(), uri)?]),
-        (None, Some(list)) => list
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| parse(format!("uris[{i}]"), raw))
-            .collect(),
-    }
+    one_or_many(
+        ("uri", spec.uri.as_deref()),
+        ("uris", spec.uris.as_deref()),
+        UriPattern::parse,
+    )?
+    .ok_or_else(|| ValidationError::field("uri", "one of `uri` or `uris` is required"))
 }
 
 /// At most one of `host` / `hosts`; none means any host.
 fn hosts(spec: &Route) -> Result<Vec<HostPattern>, ValidationError> {
-    let parse = |field: String, raw: &str| {
-        HostPattern::parse(raw).map_err(|reason| ValidationError::field(field, reason))
-    };
-    match (&spec.host, &spec.hosts) {
-        (Some(_), Some(_)) => Err(ValidationError::field(
-            "host",
-            "give either `host` or `hosts`, not both",
-        )),
-        (None, None) => Ok(Vec::new()),
-        (Some(host), None) => Ok(vec![parse("host".into(), host)?]),
-        (None, Some(list)) => list
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| parse(format!("hosts[{i}]"), raw))
-            .collect(),
-    }
+    let hosts = one_or_many(
+        ("host", spec.host.as_deref()),
+        ("hosts", spec.hosts.as_deref()),
+        HostPattern::parse,
+    )?;
+    Ok(hosts.unwrap_or_default())
 }
 
 /// Exactly one of `upstream` (validated here) / `upstream_id` (checked for

@@ -9,8 +9,8 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::revocation::{check_signers, revocation, Revocation, RevocationSpec};
-use super::{deserialize, HostPattern, ValidationError};
+use super::revocation::{revocation, verify_depth, Revocation, RevocationSpec};
+use super::{deserialize, one_or_many, HostPattern, ValidationError};
 use crate::resource::{ClientSettings, Ssl, SslType};
 use crate::x509::{self, CertSummary};
 
@@ -99,26 +99,20 @@ pub(super) fn validate(id: &str, value: &Value) -> Result<ValidSsl, ValidationEr
 /// `type: server` needs exactly one of `sni`/`snis`; `type: client` needs
 /// none and ignores them.
 fn snis(spec: &Ssl) -> Result<Vec<HostPattern>, ValidationError> {
-    let parse = |field: String, raw: &str| {
-        HostPattern::parse(raw).map_err(|reason| ValidationError::field(field, reason))
-    };
-    match (spec.kind, &spec.sni, &spec.snis) {
-        (SslType::Client, _, _) => Ok(Vec::new()),
-        (SslType::Server, Some(_), Some(_)) => Err(ValidationError::field(
-            "sni",
-            "give either `sni` or `snis`, not both",
-        )),
-        (SslType::Server, None, None) => Err(ValidationError::field(
+    if spec.kind == SslType::Client {
+        return Ok(Vec::new());
+    }
+    one_or_many(
+        ("sni", spec.sni.as_deref()),
+        ("snis", spec.snis.as_deref()),
+        HostPattern::parse,
+    )?
+    .ok_or_else(|| {
+        ValidationError::field(
             "sni",
             "one of `sni` or `snis` is required for a server certificate",
-        )),
-        (SslType::Server, Some(sni), None) => Ok(vec![parse("sni".into(), sni)?]),
-        (SslType::Server, None, Some(list)) => list
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| parse(format!("snis[{i}]"), raw))
-            .collect(),
-    }
+        )
+    })
 }
 
 fn pairs(spec: &Ssl, notes: &mut Notes) -> Result<Vec<CertKeyPair>, ValidationError> {
@@ -147,38 +141,53 @@ fn pair(
     key_pem: &str,
     notes: &mut Notes,
 ) -> Result<CertKeyPair, ValidationError> {
-    let x509_error = |field: &str| {
-        let field = field.to_owned();
-        move |e: x509::X509Error| ValidationError::field(field, e.to_string())
-    };
-    let chain = x509::parse_certs(cert_pem).map_err(x509_error(cert_field))?;
-    let key = x509::parse_key(key_pem).map_err(x509_error(key_field))?;
-    let leaf_der = chain
-        .first()
-        .ok_or_else(|| ValidationError::field(cert_field, "no certificate"))?;
-    let matches = x509::key_matches_cert(&key, leaf_der).map_err(|e| match e {
-        x509::X509Error::Key(_) => ValidationError::field(key_field, e.to_string()),
-        _ => ValidationError::field(cert_field, e.to_string()),
-    })?;
-    if !matches {
-        return Err(ValidationError::field(
-            key_field,
-            format!("{key_field} does not match {cert_field}"),
-        ));
-    }
-    let leaf = CertSummary::from_der(leaf_der).map_err(x509_error(cert_field))?;
-    notes.certificate(cert_field, "certificate", &leaf);
-    for (i, der) in chain.iter().enumerate().skip(1) {
+    let pair = CertKeyPair::parse(cert_field, cert_pem, key_field, key_pem)?;
+    notes.certificate(cert_field, "certificate", &pair.leaf);
+    for (i, der) in pair.chain.iter().enumerate().skip(1) {
         if let Ok(summary) = CertSummary::from_der(der) {
             let what = format!("chain certificate #{i}");
             notes.certificate(cert_field, &what, &summary);
         }
     }
-    Ok(CertKeyPair {
-        chain,
-        key: Arc::new(key),
-        leaf,
-    })
+    Ok(pair)
+}
+
+impl CertKeyPair {
+    /// Parses a chain and its key and checks that the key matches the leaf
+    /// (X.509 v1 certificates included). Errors name `cert_field` or
+    /// `key_field`.
+    pub(super) fn parse(
+        cert_field: &str,
+        cert_pem: &str,
+        key_field: &str,
+        key_pem: &str,
+    ) -> Result<CertKeyPair, ValidationError> {
+        let x509_error = |field: &str| {
+            let field = field.to_owned();
+            move |e: x509::X509Error| ValidationError::field(field, e.to_string())
+        };
+        let chain = x509::parse_certs(cert_pem).map_err(x509_error(cert_field))?;
+        let key = x509::parse_key(key_pem).map_err(x509_error(key_field))?;
+        let leaf_der = chain
+            .first()
+            .ok_or_else(|| ValidationError::field(cert_field, "no certificate"))?;
+        let matches = x509::key_matches_cert(&key, leaf_der).map_err(|e| match e {
+            x509::X509Error::Key(_) => ValidationError::field(key_field, e.to_string()),
+            _ => ValidationError::field(cert_field, e.to_string()),
+        })?;
+        if !matches {
+            return Err(ValidationError::field(
+                key_field,
+                format!("{key_field} does not match {cert_field}"),
+            ));
+        }
+        let leaf = CertSummary::from_der(leaf_der).map_err(x509_error(cert_field))?;
+        Ok(CertKeyPair {
+            chain,
+            key: Arc::new(key),
+            leaf,
+        })
+    }
 }
 
 /// What validation noticed that does not make the object invalid.
@@ -229,10 +238,7 @@ fn client_auth(
     for (i, summary) in ca_summaries.iter().enumerate() {
         notes.certificate("client.ca", &format!("CA certificate #{i}"), summary);
     }
-    let depth = settings.depth.unwrap_or(1);
-    if depth == 0 {
-        return Err(ValidationError::field("client.depth", "must be at least 1"));
-    }
+    let depth = verify_depth("client", settings.depth)?;
     let skip_mtls_uri_regex =
         skip_regexes(settings.skip_mtls_uri_regex.as_deref().unwrap_or_default())?;
     let revocation = revocation(
@@ -242,10 +248,8 @@ fn client_auth(
             mode: settings.crl_mode,
             unknown_status: settings.unknown_status,
         },
+        &ca,
     )?;
-    if let Some(revocation) = &revocation {
-        check_signers("client.crl", revocation, &ca)?;
-    }
     for stale in revocation.iter().flat_map(|r| r.stale_crls(notes.now)) {
         notes.warnings.push(format!("client.crl: {stale}"));
     }

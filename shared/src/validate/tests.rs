@@ -315,6 +315,16 @@ fn walkthrough_route_is_accepted() {
 }
 
 #[test]
+fn an_inline_upstream_may_carry_a_numeric_id() {
+    let body = with(
+        walkthrough_route(),
+        json!({"upstream": {"id": 5, "nodes": {"httpbin.org": 1}}}),
+    );
+    let valid = route(body).expect("numeric inline upstream id");
+    assert!(matches!(valid.upstream, UpstreamRef::Inline(_)));
+}
+
+#[test]
 fn route_field_combinations() {
     let upstream_id = json!({"upstream_id": 1});
     let base = with(json!({"uri": "/*"}), upstream_id.clone());

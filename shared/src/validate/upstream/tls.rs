@@ -5,13 +5,11 @@
 //! the admin API checks that they exist, the gateway resolves them when it
 //! builds its snapshot.
 
-use std::sync::Arc;
-
 use rustls_pki_types::{CertificateDer, ServerName};
 
 use crate::resource::{PassHost, Scheme, Upstream, UpstreamTls};
 use crate::validate::{CertKeyPair, ValidationError};
-use crate::x509::{self, CertSummary};
+use crate::x509;
 
 /// How the gateway speaks TLS to a `scheme: https` upstream (the defaults
 /// when the upstream has no `tls`).
@@ -93,37 +91,11 @@ fn identity(tls: &UpstreamTls) -> Result<Option<ClientIdentity>, ValidationError
             "is required with tls.client_key",
         )),
         (Some(cert), Some(key), None) => {
-            inline_pair(cert, key).map(ClientIdentity::Inline).map(Some)
+            CertKeyPair::parse("tls.client_cert", cert, "tls.client_key", key)
+                .map(ClientIdentity::Inline)
+                .map(Some)
         }
     }
-}
-
-/// The inline client certificate and its key, which must match (X.509 v1
-/// certificates included).
-fn inline_pair(cert_pem: &str, key_pem: &str) -> Result<CertKeyPair, ValidationError> {
-    let cert_error = |e: x509::X509Error| ValidationError::field("tls.client_cert", e.to_string());
-    let key_error = |e: x509::X509Error| ValidationError::field("tls.client_key", e.to_string());
-    let chain = x509::parse_certs(cert_pem).map_err(cert_error)?;
-    let key = x509::parse_key(key_pem).map_err(key_error)?;
-    let leaf_der = chain
-        .first()
-        .ok_or_else(|| ValidationError::field("tls.client_cert", "no certificate"))?;
-    let matches = x509::key_matches_cert(&key, leaf_der).map_err(|e| match e {
-        x509::X509Error::Key(_) => key_error(e),
-        _ => cert_error(e),
-    })?;
-    if !matches {
-        return Err(ValidationError::field(
-            "tls.client_key",
-            "tls.client_key does not match tls.client_cert",
-        ));
-    }
-    let leaf = CertSummary::from_der(leaf_der).map_err(cert_error)?;
-    Ok(CertKeyPair {
-        chain,
-        key: Arc::new(key),
-        leaf,
-    })
 }
 
 fn trust(tls: &UpstreamTls) -> Result<Trust, ValidationError> {
