@@ -55,7 +55,11 @@ impl Entry {
     ) -> Result<Entry, EntryError> {
         let provider = super::provider();
         let id: Arc<str> = Arc::from(ssl.id.as_str());
-        let resolver = CertResolver::new(&ssl.pairs, &provider)
+        let pairs = ssl
+            .pairs
+            .iter()
+            .map(|pair| (pair.chain.as_slice(), &*pair.key));
+        let resolver = CertResolver::new(pairs, &provider)
             .map_err(|(index, source)| EntryError::Certificate { index, source })?;
         if resolver.is_empty() {
             return Err(EntryError::NoCertificate);

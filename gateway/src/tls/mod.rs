@@ -13,7 +13,8 @@
 //! * `table`: the SNI table (exact, one-label wildcard, `*`, fallback) and
 //!   its updates;
 //! * `entry`: one SSL object turned into a `ServerConfig`;
-//! * `resolve`: server certificate selection (RSA and ECDSA side by side);
+//! * `resolve`: certificate selection by signature scheme (RSA and ECDSA
+//!   side by side), for SSL objects and upstream client identities;
 //! * `verify`, `trust`, `revocation` and `v1`: client-certificate
 //!   verification (trust anchors, depth, CRLs), including the X.509 v1
 //!   certificates that the common `openssl x509 -req` recipes produce and
@@ -49,6 +50,7 @@ pub use accept::{accept, AcceptError};
 pub use requests::RouteCertRequests;
 pub use table::SniTable;
 
+pub(crate) use resolve::CertResolver;
 pub(crate) use trust::TrustSet;
 pub(crate) use verify::ClientCertError;
 

@@ -1,4 +1,6 @@
-//! Server certificate selection for one SSL object.
+//! Certificate selection by signature scheme: an SSL object's server
+//! certificates, and the client certificates an upstream TLS profile
+//! presents.
 //!
 //! The keys are loaded with `CertifiedKey::new`, which (unlike
 //! `with_single_cert` and `CertifiedKey::from_der`) does not parse the
@@ -7,29 +9,38 @@
 
 use std::sync::Arc;
 
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use shared::validate::CertKeyPair;
+use rustls::SignatureScheme;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// Serves the first of an SSL object's certificates (`cert`, then each of
-/// `certs`) whose key can make a signature the client accepts: with an RSA
-/// and an ECDSA pair, an ECDSA-only client gets the ECDSA certificate.
+/// Presents the first of its certificates whose key can make a signature the
+/// peer accepts: with an RSA and an ECDSA pair, an ECDSA-only peer gets the
+/// ECDSA certificate.
 #[derive(Debug)]
 pub(crate) struct CertResolver {
     keys: Vec<Arc<CertifiedKey>>,
 }
 
 impl CertResolver {
-    /// Loads every pair; `index` in the error names the pair that failed.
-    pub(crate) fn new(
-        pairs: &[CertKeyPair],
+    /// Loads every (chain, key) pair, in order; `index` in the error names
+    /// the pair that failed.
+    pub(crate) fn new<'a>(
+        pairs: impl IntoIterator<Item = (&'a [CertificateDer<'static>], &'a PrivateKeyDer<'static>)>,
         provider: &CryptoProvider,
     ) -> Result<CertResolver, (usize, rustls::Error)> {
         let keys = pairs
-            .iter()
+            .into_iter()
             .enumerate()
-            .map(|(index, pair)| certified_key(pair, provider).map_err(|e| (index, e)))
+            .map(|(index, (chain, key))| {
+                let key = provider
+                    .key_provider
+                    .load_private_key(key.clone_key())
+                    .map_err(|e| (index, e))?;
+                Ok(Arc::new(CertifiedKey::new(chain.to_vec(), key)))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(CertResolver { keys })
     }
@@ -37,24 +48,31 @@ impl CertResolver {
     pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
-}
 
-fn certified_key(
-    pair: &CertKeyPair,
-    provider: &CryptoProvider,
-) -> Result<Arc<CertifiedKey>, rustls::Error> {
-    let key = provider
-        .key_provider
-        .load_private_key(pair.key.clone_key())?;
-    Ok(Arc::new(CertifiedKey::new(pair.chain.clone(), key)))
-}
-
-impl ResolvesServerCert for CertResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let offered = hello.signature_schemes();
+    fn choose(&self, offered: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
         self.keys
             .iter()
             .find(|key| key.key.choose_scheme(offered).is_some())
             .cloned()
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.choose(hello.signature_schemes())
+    }
+}
+
+impl ResolvesClientCert for CertResolver {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.choose(sigschemes)
+    }
+
+    fn has_certs(&self) -> bool {
+        !self.is_empty()
     }
 }

@@ -12,14 +12,10 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::ResolvesClientCert;
-use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::sign::CertifiedKey;
-use rustls::{
-    ClientConfig, DigitallySignedStruct, HandshakeKind, SignatureScheme, SupportedProtocolVersion,
-};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, HandshakeKind, SignatureScheme, SupportedProtocolVersion};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use shared::resource::SslType;
 use shared::validate::{CertKeyPair, ClientAuth, HostPattern, ValidSsl};
 use shared::x509::{parse_certs, parse_key, CertSummary};
@@ -29,7 +25,8 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::{accept, provider, signature, AcceptError, SniTable};
+use super::signature::AnyServerCert;
+use super::{accept, provider, AcceptError, SniTable};
 use crate::context::{ClientCert, TlsInfo};
 
 /// Long enough for a loaded CI machine, short enough to fail a hung test.
@@ -188,10 +185,18 @@ openssl x509 -req -days 36500 -sha256 -CA impostor.cer -CAkey impostor.key -CAse
 
 impl WalkthroughPki {
     pub(crate) fn new() -> WalkthroughPki {
-        let dir = tempfile::tempdir().unwrap();
+        let pki = WalkthroughPki {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        pki.run(WALKTHROUGH);
+        pki
+    }
+
+    /// Runs the `openssl` commands of `script` in the PKI's directory.
+    pub(crate) fn run(&self, script: &str) {
         let out = Command::new("sh")
-            .args(["-ec", WALKTHROUGH])
-            .current_dir(dir.path())
+            .args(["-ec", script])
+            .current_dir(self.dir.path())
             .output()
             .expect("openssl is installed");
         assert!(
@@ -199,7 +204,6 @@ impl WalkthroughPki {
             "openssl failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        WalkthroughPki { dir }
     }
 
     pub(crate) fn path(&self, file: &str) -> PathBuf {
@@ -419,7 +423,7 @@ impl TestClient {
             .with_protocol_versions(&versions)
             .unwrap()
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCert { algs, schemes }))
+            .with_custom_certificate_verifier(Arc::new(AnyServerCert::new(algs).offering(schemes)))
             .with_client_cert_resolver(Arc::new(resolver));
         TestClient {
             config: Arc::new(config),
@@ -477,48 +481,5 @@ impl ResolvesClientCert for Presenter {
 
     fn has_certs(&self) -> bool {
         self.key.is_some()
-    }
-}
-
-/// Trusts any server certificate (v1 ones included) but still checks the
-/// handshake signatures, and offers only `schemes`.
-#[derive(Debug)]
-struct AnyServerCert {
-    algs: WebPkiSupportedAlgorithms,
-    schemes: Vec<SignatureScheme>,
-}
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        signature::verify_tls12(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        signature::verify_tls13(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes.clone()
     }
 }

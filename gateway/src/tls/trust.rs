@@ -10,7 +10,8 @@
 //! refused.
 //!
 //! Built once per configuration change; verifying allocates nothing but
-//! webpki's path-building state.
+//! webpki's path-building state and, with CRLs, the slice of references
+//! through which webpki borrows them.
 
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::DistinguishedName;

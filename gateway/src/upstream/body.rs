@@ -77,6 +77,20 @@ impl RequestBody {
     }
 }
 
+#[cfg(test)]
+impl AttemptBody {
+    /// A request without a body.
+    pub(crate) fn empty() -> AttemptBody {
+        AttemptBody {
+            slot: Arc::new(Mutex::new(None)),
+            body: None,
+            hint: SizeHint::with_exact(0),
+            end_stream: true,
+            sent: None,
+        }
+    }
+}
+
 impl Body for AttemptBody {
     type Data = Bytes;
     type Error = hyper::Error;

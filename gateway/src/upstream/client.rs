@@ -186,8 +186,7 @@ fn tcp_connector() -> HttpConnector {
 }
 
 fn default_tls_config() -> ClientConfig {
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    ClientConfig::builder_with_provider(provider.into())
+    ClientConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         // aws-lc-rs implements every safe default version: cannot fail.
         .expect("aws-lc-rs supports TLS 1.2 and 1.3")
@@ -275,5 +274,88 @@ where
                 Err(_) => Err(ConnectTimedOut(limit).into()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    const TIMEOUTS: Timeouts = Timeouts {
+        connect: Duration::from_secs(5),
+        send: Duration::from_secs(5),
+        read: Duration::from_secs(5),
+    };
+
+    /// A keep-alive HTTP/1.1 upstream answering `200` with an empty body to
+    /// every request; counts the connections it accepted.
+    async fn counting_upstream() -> (Uri, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n @ 1..) = tcp.read(&mut buf).await {
+                        head.extend_from_slice(&buf[..n]);
+                        if head.ends_with(b"\r\n\r\n") {
+                            head.clear();
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                            if tcp.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (uri, accepted)
+    }
+
+    async fn get(client: &UpstreamClient, uri: &Uri) {
+        let req = Request::get(uri.clone())
+            .body(AttemptBody::empty())
+            .unwrap();
+        let response = client.send(req, &TIMEOUTS, None).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn each_thread_reuses_its_own_connections_only() {
+        let (uri, accepted) = counting_upstream().await;
+        let client = Arc::new(UpstreamClient::plain());
+
+        get(&client, &uri).await;
+        // Let the connection go back to this thread's pool.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        get(&client, &uri).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "kept alive and reused");
+
+        // Another worker thread, while this one's connection sits idle in
+        // its pool, connects on its own.
+        let (other, target) = (Arc::clone(&client), uri.clone());
+        tokio::task::spawn_blocking(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(get(&other, &target));
+        })
+        .await
+        .unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "one pool per thread");
     }
 }

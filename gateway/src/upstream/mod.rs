@@ -268,7 +268,7 @@ mod tests {
         let ctx = BuildContext {
             ssls: &ssls,
             pools: &pools,
-            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            provider: crate::tls::provider(),
         };
         UpstreamTarget::build("u".into(), spec, &ctx)
     }

@@ -11,14 +11,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hyper_rustls::ConfigBuilderExt as _;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::ResolvesClientCert;
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use shared::resource::SslType;
 use shared::validate::{ClientIdentity, Trust, UpstreamTlsPolicy, ValidSsl};
+
+use crate::tls::signature::AnyServerCert;
+use crate::tls::CertResolver;
 
 /// The SSL objects of the configuration being built, by id.
 pub(crate) type SslObjects = BTreeMap<String, Arc<ValidSsl>>;
@@ -131,21 +131,22 @@ impl TlsProfile {
         let builder = match &self.trust {
             TrustKey::Off => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyServerCert {
-                    algs: provider.signature_verification_algorithms,
-                })),
+                .with_custom_certificate_verifier(Arc::new(AnyServerCert::new(
+                    provider.signature_verification_algorithms,
+                ))),
             TrustKey::WebPki => builder.with_webpki_roots(),
             TrustKey::Anchors(anchors) => builder.with_root_certificates(root_store(anchors)?),
         };
         if self.identity.is_empty() {
             return Ok(builder.with_no_client_auth());
         }
-        let keys = self
+        let pairs = self
             .identity
             .iter()
-            .map(|pair| certified_key(pair, provider))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(builder.with_client_cert_resolver(Arc::new(ClientIdentityResolver { keys })))
+            .map(|pair| (pair.chain.as_slice(), &*pair.key));
+        let resolver = CertResolver::new(pairs, provider)
+            .map_err(|(_, e)| format!("the client key cannot be used: {e}"))?;
+        Ok(builder.with_client_cert_resolver(Arc::new(resolver)))
     }
 }
 
@@ -186,85 +187,4 @@ fn root_store(anchors: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>,
             .map_err(|e| format!("CA certificate #{i} cannot be a trust anchor: {e}"))?;
     }
     Ok(Arc::new(store))
-}
-
-/// Loaded with `CertifiedKey::new`, which (unlike `from_der`) does not parse
-/// the certificate with webpki, so X.509 v1 client certificates work; the
-/// key was matched to the certificate when the object was validated.
-fn certified_key(
-    pair: &IdentityPair,
-    provider: &CryptoProvider,
-) -> Result<Arc<CertifiedKey>, String> {
-    let key = provider
-        .key_provider
-        .load_private_key(pair.key.clone_key())
-        .map_err(|e| format!("the client key cannot be used: {e}"))?;
-    Ok(Arc::new(CertifiedKey::new(pair.chain.clone(), key)))
-}
-
-/// Presents the first client certificate whose key can sign with a scheme
-/// the upstream accepts (RSA and ECDSA identities side by side).
-#[derive(Debug)]
-struct ClientIdentityResolver {
-    keys: Vec<Arc<CertifiedKey>>,
-}
-
-impl ResolvesClientCert for ClientIdentityResolver {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        sigschemes: &[SignatureScheme],
-    ) -> Option<Arc<CertifiedKey>> {
-        self.keys
-            .iter()
-            .find(|key| key.key.choose_scheme(sigschemes).is_some())
-            .cloned()
-    }
-
-    fn has_certs(&self) -> bool {
-        !self.keys.is_empty()
-    }
-}
-
-/// `verify: false`: any server certificate is accepted. The handshake
-/// signature is still checked against the presented certificate's key (v1
-/// certificates included), so the peer at least holds that key.
-#[derive(Debug)]
-struct AnyServerCert {
-    algs: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crate::tls::signature::verify_tls12(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crate::tls::signature::verify_tls13(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
 }

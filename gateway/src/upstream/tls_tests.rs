@@ -10,6 +10,7 @@ use shared::Kind;
 
 use super::profile::{ProfileKey, TlsProfile};
 use super::*;
+use crate::tls::provider;
 
 struct Pem {
     cert: String,
@@ -63,10 +64,6 @@ fn client_ssl(id: &str, pair: &Pem, ca: Option<&Pem>) -> (String, Arc<ValidSsl>)
 
 fn profile(upstream: &ValidUpstream, ssls: &SslObjects) -> Result<TlsProfile, String> {
     TlsProfile::resolve(upstream.tls.as_ref().expect("https"), ssls)
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 #[test]

@@ -1,5 +1,3 @@
-use std::process::Command;
-
 use rustls_pki_types::CertificateRevocationListDer;
 use shared::resource::{CrlMode, UnknownStatus};
 use shared::x509::{parse_crls, CrlSummary};
@@ -143,16 +141,7 @@ openssl x509 -req -days 36500 -sha256 -CA ca.cer -CAkey ca.key -CAserial ca.srl 
 openssl ca -config ca.cnf -keyfile ca.key -cert ca.cer -revoke client.cer
 openssl ca -config ca.cnf -keyfile ca.key -cert ca.cer -gencrl -out crl.pem
 "#;
-    let out = Command::new("sh")
-        .args(["-ec", SCRIPT])
-        .current_dir(pki.path(""))
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pki.run(SCRIPT);
     let pem = std::fs::read_to_string(pki.path("crl.pem")).unwrap();
     parse_crls(&pem).unwrap().remove(0)
 }
