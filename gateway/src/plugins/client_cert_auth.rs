@@ -10,7 +10,9 @@
 //! trust different CAs: the handshake asks for an optional certificate
 //! listing every such route's CAs (see `crate::tls::RouteCertRequests`) and
 //! never fails on it; the verdict is taken here, per request. Everything the
-//! verdict needs (anchors, CRLs, pinned set) is built with the route.
+//! verdict needs (anchors, CRLs, pinned set) is built with the route, and an
+//! acceptance of the handshake's certificate is remembered for the rest of
+//! the connection while it cannot change (see [`accepted`]).
 //!
 //! With `cert_header`, a front proxy that terminated TLS passes the
 //! client's certificate in a header. The header is believed only from
@@ -32,10 +34,12 @@ use shared::x509::CertSummary;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
+use self::accepted::AcceptedCerts;
 use super::cert_header;
 use super::identity::RouteIdentity;
-use super::{reply, Flow, Plugin, RequestCtx};
+use super::{Flow, Plugin, RequestCtx};
 use crate::context::{ClientCert, PeerCert};
+use crate::proxy::json_reply;
 use crate::tls::{ClientCertError, TrustSet};
 
 pub(super) const NAME: &str = shared::validate::CLIENT_CERT_AUTH;
@@ -49,6 +53,8 @@ struct ClientCertAuthPlugin {
     /// Pinned certificates, minus those a configured CRL revokes.
     pinned: HashSet<CertificateDer<'static>>,
     trust: Option<TrustSet>,
+    /// The handshake certificates `trust` accepted, per connection.
+    accepted: AcceptedCerts,
     header: Option<TrustedHeader>,
 }
 
@@ -60,35 +66,45 @@ struct TrustedHeader {
 /// What the client presented to this route.
 enum Presented {
     None,
-    Cert(Arc<PeerCert>),
+    /// The connection's certificate.
+    Handshake(Arc<PeerCert>),
+    /// A trusted front proxy's header, read for this request.
+    Header(PeerCert),
     /// A header that should have held a certificate did not.
     Unreadable(String),
 }
 
 pub(super) fn build(config: &Value) -> Result<Box<dyn Plugin>, String> {
-    let config = ClientCertAuth::from_config(config).map_err(|e| e.to_string())?;
-    let algs = crate::tls::provider().signature_verification_algorithms;
-    let trust = (!config.ca.is_empty())
-        .then(|| TrustSet::new(&config.ca, config.depth, config.revocation.as_ref(), algs))
-        .transpose()
-        .map_err(|e| format!("ca: {e}"))?;
-    let header = config
-        .cert_header
-        .map(|header| {
-            HeaderName::from_bytes(header.name.as_bytes())
-                .map(|name| TrustedHeader {
-                    name,
-                    config: header,
-                })
-                .map_err(|_| "cert_header.name is not a valid header name".to_owned())
+    Ok(Box::new(ClientCertAuthPlugin::new(config)?))
+}
+
+impl ClientCertAuthPlugin {
+    fn new(config: &Value) -> Result<ClientCertAuthPlugin, String> {
+        let config = ClientCertAuth::from_config(config).map_err(|e| e.to_string())?;
+        let algs = crate::tls::provider().signature_verification_algorithms;
+        let trust = (!config.ca.is_empty())
+            .then(|| TrustSet::new(&config.ca, config.depth, config.revocation.as_ref(), algs))
+            .transpose()
+            .map_err(|e| format!("ca: {e}"))?;
+        let header = config
+            .cert_header
+            .map(|header| {
+                HeaderName::from_bytes(header.name.as_bytes())
+                    .map(|name| TrustedHeader {
+                        name,
+                        config: header,
+                    })
+                    .map_err(|_| "cert_header.name is not a valid header name".to_owned())
+            })
+            .transpose()?;
+        Ok(ClientCertAuthPlugin {
+            required: config.required,
+            pinned: pinned(config.certificates, config.revocation.as_ref()),
+            accepted: AcceptedCerts::new(&config.ca, config.revocation.as_ref()),
+            trust,
+            header,
         })
-        .transpose()?;
-    Ok(Box::new(ClientCertAuthPlugin {
-        required: config.required,
-        pinned: pinned(config.certificates, config.revocation.as_ref()),
-        trust,
-        header,
-    }))
+    }
 }
 
 /// The pinned certificates no configured CRL revokes. (A CRL names a
@@ -130,9 +146,8 @@ fn pinned(
 }
 
 impl ClientCertAuthPlugin {
-    /// Whether this route accepts `cert`; the error says why not.
-    fn accepts(&self, cert: &PeerCert) -> Result<(), ClientCertError> {
-        let now = UnixTime::now();
+    /// Whether this route accepts `cert` at `now`; the error says why not.
+    fn accepts(&self, cert: &PeerCert, now: UnixTime) -> Result<(), ClientCertError> {
         if self.pinned.contains(&cert.der) {
             return within_validity(&cert.summary, now);
         }
@@ -144,10 +159,29 @@ impl ClientCertAuthPlugin {
         }
     }
 
+    /// [`Self::accepts`] for the connection's own certificate: the chain is
+    /// verified on the connection's first request, and again only once the
+    /// acceptance could have changed.
+    fn accepts_handshake(&self, cert: &Arc<PeerCert>) -> Result<(), ClientCertError> {
+        let now = UnixTime::now();
+        let secs = unix_secs(now);
+        if self.accepted.holds(cert, secs) {
+            return Ok(());
+        }
+        self.accepts(cert, now)?;
+        if !self.pinned.contains(&cert.der) {
+            self.accepted.insert(cert, secs);
+        }
+        Ok(())
+    }
+
     fn presented(&self, ctx: &RequestCtx<'_>, req: &mut Parts) -> Presented {
         let handshake = handshake_cert(ctx);
-        let from_handshake =
-            || handshake.map_or(Presented::None, |cert| Presented::Cert(Arc::clone(cert)));
+        let from_handshake = || {
+            handshake.map_or(Presented::None, |cert| {
+                Presented::Handshake(Arc::clone(cert))
+            })
+        };
         let Some(header) = &self.header else {
             return from_handshake();
         };
@@ -156,7 +190,7 @@ impl ClientCertAuthPlugin {
             return from_handshake();
         };
         let trusted = header.config.trusts(ctx.conn.remote_addr.ip())
-            || handshake.is_some_and(|proxy| self.accepts(proxy).is_ok());
+            || handshake.is_some_and(|proxy| self.accepts_handshake(proxy).is_ok());
         if !trusted {
             tracing::debug!(
                 route = ctx.route_id,
@@ -171,7 +205,7 @@ impl ClientCertAuthPlugin {
             return Presented::Unreadable("the certificate header is repeated".into());
         }
         match header_cert(value, &header.config) {
-            Ok(cert) => Presented::Cert(Arc::new(cert)),
+            Ok(cert) => Presented::Header(cert),
             Err(reason) => Presented::Unreadable(reason),
         }
     }
@@ -182,7 +216,7 @@ impl ClientCertAuthPlugin {
             reason,
             "client-cert-auth: request refused"
         );
-        let mut response = reply::json(StatusCode::UNAUTHORIZED, body);
+        let mut response = json_reply(StatusCode::UNAUTHORIZED, body);
         response
             .headers_mut()
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
@@ -196,15 +230,22 @@ impl Plugin for ClientCertAuthPlugin {
     }
 
     fn request_filter(&self, ctx: &mut RequestCtx<'_>, req: &mut Parts) -> Flow {
-        let cert = match self.presented(ctx, req) {
-            Presented::Cert(cert) => cert,
+        let (cert, verdict) = match self.presented(ctx, req) {
+            Presented::Handshake(cert) => {
+                let verdict = self.accepts_handshake(&cert);
+                (cert, verdict)
+            }
+            Presented::Header(cert) => {
+                let verdict = self.accepts(&cert, UnixTime::now());
+                (Arc::new(cert), verdict)
+            }
             Presented::None if self.required == Requirement::Optional => {
                 return ControlFlow::Continue(())
             }
             Presented::None => return self.refuse(ctx, MISSING, "no client certificate"),
             Presented::Unreadable(reason) => return self.refuse(ctx, REFUSED, &reason),
         };
-        if let Err(reason) = self.accepts(&cert) {
+        if let Err(reason) = verdict {
             let reason = format!("{} ({reason})", cert.summary.subject);
             return self.refuse(ctx, REFUSED, &reason);
         }
@@ -235,7 +276,7 @@ fn header_cert(value: &HeaderValue, config: &CertHeader) -> Result<PeerCert, Str
 }
 
 fn within_validity(summary: &CertSummary, now: UnixTime) -> Result<(), ClientCertError> {
-    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let now = unix_secs(now);
     if now < summary.not_before {
         return Err(ClientCertError::NotYetValid);
     }
@@ -244,6 +285,12 @@ fn within_validity(summary: &CertSummary, now: UnixTime) -> Result<(), ClientCer
     }
     Ok(())
 }
+
+fn unix_secs(now: UnixTime) -> i64 {
+    i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
+}
+
+mod accepted;
 
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,6 @@ mod identity;
 mod mtls_acl;
 mod mtls_auth;
 mod proxy_rewrite;
-mod reply;
 mod vars;
 
 #[cfg(test)]

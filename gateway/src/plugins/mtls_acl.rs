@@ -20,7 +20,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::identity::{verified_client, Attribute, IdentityHeaders};
-use super::{reply, Flow, Plugin, RequestCtx};
+use super::{Flow, Plugin, RequestCtx};
+use crate::proxy::json_reply;
 
 pub(super) const NAME: &str = "mtls-acl";
 
@@ -124,7 +125,7 @@ impl Plugin for MtlsAcl {
             ?values,
             "mtls-acl: client not allowed"
         );
-        ControlFlow::Break(reply::json(StatusCode::FORBIDDEN, FORBIDDEN))
+        ControlFlow::Break(json_reply(StatusCode::FORBIDDEN, FORBIDDEN))
     }
 }
 

@@ -26,8 +26,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::identity::{self, verified_client, IdentityHeaders, Rdn};
-use super::{reply, Flow, Plugin, RequestCtx};
+use super::{Flow, Plugin, RequestCtx};
 use crate::context::PeerCert;
+use crate::proxy::json_reply;
 
 pub(super) const NAME: &str = "mtls-auth";
 
@@ -122,7 +123,7 @@ impl Plugin for MtlsAuth {
                 route = ctx.route_id,
                 "mtls-auth: no verified client certificate"
             );
-            return ControlFlow::Break(reply::json(self.status, UNAUTHENTICATED));
+            return ControlFlow::Break(json_reply(self.status, UNAUTHENTICATED));
         };
         let values: Vec<_> = self
             .headers

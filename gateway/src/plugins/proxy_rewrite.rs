@@ -71,7 +71,14 @@ struct HeaderOps {
 }
 
 /// Header names with the templates of their values.
-type HeaderTemplates = Box<[(HeaderName, Box<[Template]>)]>;
+type HeaderTemplates = Box<[(HeaderName, Box<[HeaderTemplate]>)]>;
+
+/// One configured header value. Text without variables becomes a header
+/// value once, with the route; only the rest is rendered per request.
+enum HeaderTemplate {
+    Fixed(HeaderValue),
+    Vars(Template),
+}
 
 pub(super) fn build(config: &Value) -> Result<Box<dyn Plugin>, String> {
     let config = Config::deserialize(config).map_err(|err| err.to_string())?;
@@ -169,6 +176,10 @@ impl HeaderOps {
             .iter()
             .chain(&self.set)
             .flat_map(|(_, values)| values)
+            .filter_map(|value| match value {
+                HeaderTemplate::Fixed(_) => None,
+                HeaderTemplate::Vars(template) => Some(template),
+            })
     }
 }
 
@@ -185,10 +196,10 @@ fn parse_header_values(map: &Map<String, Value>, field: &str) -> Result<HeaderTe
                 Value::Array(items) => items
                     .iter()
                     .map(|item| header_template(item, name, field))
-                    .collect(),
-                single => header_template(single, name, field).map(|t| Box::new([t]) as Box<[_]>),
-            }?;
-            Ok((header, values))
+                    .collect::<Result<Vec<_>, _>>()?,
+                single => vec![header_template(single, name, field)?],
+            };
+            Ok((header, values.into_iter().flatten().collect()))
         })
         .collect()
 }
@@ -216,7 +227,13 @@ fn header_name(name: &str, field: &str) -> Result<HeaderName, String> {
         .map_err(|_| format!("{field}: {name:?} is not a valid header name"))
 }
 
-fn header_template(value: &Value, name: &str, field: &str) -> Result<Template, String> {
+/// `None` for a value without variables that is empty once trimmed: it is
+/// never sent.
+fn header_template(
+    value: &Value,
+    name: &str,
+    field: &str,
+) -> Result<Option<HeaderTemplate>, String> {
     let text = match value {
         Value::String(text) => text.clone(),
         Value::Number(number) => number.to_string(),
@@ -235,24 +252,34 @@ fn header_template(value: &Value, name: &str, field: &str) -> Result<Template, S
             "{field}.{name}: the value contains characters not allowed in a header"
         ));
     }
-    Ok(template)
+    Ok(match template.fixed_text() {
+        Some(text) => header_value(text).map(HeaderTemplate::Fixed),
+        None => Some(HeaderTemplate::Vars(template)),
+    })
 }
 
 /// The non-empty expansions of `values`, as header values.
-fn render_values(values: &[Template], ctx: &RequestCtx<'_>, req: &Parts) -> Vec<HeaderValue> {
+fn render_values(values: &[HeaderTemplate], ctx: &RequestCtx<'_>, req: &Parts) -> Vec<HeaderValue> {
     let vars = Vars { ctx, req };
     values
         .iter()
-        .filter_map(|template| {
-            let text = template.render_to_string(&vars, Escape::HeaderValue);
-            let text = text.trim();
-            // Control characters were escaped and literals checked at build
-            // time, so conversion only fails on an empty value.
-            (!text.is_empty())
-                .then(|| HeaderValue::from_bytes(text.as_bytes()).ok())
-                .flatten()
+        .filter_map(|value| match value {
+            HeaderTemplate::Fixed(value) => Some(value.clone()),
+            HeaderTemplate::Vars(template) => {
+                header_value(&template.render_to_string(&vars, Escape::HeaderValue))
+            }
         })
         .collect()
+}
+
+/// `text`, trimmed, as a header value. Control characters were escaped and
+/// literals checked at build time, so conversion only fails on an empty
+/// value.
+fn header_value(text: &str) -> Option<HeaderValue> {
+    let text = text.trim();
+    (!text.is_empty())
+        .then(|| HeaderValue::from_bytes(text.as_bytes()).ok())
+        .flatten()
 }
 
 impl ProxyRewrite {

@@ -41,31 +41,20 @@ impl Pki {
     }
 
     pub(crate) fn named(cn: &str) -> Pki {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let (params, key) = ca_params(cn);
         let cert = params.self_signed(&key).unwrap();
-        let ca = TestCert {
-            der: cert.der().clone(),
-            pem: cert.pem(),
-        };
-        Pki {
-            issuer: Issuer::new(params, key),
-            ca,
-        }
+        Pki::issuing_as(cert, params, key)
     }
 
     /// An intermediate CA issued by this one.
     pub(crate) fn intermediate(&self, cn: &str) -> Pki {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let (mut params, key) = ca_params(cn);
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Pki::issuing_as(cert, params, key)
+    }
+
+    fn issuing_as(cert: rcgen::Certificate, params: CertificateParams, key: KeyPair) -> Pki {
         let ca = TestCert {
             der: cert.der().clone(),
             pem: cert.pem(),
@@ -142,6 +131,15 @@ impl Pki {
         };
         params.signed_by(&self.issuer).unwrap().pem().unwrap()
     }
+}
+
+/// A CA named `CN=<cn>`, and its new key.
+fn ca_params(cn: &str) -> (CertificateParams, KeyPair) {
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    (params, KeyPair::generate().unwrap())
 }
 
 /// The certificate as the TLS layer records it.

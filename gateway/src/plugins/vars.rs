@@ -148,6 +148,15 @@ impl Template {
         })
     }
 
+    /// The text, when it holds no variable: its expansion on every request.
+    pub(crate) fn fixed_text(&self) -> Option<&str> {
+        match &*self.segments {
+            [] => Some(""),
+            [Segment::Literal(text)] => Some(text),
+            _ => None,
+        }
+    }
+
     /// Names of variables this build does not know (they expand to "").
     pub(crate) fn unknown_variables(&self) -> impl Iterator<Item = &str> {
         self.segments.iter().filter_map(|segment| match segment {

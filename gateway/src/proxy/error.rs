@@ -120,9 +120,18 @@ impl ProxyError {
 
 /// A response with the JSON body `{"error_msg": message}`, as APISIX answers.
 pub fn json_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
-    let body = serde_json::json!({ "error_msg": message }).to_string();
+    json_reply(
+        status,
+        serde_json::json!({ "error_msg": message }).to_string(),
+    )
+}
+
+/// `status` with the JSON text `body`, sent as is: also what plugins answer
+/// with, in the bodies of the gateways they are compatible with (Kong's
+/// `{"message":"You cannot consume this service"}`, ...).
+pub fn json_reply(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
     let mut response = Response::new(
-        Full::new(Bytes::from(body))
+        Full::new(body.into())
             .map_err(|never| match never {})
             .boxed(),
     );

@@ -31,8 +31,8 @@ use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use shared::validate::normalize_host;
 
-pub use error::json_response;
 use error::ProxyError;
+pub use error::{json_reply, json_response};
 use forward::{forward, Outcome, UpstreamRequest};
 
 use crate::context::ConnInfo;

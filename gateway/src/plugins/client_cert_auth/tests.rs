@@ -193,3 +193,54 @@ fn refuses_configurations_the_admin_api_refuses() {
     assert!(err.contains("ca[0]"), "{err}");
     assert!(build(&json!({"required": "optional"})).is_err());
 }
+
+/// The connection's certificate, as the plugin receives it on each request.
+fn connection_cert(conn: &Conn) -> Arc<PeerCert> {
+    match &conn.0.tls.as_ref().unwrap().client_cert {
+        ClientCert::Verified(cert) | ClientCert::Failed { cert, .. } => Arc::clone(cert),
+        ClientCert::None => panic!("no certificate on this connection"),
+    }
+}
+
+/// Runs `plugin` for one request without headers on `conn`.
+fn request_on(plugin: &ClientCertAuthPlugin, conn: &Conn) -> (Flow, Option<String>) {
+    let mut ctx = conn.ctx();
+    let flow = plugin.request_filter(&mut ctx, &mut request(&[]));
+    let identity = verified_client(&ctx).map(|cert| cert.summary.subject.clone());
+    (flow, identity)
+}
+
+#[tokio::test]
+async fn a_connection_is_verified_once_and_judged_alike_on_every_request() {
+    let (a, b) = (Pki::named("CA A"), Pki::named("CA B"));
+    let route_a = ClientCertAuthPlugin::new(&json!({"ca": [a.ca.pem]})).unwrap();
+    let route_b = ClientCertAuthPlugin::new(&json!({"ca": [b.ca.pem]})).unwrap();
+    let alice = a.client("alice");
+    let conn = presenting_unverified(&alice, &[], "192.0.2.1:1");
+    let cert = connection_cert(&conn);
+    let now = unix_secs(UnixTime::now());
+    assert!(!route_a.accepted.holds(&cert, now));
+    for _ in 0..3 {
+        let (flow, identity) = request_on(&route_a, &conn);
+        assert!(flow.is_continue());
+        assert_eq!(identity, Some(peer(&alice).summary.subject));
+        assert!(
+            route_a.accepted.holds(&cert, now),
+            "remembered after the first"
+        );
+    }
+    // Remembered by route A's trust set only: route B still refuses.
+    for _ in 0..2 {
+        let (flow, identity) = request_on(&route_b, &conn);
+        assert_eq!(identity, None);
+        assert_refused(flow, REFUSED).await;
+        assert!(
+            !route_b.accepted.holds(&cert, now),
+            "refusals are not remembered"
+        );
+    }
+    // Another connection with the same certificate is verified for itself.
+    let again = presenting_unverified(&alice, &[], "192.0.2.2:1");
+    assert!(!route_a.accepted.holds(&connection_cert(&again), now));
+    assert!(request_on(&route_a, &again).0.is_continue());
+}

@@ -1,4 +1,3 @@
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::Request;
@@ -7,22 +6,11 @@ use serde_json::json;
 use shared::x509::CertSummary;
 
 use super::*;
-use crate::context::{ClientCert, ConnInfo, MtlsPolicy, PeerCert, TlsInfo};
+use crate::context::{ClientCert, ConnInfo, PeerCert};
+use crate::plugins::testing::tls_conn;
 
 fn conn(client_cert: ClientCert) -> ConnInfo {
-    ConnInfo {
-        remote_addr: "192.0.2.10:50000".parse::<SocketAddr>().unwrap(),
-        local_addr: "127.0.0.1:9443".parse().unwrap(),
-        tls: Some(TlsInfo {
-            server_name: Some("test.com".to_owned()),
-            ssl_id: Arc::from("1"),
-            protocol: "TLSv1.3",
-            client_cert,
-            mtls: MtlsPolicy::Optional {
-                skip: Arc::new(regex::RegexSet::new(["/public"]).unwrap()),
-            },
-        }),
-    }
+    tls_conn(client_cert, "192.0.2.10:50000").0
 }
 
 fn verified() -> ClientCert {
@@ -222,4 +210,43 @@ fn invalid_configs_are_refused_with_the_field() {
         assert!(err.contains(expected), "{config}: {err}");
     }
     assert!(build(&json!({"_meta": {"disable": false}, "uri": "/x"})).is_ok());
+}
+
+#[test]
+fn values_without_variables_are_built_with_the_route_and_sent_alike() {
+    let config =
+        json!({"set": {"X-Version": " v2 ", "X-Blank": "  ", "X-Both": ["a", "$remote_addr"]}});
+    let ops = HeaderOps::parse(config.as_object().unwrap()).unwrap();
+    let kinds: Vec<(&str, Vec<bool>)> = ops
+        .set
+        .iter()
+        .map(|(name, values)| {
+            let fixed = values
+                .iter()
+                .map(|value| matches!(value, HeaderTemplate::Fixed(_)))
+                .collect();
+            (name.as_str(), fixed)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("x-blank", vec![]),
+            ("x-both", vec![true, false]),
+            ("x-version", vec![true])
+        ]
+    );
+
+    let mut req = upstream_request("/x", &[("X-Blank", "from the client")]);
+    rewrite(
+        json!({"headers": config}),
+        &conn(ClientCert::None),
+        &mut req,
+    );
+    assert_eq!(values(&req, "x-version"), ["v2"]);
+    assert!(
+        !req.headers.contains_key("x-blank"),
+        "set to nothing: removed"
+    );
+    assert_eq!(values(&req, "x-both"), ["a", "192.0.2.10"]);
 }

@@ -1,5 +1,4 @@
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -11,7 +10,8 @@ use rustls_pki_types::CertificateDer;
 use shared::x509::CertSummary;
 
 use super::*;
-use crate::context::{ConnInfo, MtlsPolicy, TlsInfo};
+use crate::context::ConnInfo;
+use crate::plugins::testing;
 
 /// 2022-09-04T12:00:00Z: a single-digit day shows nginx's space padding.
 const NOT_BEFORE: i64 = 1_662_292_800;
@@ -52,17 +52,7 @@ fn peer(der: CertificateDer<'static>) -> Arc<PeerCert> {
 }
 
 fn tls_conn(client_cert: ClientCert) -> ConnInfo {
-    ConnInfo {
-        remote_addr: "[::ffff:198.51.100.4]:40000".parse::<SocketAddr>().unwrap(),
-        local_addr: "127.0.0.1:9443".parse().unwrap(),
-        tls: Some(TlsInfo {
-            server_name: Some("test.com".to_owned()),
-            ssl_id: Arc::from("1"),
-            protocol: "TLSv1.3",
-            client_cert,
-            mtls: MtlsPolicy::Required,
-        }),
-    }
+    testing::tls_conn(client_cert, "[::ffff:198.51.100.4]:40000").0
 }
 
 fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
@@ -331,4 +321,12 @@ fn nginx_time_and_remaining_days() {
     assert_eq!(nginx_time(NOT_AFTER), "Nov 14 23:05:09 2052 GMT");
     assert_eq!(days_remaining(NOT_BEFORE + 86_400 * 3 + 5, NOT_BEFORE), 3);
     assert_eq!(days_remaining(NOT_BEFORE, NOT_BEFORE + 1), 0, "expired");
+}
+
+#[test]
+fn only_text_without_variables_is_fixed() {
+    assert_eq!(Template::parse("").fixed_text(), Some(""));
+    assert_eq!(Template::parse("v2 $ 5").fixed_text(), Some("v2 $ 5"));
+    assert_eq!(Template::parse("v$host").fixed_text(), None);
+    assert_eq!(Template::parse("${x ?? d}").fixed_text(), None);
 }
