@@ -309,7 +309,7 @@ proptest! {
 
     #[test]
     fn validate_never_panics_on_mutated_valid_objects(
-        which in 0usize..3,
+        which in 0..valid_objects().len(),
         mutations in proptest::collection::vec(
             (proptest::collection::vec(any::<usize>(), 1..5), proptest::option::weighted(0.9, replacement())),
             1..4,

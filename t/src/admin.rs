@@ -1,9 +1,12 @@
 //! A client for the admin API, authenticated like an operator's curl.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::Value;
+
+use crate::fixtures::PROPAGATION_TIMEOUT;
 
 /// Admin API client (plain HTTP/1.1 to the admin listener).
 #[derive(Clone, Debug)]
@@ -89,6 +92,25 @@ impl AdminClient {
     pub async fn create(&self, path: &str, object: Value) -> crate::Result<AdminResponse> {
         self.put_expecting(&format!("/apisix/admin/{path}"), object, 201)
             .await
+    }
+
+    /// PUT that retries while etcd cannot take the write (503, e.g. during an
+    /// election or just after a member went away), for up to
+    /// [`PROPAGATION_TIMEOUT`]; any other refusal fails. Returns the attempts made.
+    pub async fn put_until_stored(&self, path: &str, body: Value) -> crate::Result<usize> {
+        let began = Instant::now();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let reply = self.put(path, body.clone()).await?;
+            match reply.status {
+                200 | 201 => return Ok(attempts),
+                503 if began.elapsed() < PROPAGATION_TIMEOUT => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => anyhow::bail!("PUT {path} answered {other}: {}", reply.text),
+            }
+        }
     }
 
     /// DELETE that fails unless the reply is `status`.

@@ -57,6 +57,20 @@ pub struct LoadReport {
     pub max: Duration,
 }
 
+impl LoadReport {
+    /// Prints the report, then fails unless requests were sent during `what`
+    /// and every one of them was answered 200.
+    pub fn assert_no_failure(&self, what: &str) {
+        eprintln!("{what}: {self}");
+        assert!(self.sent > 0, "{what}: no request was sent");
+        assert_eq!(
+            self.failed, 0,
+            "{what}: failed requests: {:?}",
+            self.failures
+        );
+    }
+}
+
 impl std::fmt::Display for LoadReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -108,9 +122,11 @@ impl Load {
     pub async fn finish(mut self) -> LoadReport {
         self.stop.store(true, Ordering::Relaxed);
         let mut total = Tally::default();
-        while let Some(tally) = self.workers.join_next().await {
-            if let Ok(tally) = tally {
-                total.merge(tally);
+        while let Some(joined) = self.workers.join_next().await {
+            match joined {
+                Ok(tally) => total.merge(tally),
+                // A worker that died took its outcomes with it: that is a failure too.
+                Err(err) => total.record_lost_worker(&err),
             }
         }
         total.report()
@@ -140,6 +156,14 @@ impl Tally {
                 let at = began.duration_since(started);
                 self.failures.push(format!("at {at:.2?}: {why}"));
             }
+        }
+    }
+
+    fn record_lost_worker(&mut self, err: &tokio::task::JoinError) {
+        self.failed += 1;
+        if self.failures.len() < QUOTED_FAILURES {
+            self.failures
+                .push(format!("a load worker ended early: {err}"));
         }
     }
 

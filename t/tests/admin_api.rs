@@ -467,21 +467,13 @@ async fn invalid_routes_and_bodies_are_refused_and_nothing_is_written() -> Resul
 async fn referenced_upstreams_are_deleted_only_with_force() -> Result<()> {
     let s = setup().await?;
     let upstream_path = "/apisix/admin/upstreams/u1";
-    assert_eq!(
-        s.admin
-            .put(upstream_path, upstream("127.0.0.1:1980"))
-            .await?
-            .status,
-        201
-    );
-    for id in ["r1", "r2"] {
-        let body = json!({"uri": format!("/{id}"), "upstream_id": "u1"});
-        let created = s
-            .admin
-            .put(&format!("/apisix/admin/routes/{id}"), body)
-            .await?;
-        assert_eq!(created.status, 201, "{}", created.text);
-    }
+    s.admin
+        .create_all([
+            ("upstreams/u1", upstream("127.0.0.1:1980")),
+            ("routes/r1", json!({"uri": "/r1", "upstream_id": "u1"})),
+            ("routes/r2", json!({"uri": "/r2", "upstream_id": "u1"})),
+        ])
+        .await?;
 
     let refused = s.admin.delete(upstream_path).await?;
     assert_refused(&refused, &["u1", "r1", "r2", "force=true"]);

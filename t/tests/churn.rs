@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use harness::fixtures::{start_control_and_data_plane, CertFacts, PROPAGATION_TIMEOUT};
-use harness::load::{http_get, rss_kib, Load, LoadReport, Target};
+use harness::load::{http_get, rss_kib, Load, Target};
 use harness::pki::{Ca, Leaf};
 use harness::{wait_until, AdminClient, EchoServer, Etcd};
 use serde_json::{json, Value};
@@ -119,15 +119,6 @@ async fn send(
     Ok(reply.status)
 }
 
-fn assert_no_failure(what: &str, report: &LoadReport) {
-    eprintln!("churn, {what}: {report}");
-    assert_eq!(
-        report.failed, 0,
-        "{what}: failed requests: {:?}",
-        report.failures
-    );
-}
-
 #[tokio::test]
 async fn config_churn_under_load_fails_no_request_and_does_not_grow_memory() -> harness::Result<()>
 {
@@ -205,8 +196,8 @@ async fn config_churn_under_load_fails_no_request_and_does_not_grow_memory() -> 
         plan.updates,
         growth * 100.0
     );
-    assert_no_failure("HTTPS to the SNI whose certificate changes", &https);
-    assert_no_failure("HTTP", &http);
+    https.assert_no_failure("churn, HTTPS to the SNI whose certificate changes");
+    http.assert_no_failure("churn, HTTP");
     let last_cert = &certs[((plan.updates - 1) / 4) % CERTS];
     assert_eq!(
         CertFacts::served(&data, Some(SNI))?,

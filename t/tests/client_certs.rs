@@ -190,6 +190,11 @@ async fn session_resumption_never_carries_an_identity_across_snis_or_a_ca_change
         };
         let crossed = other_sni.run(&other_session)?;
         assert!(
+            crossed.status_200,
+            "{tls}: other.com is served, by a full handshake: {}",
+            crossed.output
+        );
+        assert!(
             !crossed.resumed,
             "{tls}: a test.com session must not resume on other.com: {}",
             crossed.output

@@ -3,12 +3,13 @@
 //! watch, a restore from a snapshot. Traffic must not notice, and no admin
 //! write that was acknowledged may be lost.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::fixtures::{route_to, until_etcd_connected, PROPAGATION_TIMEOUT};
-use harness::load::{http_get, Load, LoadReport, Target};
+use harness::fixtures::{route_to, until_etcd_connected, until_served_by, PROPAGATION_TIMEOUT};
+use harness::load::{http_get, Load, Target};
 use harness::{wait_until, AdminClient, EchoServer, Fleet, Gateway};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
@@ -18,45 +19,22 @@ const LOAD_RATE: u32 = 200;
 /// How long an admin write may take to answer while etcd is entirely down.
 const OUTAGE_ANSWER_LIMIT: Duration = Duration::from_secs(2);
 
-/// Which upstream served `GET path` on `gw`, if it answered 200.
-async fn served_by(gw: &Gateway, path: &str) -> Option<String> {
-    let (status, body) = http_get(gw.http_addr(), path).await.ok()?;
-    let body: Value = serde_json::from_str(&body).ok().filter(|_| status == 200)?;
-    body["headers"]["host"].as_str().map(str::to_owned)
-}
-
-async fn until_served_by(gw: &Gateway, path: &str, echo: &EchoServer) -> harness::Result<()> {
-    let node = echo.node();
-    wait_until(
-        &format!("{path} to be served by {node}"),
-        PROPAGATION_TIMEOUT,
-        || async { served_by(gw, path).await.as_deref() == Some(node.as_str()) },
-    )
-    .await
-}
-
-async fn until_status(gw: &Gateway, path: &str, status: u16) -> harness::Result<()> {
-    wait_until(
-        &format!("{path} to answer {status}"),
-        PROPAGATION_TIMEOUT,
-        || async { matches!(http_get(gw.http_addr(), path).await, Ok((s, _)) if s == status) },
-    )
-    .await
-}
-
-/// PUT that retries while etcd cannot take writes (503).
-async fn put_until_stored(admin: &AdminClient, path: &str, body: Value) -> harness::Result<()> {
-    let began = Instant::now();
-    loop {
-        let reply = admin.put(path, body.clone()).await?;
-        match reply.status {
-            200 | 201 => return Ok(()),
-            503 if began.elapsed() < PROPAGATION_TIMEOUT => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => anyhow::bail!("PUT {path} answered {other}: {}", reply.text),
-        }
+/// Stores route `routes/{i}` for `{dir}/{i}` to `echo`, for each `i` in `ids`.
+async fn put_routes(
+    admin: &AdminClient,
+    ids: Range<usize>,
+    dir: &str,
+    echo: &EchoServer,
+) -> harness::Result<()> {
+    for i in ids {
+        admin
+            .put_until_stored(
+                &format!("/apisix/admin/routes/{i}"),
+                route_to(&format!("{dir}/{i}"), echo),
+            )
+            .await?;
     }
+    Ok(())
 }
 
 /// Load on the data plane's plain HTTP listener.
@@ -66,15 +44,6 @@ fn load_on(gw: &Gateway, path: &str) -> harness::Result<Load> {
         path: path.into(),
     };
     Load::start(target, LOAD_RATE, 4)
-}
-
-fn assert_no_failure(fault: &str, report: &LoadReport) {
-    eprintln!("{fault}: {report}");
-    assert_eq!(
-        report.failed, 0,
-        "{fault}: failed requests: {:?}",
-        report.failures
-    );
 }
 
 /// One admin write issued by [`Writer`].
@@ -134,12 +103,9 @@ async fn killing_the_etcd_leader_fails_no_request_and_loses_no_acknowledged_writ
     let mut fleet = Fleet::start(1).await?;
     let echo = EchoServer::start().await?;
     let admin = fleet.admin();
-    put_until_stored(
-        &admin,
-        "/apisix/admin/routes/1",
-        route_to("/anything", &echo),
-    )
-    .await?;
+    admin
+        .put_until_stored("/apisix/admin/routes/1", route_to("/anything", &echo))
+        .await?;
     until_served_by(&fleet.data[0], "/anything", &echo).await?;
 
     let load = load_on(&fleet.data[0], "/anything")?;
@@ -165,7 +131,7 @@ async fn killing_the_etcd_leader_fails_no_request_and_loses_no_acknowledged_writ
          admin writes: {} acknowledged, {refused} answered 503, slowest answer {slowest:?}",
         acknowledged.len()
     );
-    assert_no_failure("leader killed", &report);
+    report.assert_no_failure("leader killed");
     for write in &writes {
         assert!(
             matches!(write.status, 200 | 201 | 503),
@@ -177,7 +143,9 @@ async fn killing_the_etcd_leader_fails_no_request_and_loses_no_acknowledged_writ
         "writes must go on after the election: {writes:?}"
     );
     for write in acknowledged {
-        until_status(&fleet.data[0], &write.uri, 200).await?;
+        fleet
+            .until_all_answer(&write.uri, 200, PROPAGATION_TIMEOUT)
+            .await?;
     }
     Ok(())
 }
@@ -188,7 +156,9 @@ async fn with_every_etcd_member_down_traffic_goes_on_and_admin_writes_fail_fast(
     let mut fleet = Fleet::start(1).await?;
     let (a, b) = (EchoServer::start().await?, EchoServer::start().await?);
     let admin = fleet.admin();
-    put_until_stored(&admin, "/apisix/admin/routes/1", route_to("/anything", &a)).await?;
+    admin
+        .put_until_stored("/apisix/admin/routes/1", route_to("/anything", &a))
+        .await?;
     until_served_by(&fleet.data[0], "/anything", &a).await?;
     let pid = fleet.data[0].pid();
 
@@ -227,7 +197,9 @@ async fn with_every_etcd_member_down_traffic_goes_on_and_admin_writes_fail_fast(
     let dp = &fleet.data[0];
     until_etcd_connected(dp, "the data plane to follow etcd again").await?;
     let resynced = back.elapsed();
-    put_until_stored(&admin, "/apisix/admin/routes/1", route_to("/anything", &b)).await?;
+    admin
+        .put_until_stored("/apisix/admin/routes/1", route_to("/anything", &b))
+        .await?;
     until_served_by(&fleet.data[0], "/anything", &b).await?;
     let serving_new = back.elapsed();
     let report = load.finish().await;
@@ -237,7 +209,7 @@ async fn with_every_etcd_member_down_traffic_goes_on_and_admin_writes_fail_fast(
          the members' restart: healthy after {healthy:?}, the data plane resynced after \
          {resynced:?} and served a new write after {serving_new:?}"
     );
-    assert_no_failure("every etcd member down", &report);
+    report.assert_no_failure("every etcd member down");
     assert_eq!(
         fleet.data[0].pid(),
         pid,
@@ -309,45 +281,31 @@ async fn compaction_and_defrag_during_a_watch_leave_exactly_the_stored_state() -
     let echo = EchoServer::start().await?;
     let admin = fleet.admin();
     let prefix = fleet.control.prefix().to_owned();
-    for i in 0..20 {
-        put_until_stored(
-            &admin,
-            &format!("/apisix/admin/routes/{i}"),
-            route_to(&format!("/c/{i}"), &echo),
-        )
+    put_routes(&admin, 0..20, "/c", &echo).await?;
+    fleet
+        .until_all_answer("/c/19", 200, PROPAGATION_TIMEOUT)
         .await?;
-    }
-    until_status(&fleet.data[0], "/c/19", 200).await?;
-    until_status(&fleet.data[1], "/c/19", 200).await?;
 
     // Data plane 0 keeps watching under load; data plane 1 is frozen and its
     // watch stream cut (every member serving a watch restarts), so it must
     // relist once it runs again.
     let load = load_on(&fleet.data[0], "/c/0")?;
     fleet.data[1].pause();
+    let mut cut = Vec::new();
     for member in 0..fleet.etcd.size() {
         if fleet.etcd.watch_streams(member).await? > 0 {
             fleet.etcd.stop(member).await;
             fleet.etcd.start_member(member).await?;
+            cut.push(member);
         }
     }
+    assert!(
+        !cut.is_empty(),
+        "no etcd member served a watch stream, so no watch was cut"
+    );
 
-    for i in 1..5 {
-        put_until_stored(
-            &admin,
-            &format!("/apisix/admin/routes/{i}"),
-            route_to(&format!("/c2/{i}"), &echo),
-        )
-        .await?;
-    }
-    for i in 20..25 {
-        put_until_stored(
-            &admin,
-            &format!("/apisix/admin/routes/{i}"),
-            route_to(&format!("/c/{i}"), &echo),
-        )
-        .await?;
-    }
+    put_routes(&admin, 1..5, "/c2", &echo).await?;
+    put_routes(&admin, 20..25, "/c", &echo).await?;
     // Deletions just before the compaction: their events are compacted away.
     let mut gone: Vec<String> = (1..5).map(|i| format!("/c/{i}")).collect();
     for i in 10..20 {
@@ -367,7 +325,9 @@ async fn compaction_and_defrag_during_a_watch_leave_exactly_the_stored_state() -
     // And changes right after it.
     assert_eq!(admin.delete("/apisix/admin/routes/20").await?.status, 200);
     gone.push("/c/20".into());
-    put_until_stored(&admin, "/apisix/admin/routes/25", route_to("/c/25", &echo)).await?;
+    admin
+        .put_until_stored("/apisix/admin/routes/25", route_to("/c/25", &echo))
+        .await?;
     fleet.data[1].resume();
     let resumed = Instant::now();
 
@@ -378,12 +338,13 @@ async fn compaction_and_defrag_during_a_watch_leave_exactly_the_stored_state() -
     let converged = resumed.elapsed();
     let report = load.finish().await;
     eprintln!(
-        "compacted at revision {compacted} and defragmented 3 members in {maintenance:?}; \
+        "watch streams cut on members {cut:?}; \
+         compacted at revision {compacted} and defragmented 3 members in {maintenance:?}; \
          both data planes hold exactly the {} stored routes at revision {revision} \
          ({converged:?} after the frozen one resumed)",
         stored.len()
     );
-    assert_no_failure("compaction + defrag", &report);
+    report.assert_no_failure("compaction + defrag");
     Ok(())
 }
 
@@ -392,8 +353,12 @@ async fn restoring_etcd_from_a_snapshot_takes_the_data_planes_back_to_it() -> ha
     let mut fleet = Fleet::start(1).await?;
     let (a, b) = (EchoServer::start().await?, EchoServer::start().await?);
     let admin = fleet.admin();
-    put_until_stored(&admin, "/apisix/admin/routes/1", route_to("/one", &a)).await?;
-    put_until_stored(&admin, "/apisix/admin/routes/2", route_to("/two", &a)).await?;
+    admin
+        .put_until_stored("/apisix/admin/routes/1", route_to("/one", &a))
+        .await?;
+    admin
+        .put_until_stored("/apisix/admin/routes/2", route_to("/two", &a))
+        .await?;
     until_served_by(&fleet.data[0], "/two", &a).await?;
     let snapshot_dir = tempfile::tempdir()?;
     let snapshot = snapshot_dir.path().join("portcullis.db");
@@ -401,17 +366,21 @@ async fn restoring_etcd_from_a_snapshot_takes_the_data_planes_back_to_it() -> ha
     let saved_revision = fleet.etcd.revision()?;
 
     // Life goes on after the backup: changes, a deletion, many revisions.
-    put_until_stored(&admin, "/apisix/admin/routes/1", route_to("/one", &b)).await?;
+    admin
+        .put_until_stored("/apisix/admin/routes/1", route_to("/one", &b))
+        .await?;
     assert_eq!(admin.delete("/apisix/admin/routes/2").await?.status, 200);
     for i in 0..10 {
-        put_until_stored(
-            &admin,
-            "/apisix/admin/routes/3",
-            route_to(&format!("/three/{i}"), &b),
-        )
-        .await?;
+        admin
+            .put_until_stored(
+                "/apisix/admin/routes/3",
+                route_to(&format!("/three/{i}"), &b),
+            )
+            .await?;
     }
-    until_status(&fleet.data[0], "/three/9", 200).await?;
+    fleet
+        .until_all_answer("/three/9", 200, PROPAGATION_TIMEOUT)
+        .await?;
     until_served_by(&fleet.data[0], "/one", &b).await?;
     let before_restore = fleet.etcd.revision()?;
 
@@ -423,7 +392,9 @@ async fn restoring_etcd_from_a_snapshot_takes_the_data_planes_back_to_it() -> ha
     let dp = &fleet.data[0];
     until_served_by(dp, "/one", &a).await?;
     until_served_by(dp, "/two", &a).await?;
-    until_status(dp, "/three/9", 404).await?;
+    fleet
+        .until_all_answer("/three/9", 404, PROPAGATION_TIMEOUT)
+        .await?;
     let resynced = began.elapsed();
     let status = dp.status().await?;
     let report = load.finish().await;
@@ -446,10 +417,12 @@ async fn restoring_etcd_from_a_snapshot_takes_the_data_planes_back_to_it() -> ha
         "the data plane must notice the restore"
     );
     // Traffic during the restore hits /one, whose upstream changes back: both answer 200.
-    assert_no_failure("restore from a snapshot", &report);
+    report.assert_no_failure("restore from a snapshot");
 
     // The control plane writes to the restored cluster, the data plane follows.
-    put_until_stored(&admin, "/apisix/admin/routes/4", route_to("/four", &b)).await?;
+    admin
+        .put_until_stored("/apisix/admin/routes/4", route_to("/four", &b))
+        .await?;
     until_served_by(&fleet.data[0], "/four", &b).await?;
     Ok(())
 }

@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use harness::fixtures::{
-    curl_http, curl_https, eventually_status, plain_route, PROPAGATION_TIMEOUT,
+    curl_http, curl_https, eventually_status, plain_route, plain_ssl, PROPAGATION_TIMEOUT,
 };
 use harness::pki::Ca;
 use harness::{gateway_bin, wait_until, EchoServer, Etcd, Gateway, GatewayOptions};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -43,19 +42,12 @@ impl Site {
         let gw = Gateway::start_with(&etcd, opts).await?;
         let echo = EchoServer::start().await?;
         let server = Ca::new("Hostile CA").server("test.com", &["test.com"]);
-        let ssl = json!({ "sni": "test.com", "cert": server.cert_pem, "key": server.key_pem });
-        assert_eq!(
-            gw.admin().put("/apisix/admin/ssls/1", ssl).await?.status,
-            201
-        );
-        let route = plain_route("/anything", &echo.node());
-        assert_eq!(
-            gw.admin()
-                .put("/apisix/admin/routes/1", route)
-                .await?
-                .status,
-            201
-        );
+        gw.admin()
+            .create_all([
+                ("ssls/1", plain_ssl("test.com", &server)),
+                ("routes/1", plain_route("/anything", &echo.node())),
+            ])
+            .await?;
         eventually_status("the TLS route", 200, || {
             curl_https(&gw, "test.com", "/anything", &[])
         })
@@ -643,6 +635,7 @@ async fn rolling_restart_on_the_same_ports_loses_no_request() -> harness::Result
     let stopping = Instant::now();
     old.stop().await;
     let drained_in = stopping.elapsed();
+    let at_exit = ok.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let mut errors = Vec::new();
@@ -660,6 +653,10 @@ async fn rolling_restart_on_the_same_ports_loses_no_request() -> harness::Result
         0,
         "failures: {errors:?}; successor log:\n{}",
         successor.log()
+    );
+    assert!(
+        served > at_exit,
+        "the successor served the clients after the old process exited"
     );
     assert!(
         old.last_exit().is_some_and(|s| s.success()),

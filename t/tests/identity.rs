@@ -122,13 +122,6 @@ async fn kong_mtls_auth_and_acl_walkthrough() -> harness::Result<()> {
     // Kong's `nginx_proxy_ssl_verify_client = optional`: every path may go
     // without a certificate at the handshake; the plugins decide.
     let client = json!({"ca": ca.cert_pem, "skip_mtls_uri_regex": [".*"]});
-    stack
-        .put(
-            "ssls/1",
-            ssl("kong.test", &ca.server("kong.test"), Some(client)),
-            201,
-        )
-        .await?;
     let plugins = json!({
         "mtls-auth": {
             "upstream_cert_s_dn_header": "X-Client-Cert-Dn",
@@ -141,11 +134,15 @@ async fn kong_mtls_auth_and_acl_walkthrough() -> harness::Result<()> {
         }
     });
     stack
-        .put(
-            "routes/1",
-            stack.route("kong.test", "/mtls/*", plugins),
-            201,
-        )
+        .gw
+        .admin()
+        .create_all([
+            (
+                "ssls/1",
+                ssl("kong.test", &ca.server("kong.test"), Some(client)),
+            ),
+            ("routes/1", stack.route("kong.test", "/mtls/*", plugins)),
+        ])
         .await?;
 
     let out = eventually_status("client1 through mtls-auth and mtls-acl", 200, || {
@@ -229,9 +226,6 @@ async fn apk_per_route_mtls_with_pinned_and_header_passed_certificates() -> harn
         dir.path(),
         "unpinned",
     );
-    stack
-        .put("ssls/1", ssl("apk.test", &ca.server("apk.test"), None), 201)
-        .await?;
     let mandatory = json!({"client-cert-auth": {
         "required": "mandatory",
         "certificates": [pinned[0].cert_pem, pinned[1].cert_pem],
@@ -242,18 +236,13 @@ async fn apk_per_route_mtls_with_pinned_and_header_passed_certificates() -> harn
     }});
     let optional = json!({"client-cert-auth": {"required": "optional", "ca": [ca.cert_pem]}});
     stack
-        .put(
-            "routes/1",
-            stack.route("apk.test", "/employee", mandatory),
-            201,
-        )
-        .await?;
-    stack
-        .put(
-            "routes/2",
-            stack.route("apk.test", "/public", optional),
-            201,
-        )
+        .gw
+        .admin()
+        .create_all([
+            ("ssls/1", ssl("apk.test", &ca.server("apk.test"), None)),
+            ("routes/1", stack.route("apk.test", "/employee", mandatory)),
+            ("routes/2", stack.route("apk.test", "/public", optional)),
+        ])
         .await?;
 
     for files in &pinned_files {
@@ -339,32 +328,43 @@ async fn routes_on_one_sni_trust_different_cas_in_one_handshake() -> harness::Re
     let (ca_a, ca_b) = (ClientCa::new("Team A CA"), ClientCa::new("Team B CA"));
     let alice = Files::write(&ca_a.client("alice", "Team A"), dir.path(), "alice");
     let bob = Files::write(&ca_b.client("bob", "Team B"), dir.path(), "bob");
-    stack
-        .put(
-            "ssls/1",
-            ssl("shared.test", &ca_a.server("shared.test"), None),
-            201,
-        )
-        .await?;
-    for (id, uri, ca) in [("1", "/a", &ca_a), ("2", "/b", &ca_b)] {
+    let per_route_ca = |uri: &str, ca: &ClientCa| {
         let plugins = json!({
             "client-cert-auth": {"ca": [ca.cert_pem]},
             "mtls-auth": {"upstream_cert_s_dn_header": "X-Client-Dn"}
         });
-        stack
-            .put(
-                &format!("routes/{id}"),
-                stack.route("shared.test", uri, plugins),
-                201,
-            )
-            .await?;
-    }
+        stack.route("shared.test", uri, plugins)
+    };
+    stack
+        .gw
+        .admin()
+        .create_all([
+            (
+                "ssls/1",
+                ssl("shared.test", &ca_a.server("shared.test"), None),
+            ),
+            ("routes/1", per_route_ca("/a", &ca_a)),
+            ("routes/2", per_route_ca("/b", &ca_b)),
+        ])
+        .await?;
     eventually_status("alice on route A", 200, || {
         stack.curl("shared.test", "/a", &alice.with(&[]))
     })
     .await?;
     eventually_status("bob on route B", 200, || {
         stack.curl("shared.test", "/b", &bob.with(&[]))
+    })
+    .await?;
+    // A route without an mTLS requirement on that SNI is unaffected.
+    stack
+        .put(
+            "routes/3",
+            stack.route("shared.test", "/open", json!({})),
+            201,
+        )
+        .await?;
+    eventually_status("the route without mTLS, without a certificate", 200, || {
+        stack.curl("shared.test", "/open", &[])
     })
     .await?;
     let out = stack.curl("shared.test", "/a", &alice.with(&[]))?;
@@ -474,12 +474,11 @@ async fn forward_client_cert_in_every_mode() -> harness::Result<()> {
 
     let spoofed = "By=spiffe://evil;Hash=00;Subject=\"CN=admin\"";
     let spoof_header = format!("X-Forwarded-Client-Cert: {spoofed}");
-    let xfcc = |mode: &str, with_cert: bool| -> harness::Result<Value> {
+    let xfcc = |mode: &str, client: Option<&Files>| -> harness::Result<Value> {
         let extra = ["-H", spoof_header.as_str()];
-        let args = if with_cert {
-            files.with(&extra)
-        } else {
-            extra.to_vec()
+        let args = match client {
+            Some(files) => files.with(&extra),
+            None => extra.to_vec(),
         };
         let out = stack.curl("mesh.test", &format!("/{mode}"), &args)?;
         assert_eq!(out.status, 200, "{mode}: {out:?}");
@@ -500,11 +499,25 @@ async fn forward_client_cert_in_every_mode() -> harness::Result<()> {
         ("sanitize_set", false, Value::Null),
         ("always_forward_only", false, json!(spoofed)),
     ];
-    for (mode, with_cert, want) in expected {
+    for (mode, with_cert, want) in &expected {
         assert_eq!(
-            xfcc(mode, with_cert)?,
-            want,
+            xfcc(mode, with_cert.then_some(&files))?,
+            *want,
             "{mode}, certificate: {with_cert}"
+        );
+    }
+    // Only verified certificates are forwarded: one from another CA (which
+    // the optional handshake lets through) counts as none.
+    let stranger = Files::write(
+        &ClientCa::new("Stranger CA").client("payments", "Y"),
+        dir.path(),
+        "stranger",
+    );
+    for (mode, _, want) in expected.iter().filter(|(_, with_cert, _)| !with_cert) {
+        assert_eq!(
+            xfcc(mode, Some(&stranger))?,
+            *want,
+            "{mode}, an unverified certificate"
         );
     }
 
@@ -564,11 +577,16 @@ async fn crls_refuse_revoked_certificates_and_update_without_restart() -> harnes
     );
 
     // An invalid CRL is refused and changes nothing.
+    let admin = stack.gw.admin();
+    let stored_crl = |reply: harness::AdminResponse| reply.body["value"]["client"]["crl"].clone();
+    let before = stored_crl(admin.get("/apisix/admin/ssls/1").await?);
     let mut broken = handshake_ssl(&[1001]);
     broken["client"]["crl"] = json!(["-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"]);
-    let reply = stack.gw.admin().put("/apisix/admin/ssls/1", broken).await?;
+    let reply = admin.put("/apisix/admin/ssls/1", broken).await?;
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert!(reply.text.contains("client.crl[0]"), "{}", reply.text);
+    assert!(before.is_array(), "the stored CRL is listed: {before}");
+    assert_eq!(stored_crl(admin.get("/apisix/admin/ssls/1").await?), before);
 
     stack
         .put("ssls/1", handshake_ssl(&[1001, 1002]), 200)

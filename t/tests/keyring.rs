@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use harness::fixtures::{curl_http, curl_https, eventually_status};
+use harness::fixtures::{curl_http, curl_https, eventually_status, plain_route, plain_ssl};
 use harness::pki::Ca;
 use harness::{wait_until, Etcd, Gateway, GatewayOptions, TlsEchoOptions, TlsEchoServer};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// 32-byte keys in base64 (as `openssl rand -base64 32` prints them), fixed
 /// so that failures reproduce.
@@ -44,33 +44,22 @@ async fn private_keys_are_sealed_in_etcd_and_rotated_keyrings_still_open_them(
     })
     .await?;
 
-    let ssl = json!({"sni": "a.test", "cert": server.cert_pem, "key": server.key_pem});
-    assert_eq!(admin.put("/apisix/admin/ssls/1", ssl).await?.status, 201);
     let tls_upstream = json!({
         "nodes": {upstream.node(): 1},
         "scheme": "https",
         "tls": {"client_cert": identity.cert_pem, "client_key": identity.key_pem, "ca": upstream_ca.cert_pem}
     });
-    assert_eq!(
-        admin
-            .put("/apisix/admin/upstreams/tls", tls_upstream)
-            .await?
-            .status,
-        201
-    );
-    let route = json!({"uri": "/sealed", "upstream_id": "tls"});
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/sealed", route)
-            .await?
-            .status,
-        201
-    );
-    let plain = json!({"uri": "/plain", "upstream": {"nodes": {"127.0.0.1:1": 1}}});
-    assert_eq!(
-        admin.put("/apisix/admin/routes/plain", plain).await?.status,
-        201
-    );
+    admin
+        .create_all([
+            ("ssls/1", plain_ssl("a.test", &server)),
+            ("upstreams/tls", tls_upstream),
+            (
+                "routes/sealed",
+                json!({"uri": "/sealed", "upstream_id": "tls"}),
+            ),
+            ("routes/plain", plain_route("/plain", "127.0.0.1:1")),
+        ])
+        .await?;
 
     for key in ["ssls/1", "upstreams/tls"] {
         let raw = etcd.etcdctl(&["get", "--print-value-only", &format!("{prefix}/{key}")])?;
@@ -135,13 +124,12 @@ async fn a_gateway_with_the_wrong_key_refuses_only_the_sealed_objects() -> harne
     let writer = Gateway::start_with(&etcd, options("traditional", &prefix, &[OLD_KEY])).await?;
     let admin = writer.admin();
     let server = Ca::new("Server CA").server("a.test", &["a.test"]);
-    let ssl = json!({"sni": "a.test", "cert": server.cert_pem, "key": server.key_pem});
-    assert_eq!(admin.put("/apisix/admin/ssls/1", ssl).await?.status, 201);
-    let plain = json!({"uri": "/plain", "upstream": {"nodes": {"127.0.0.1:1": 1}}});
-    assert_eq!(
-        admin.put("/apisix/admin/routes/plain", plain).await?.status,
-        201
-    );
+    admin
+        .create_all([
+            ("ssls/1", plain_ssl("a.test", &server)),
+            ("routes/plain", plain_route("/plain", "127.0.0.1:1")),
+        ])
+        .await?;
     eventually_status("the writer", 404, || {
         curl_https(&writer, "a.test", "/nothing", &[])
     })
@@ -160,5 +148,27 @@ async fn a_gateway_with_the_wrong_key_refuses_only_the_sealed_objects() -> harne
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", wrong.log()))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_a_keyring_keys_are_stored_as_given_and_the_start_warns() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start(&etcd).await?;
+    let server = Ca::new("Server CA").server("a.test", &["a.test"]);
+    gw.admin()
+        .create("ssls/1", plain_ssl("a.test", &server))
+        .await?;
+    let key = format!("{}/ssls/1", gw.prefix());
+    let stored: Value =
+        serde_json::from_str(&etcd.etcdctl(&["get", "--print-value-only", &key])?)?;
+    assert_eq!(stored["key"], server.key_pem.as_str(), "stored as given");
+    assert!(
+        gw.log().contains(
+            "no deployment.data_encryption.keyring: private keys are stored in etcd as given"
+        ),
+        "the start warns about keys in clear:\n{}",
+        gw.log()
+    );
     Ok(())
 }

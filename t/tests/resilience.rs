@@ -5,35 +5,13 @@ use std::time::{Duration, Instant};
 
 use harness::fixtures::{
     curl_http, curl_https, eventually_status, plain_ssl, route_to, start_stack, until_served_by,
-    PROPAGATION_TIMEOUT,
 };
 use harness::pki::Ca;
-use harness::{wait_until, AdminClient, EchoServer, Etcd, Gateway, GatewayOptions};
+use harness::{EchoServer, Etcd, Gateway, GatewayOptions};
 use serde_json::{json, Value};
 
 fn tls_site(cn: &str) -> Value {
     plain_ssl(cn, &Ca::new("Site CA").server(cn, &[cn]))
-}
-
-/// PUT that retries while the admin API cannot reach etcd yet (e.g. just after an etcd restart).
-async fn put_when_etcd_answers(
-    admin: &AdminClient,
-    path: &str,
-    body: Value,
-) -> harness::Result<()> {
-    wait_until(
-        &format!("PUT {path} to be stored"),
-        PROPAGATION_TIMEOUT,
-        || {
-            let (admin, body) = (admin.clone(), body.clone());
-            let path = path.to_owned();
-            async move {
-                let reply = admin.put(&path, body).await;
-                matches!(reply, Ok(r) if r.status == 200 || r.status == 201)
-            }
-        },
-    )
-    .await
 }
 
 #[tokio::test]
@@ -99,7 +77,9 @@ async fn gateway_serves_through_an_etcd_outage_and_follows_changes_after_it() ->
     );
 
     etcd.restart().await?;
-    put_when_etcd_answers(&admin, "/apisix/admin/routes/1", route_to("/anything", &b)).await?;
+    admin
+        .put_until_stored("/apisix/admin/routes/1", route_to("/anything", &b))
+        .await?;
     let since = Instant::now();
     until_served_by(&gw, "/anything", &b).await?;
     eprintln!("propagation after an etcd restart: {:?}", since.elapsed());
@@ -171,7 +151,9 @@ async fn converges_after_compaction(away: Away) -> harness::Result<()> {
         Away::Cut => etcd.restart().await?,
         Away::Overflowed => overflow_watch(&etcd, gw.prefix())?,
     }
-    put_when_etcd_answers(&admin, "/apisix/admin/routes/1", route_to("/one", &b)).await?;
+    admin
+        .put_until_stored("/apisix/admin/routes/1", route_to("/one", &b))
+        .await?;
     admin
         .delete_expecting("/apisix/admin/routes/2", 200)
         .await?;

@@ -129,6 +129,11 @@ async fn wildcard_sni_covers_exactly_one_label() -> harness::Result<()> {
     .await?;
     let out = curl_https(&gw, "ADMIN.apisix.dev", "/x", &[])?;
     assert_eq!(out.status, 200, "SNI matching ignores case: {out:?}");
+    assert_eq!(
+        CertFacts::served(&gw, Some("Admin.apisix.dev."))?,
+        CertFacts::of(&server.cert_pem)?,
+        "an SNI is lowercased and its trailing dot stripped"
+    );
     for host in ["a.b.apisix.dev", "apisix.dev", "admin.apisix.dev.evil"] {
         let out = curl_https(&gw, host, "/x", &[])?;
         assert_eq!(out.status, 0, "{host} must find no certificate: {out:?}");

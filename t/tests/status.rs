@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use harness::fixtures::{curl_http, eventually_status, plain_route, PROPAGATION_TIMEOUT};
+use harness::fixtures::{
+    curl_http, eventually_status, plain_route, plain_ssl, PROPAGATION_TIMEOUT,
+};
 use harness::pki::Ca;
 use harness::{wait_until, EchoServer, Etcd, Gateway, GatewayOptions};
 use serde_json::{json, Value};
@@ -84,21 +86,14 @@ async fn status_reports_the_served_configuration() -> harness::Result<()> {
     let echo = EchoServer::start().await?;
     let admin = gw.admin();
     let server = Ca::new("Status CA").server("status.test", &["status.test"]);
-    let ssl = json!({ "sni": "status.test", "cert": server.cert_pem, "key": server.key_pem });
     let upstream = json!({ "type": "roundrobin", "nodes": { echo.node(): 1 } });
-    assert_eq!(admin.put("/apisix/admin/ssls/1", ssl).await?.status, 201);
-    assert_eq!(
-        admin
-            .put("/apisix/admin/upstreams/1", upstream)
-            .await?
-            .status,
-        201
-    );
-    let route = plain_route("/status-test", &echo.node());
-    assert_eq!(
-        admin.put("/apisix/admin/routes/1", route).await?.status,
-        201
-    );
+    admin
+        .create_all([
+            ("ssls/1", plain_ssl("status.test", &server)),
+            ("upstreams/1", upstream),
+            ("routes/1", plain_route("/status-test", &echo.node())),
+        ])
+        .await?;
     eventually_status("the route", 200, || curl_http(&gw, "/status-test", &[])).await?;
 
     // Written by hand, past the admin API's validation.

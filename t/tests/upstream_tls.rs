@@ -2,7 +2,7 @@
 //! the gateway's client certificate (inline or an SSL object of `type:
 //! client`), one connection pool per TLS profile, h2 by ALPN.
 
-use harness::fixtures::{curl_http, eventually_status, PROPAGATION_TIMEOUT};
+use harness::fixtures::{curl_http, eventually_status, plain_route, PROPAGATION_TIMEOUT};
 use harness::pki::{Ca, Leaf};
 use harness::{wait_until, Etcd, Gateway, GatewayOptions, TlsEchoOptions, TlsEchoServer};
 use serde_json::{json, Value};
@@ -177,15 +177,12 @@ async fn each_client_identity_has_its_own_pool_and_changes_apply_without_restart
         inline_identity(&pki.client_ca.client("bob")),
         json!({"ca": pki.upstream_ca.cert_pem}),
     );
-    for (id, route) in [
-        ("alice", https_route("/alice", &node, by_ref)),
-        ("bob", https_route("/bob", &node, bob)),
-    ] {
-        let put = admin
-            .put(&format!("/apisix/admin/routes/{id}"), route)
-            .await?;
-        assert_eq!(put.status, 201, "{id}: {}", put.text);
-    }
+    admin
+        .create_all([
+            ("routes/alice", https_route("/alice", &node, by_ref)),
+            ("routes/bob", https_route("/bob", &node, bob)),
+        ])
+        .await?;
     eventually_status("/alice", 200, || curl_http(&gw, "/alice", &[])).await?;
     eventually_status("/bob", 200, || curl_http(&gw, "/bob", &[])).await?;
     for _ in 0..3 {
@@ -210,14 +207,9 @@ async fn each_client_identity_has_its_own_pool_and_changes_apply_without_restart
     );
 
     // An unrelated change: the warm pools stay.
-    let unrelated = json!({"uri": "/other", "upstream": {"nodes": {"127.0.0.1:1": 1}}});
-    assert_eq!(
-        admin
-            .put("/apisix/admin/routes/other", unrelated)
-            .await?
-            .status,
-        201
-    );
+    admin
+        .create("routes/other", plain_route("/other", "127.0.0.1:1"))
+        .await?;
     eventually_status("the unrelated route", 502, || curl_http(&gw, "/other", &[])).await?;
     for path in ["/alice", "/bob"] {
         assert_eq!(curl_http(&gw, path, &[])?.status, 200);
