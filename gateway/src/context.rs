@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use regex::RegexSet;
 use rustls_pki_types::CertificateDer;
 use shared::x509::CertSummary;
@@ -15,6 +16,39 @@ pub struct ConnInfo {
     pub local_addr: SocketAddr,
     /// `None` on the plain-HTTP listener.
     pub tls: Option<TlsInfo>,
+    /// The client's IP as text (an IPv4-mapped IPv6 address as IPv4), and
+    /// the local port: every request forwards them (`X-Real-IP`,
+    /// `X-Forwarded-*`), so they are written once per connection.
+    client_ip: HeaderValue,
+    server_port: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(remote_addr: SocketAddr, local_addr: SocketAddr, tls: Option<TlsInfo>) -> ConnInfo {
+        ConnInfo {
+            client_ip: header_text(remote_addr.ip().to_canonical()),
+            server_port: header_text(local_addr.port()),
+            remote_addr,
+            local_addr,
+            tls,
+        }
+    }
+
+    /// `remote_addr`'s IP, as nginx `$remote_addr`.
+    pub fn client_ip(&self) -> &HeaderValue {
+        &self.client_ip
+    }
+
+    /// `local_addr`'s port, as nginx `$server_port`.
+    pub fn server_port(&self) -> &HeaderValue {
+        &self.server_port
+    }
+}
+
+/// An address or a port printed: digits, dots, colons and hex only, always
+/// a valid header value.
+fn header_text(value: impl std::fmt::Display) -> HeaderValue {
+    HeaderValue::try_from(value.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The outcome of the TLS handshake.

@@ -146,11 +146,7 @@ impl Connection {
         let Ok(local_addr) = tcp.local_addr() else {
             return;
         };
-        let mut info = ConnInfo {
-            remote_addr: self.remote_addr,
-            local_addr,
-            tls: None,
-        };
+        let mut info = ConnInfo::new(self.remote_addr, local_addr, None);
         match protocol {
             Protocol::Http => self.serve_http(tcp, info).await,
             Protocol::Https => {

@@ -165,17 +165,17 @@ pub(crate) fn ctx_with(cert: Option<&TestCert>) -> Conn {
 }
 
 pub(crate) fn tls_conn(client_cert: ClientCert, remote: &str) -> Conn {
-    Conn(ConnInfo {
-        remote_addr: remote.parse::<SocketAddr>().unwrap(),
-        local_addr: "127.0.0.1:9443".parse().unwrap(),
-        tls: Some(TlsInfo {
+    Conn(ConnInfo::new(
+        remote.parse::<SocketAddr>().unwrap(),
+        "127.0.0.1:9443".parse().unwrap(),
+        Some(TlsInfo {
             server_name: Some("test.com".to_owned()),
             ssl_id: Arc::from("1"),
             protocol: "TLSv1.3",
             client_cert,
             mtls: MtlsPolicy::Off,
         }),
-    })
+    ))
 }
 
 impl Conn {

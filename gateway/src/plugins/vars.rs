@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use http::request::Parts;
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 use time::OffsetDateTime;
 
@@ -315,9 +315,9 @@ impl Var {
                 Cow::Borrowed(tls.and_then(|tls| tls.server_name.as_deref()).unwrap_or(""))
             }
             Var::SslProtocol => Cow::Borrowed(tls.map_or("", |tls| tls.protocol)),
-            Var::RemoteAddr => Cow::Owned(ctx.conn.remote_addr.ip().to_canonical().to_string()),
+            Var::RemoteAddr => header_text(ctx.conn.client_ip()),
             Var::RemotePort => Cow::Owned(ctx.conn.remote_addr.port().to_string()),
-            Var::ServerPort => Cow::Owned(ctx.conn.local_addr.port().to_string()),
+            Var::ServerPort => header_text(ctx.conn.server_port()),
             Var::Scheme => Cow::Borrowed(if tls.is_some() { "https" } else { "http" }),
             Var::Host => Cow::Borrowed(ctx.host.unwrap_or("")),
             Var::Uri => Cow::Borrowed(ctx.uri),
@@ -331,6 +331,11 @@ impl Var {
             Var::Unknown(_) => Cow::Borrowed(""),
         }
     }
+}
+
+/// A value the connection wrote once (an address, a port): ASCII.
+fn header_text(value: &HeaderValue) -> Cow<'_, str> {
+    Cow::Borrowed(value.to_str().unwrap_or(""))
 }
 
 /// Every value of `name`, joined with `, ` as nginx 1.23+ does.

@@ -74,17 +74,12 @@ pub(super) fn prepare_upstream_headers(
     headers.remove(http::header::HOST);
     join_cookies(headers);
 
-    let client_ip = conn.remote_addr.ip().to_canonical().to_string();
-    let forwarded_for = forwarded_for(headers, &client_ip);
+    let forwarded_for = forwarded_for(headers, conn.client_ip());
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
-    insert_str(headers, &X_REAL_IP, &client_ip);
+    headers.insert(X_REAL_IP.clone(), conn.client_ip().clone());
     let proto = if conn.tls.is_some() { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    insert_str(
-        headers,
-        &X_FORWARDED_PORT,
-        &conn.local_addr.port().to_string(),
-    );
+    headers.insert(X_FORWARDED_PORT.clone(), conn.server_port().clone());
     match client_host {
         Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
         None => headers.remove(&X_FORWARDED_HOST),
@@ -110,7 +105,7 @@ fn join_cookies(headers: &mut HeaderMap) {
 
 /// `X-Forwarded-For` with the client appended, as nginx's
 /// `$proxy_add_x_forwarded_for` (several incoming headers are joined).
-fn forwarded_for(headers: &HeaderMap, client_ip: &str) -> HeaderValue {
+fn forwarded_for(headers: &HeaderMap, client_ip: &HeaderValue) -> HeaderValue {
     let mut value = Vec::new();
     for previous in headers.get_all(&X_FORWARDED_FOR) {
         value.extend_from_slice(previous.as_bytes());
@@ -119,12 +114,6 @@ fn forwarded_for(headers: &HeaderMap, client_ip: &str) -> HeaderValue {
     value.extend_from_slice(client_ip.as_bytes());
     // Joined from valid header values and an IP address: always valid.
     HeaderValue::from_bytes(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-fn insert_str(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name.clone(), value);
-    }
 }
 
 #[cfg(test)]
@@ -136,11 +125,7 @@ mod tests {
     fn plain_conn() -> ConnInfo {
         let remote: SocketAddr = "[::ffff:192.0.2.7]:50000".parse().unwrap();
         let local: SocketAddr = "127.0.0.1:9080".parse().unwrap();
-        ConnInfo {
-            remote_addr: remote,
-            local_addr: local,
-            tls: None,
-        }
+        ConnInfo::new(remote, local, None)
     }
 
     #[test]

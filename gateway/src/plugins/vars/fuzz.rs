@@ -59,11 +59,11 @@ fn sent() -> impl Strategy<Value = Sent> {
 }
 
 fn conn() -> ConnInfo {
-    ConnInfo {
-        remote_addr: ([127, 0, 0, 1], 40_000).into(),
-        local_addr: ([127, 0, 0, 1], 9080).into(),
-        tls: None,
-    }
+    ConnInfo::new(
+        ([127, 0, 0, 1], 40_000).into(),
+        ([127, 0, 0, 1], 9080).into(),
+        None,
+    )
 }
 
 /// The request parts: the headers that are valid header values (the HTTP

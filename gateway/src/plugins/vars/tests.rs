@@ -243,7 +243,7 @@ fn unverified_certificates_expose_nothing_but_the_verdict() {
     assert_eq!(expand(all, &conn, &req), "");
     assert_eq!(expand("$ssl_client_verify", &conn, &req), "NONE");
 
-    let plain = ConnInfo { tls: None, ..conn };
+    let plain = ConnInfo::new(conn.remote_addr, conn.local_addr, None);
     assert_eq!(
         expand(
             "[$ssl_client_verify|$ssl_server_name|$ssl_protocol|$scheme]",

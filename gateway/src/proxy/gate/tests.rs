@@ -32,11 +32,11 @@ fn tls(ssl_id: &str, mtls: MtlsPolicy, client_cert: ClientCert) -> TlsInfo {
 }
 
 fn conn(tls: Option<TlsInfo>) -> ConnInfo {
-    ConnInfo {
-        remote_addr: "127.0.0.1:50000".parse().unwrap(),
-        local_addr: "127.0.0.1:9443".parse().unwrap(),
+    ConnInfo::new(
+        "127.0.0.1:50000".parse().unwrap(),
+        "127.0.0.1:9443".parse().unwrap(),
         tls,
-    }
+    )
 }
 
 fn skip(patterns: &[&str]) -> MtlsPolicy {
