@@ -1,6 +1,6 @@
 //! Client certificates carrying what the identity plugins read (organization,
 //! state, country, URI SANs, chosen serial numbers), and CRLs revoking them,
-//! made with rcgen (X.509 v3).
+//! made with rcgen (X.509 v3), issued by a root CA or an intermediate one.
 
 use std::time::{Duration, SystemTime};
 
@@ -32,12 +32,25 @@ impl ClientCa {
     /// A new self-signed CA named `CN=<cn>`.
     pub fn new(cn: &str) -> ClientCa {
         let key = KeyPair::generate().expect("generate a CA key");
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let params = ca_params(cn);
         let cert = params.self_signed(&key).expect("self-sign a CA");
+        ClientCa {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// An intermediate CA `CN=<cn>` with serial number `serial` (which this
+    /// CA's [`ClientCa::crl`] can revoke), signed by this one. Its `cert_pem`
+    /// is its own certificate only: a client sends it after its leaf.
+    pub fn intermediate(&self, cn: &str, serial: u64) -> ClientCa {
+        let key = KeyPair::generate().expect("generate an intermediate key");
+        let mut params = ca_params(cn);
+        params.serial_number = Some(SerialNumber::from(serial));
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign an intermediate");
         ClientCa {
             cert_pem: cert.pem(),
             issuer: Issuer::new(params, key),
@@ -125,4 +138,14 @@ impl ClientCa {
             key_pem: key.serialize_pem(),
         }
     }
+}
+
+/// A CA named `CN=<cn>` that signs certificates and CRLs.
+fn ca_params(cn: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
 }

@@ -1,8 +1,9 @@
 //! Client identity plugins end to end: the Kong `mtls-auth` / `mtls-acl`
-//! walkthrough, the WSO2 APK per-route mTLS walkthrough (pinned certificates,
-//! header-passed certificates), two routes with different CAs on one SNI,
-//! `forward-client-cert` in every mode, and CRLs updated through the admin
-//! API.
+//! walkthrough, `mtls-acl` on a certificate attribute, the WSO2 APK
+//! per-route mTLS walkthrough (pinned certificates, header-passed
+//! certificates), two routes with different CAs on one SNI,
+//! `forward-client-cert` in every mode, CRLs updated through the admin API,
+//! and `crl_mode` over a chain through an intermediate.
 
 use std::path::Path;
 
@@ -622,6 +623,144 @@ async fn crls_refuse_revoked_certificates_and_update_without_restart() -> harnes
     stack.put("routes/2", route(&[1001, 1002]), 200).await?;
     eventually_status("the new CRL on the route", 401, || {
         stack.curl("route-crl.test", "/", &fine.with(&[]))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn mtls_acl_on_a_certificate_attribute_refuses_before_the_upstream() -> harness::Result<()> {
+    let stack = Stack::start().await?;
+    let dir = tempfile::tempdir()?;
+    let ca = ClientCa::new("Workload CA");
+    let workload = |cn: &str, uris: &[&str]| {
+        let spec = ClientSpec {
+            uris,
+            ..ClientSpec::default()
+        };
+        Files::write(&ca.client_with(cn, &spec), dir.path(), cn)
+    };
+    let payments = workload("payments", &["spiffe://example.org/ns/prod/sa/payments"]);
+    let billing = workload("billing", &["spiffe://example.org/ns/prod/sa/billing"]);
+    let no_uri = workload("no-uri", &[]);
+    // Required at the handshake, so every request carries a certificate the
+    // gateway verified: the ACL alone decides, on the certificate itself.
+    let client = json!({"ca": ca.cert_pem});
+    let acl = json!({"mtls-acl": {
+        "attribute": "san_uri",
+        "allow": ["spiffe://example.org/ns/prod/sa/payments"]
+    }});
+    stack
+        .gw
+        .admin()
+        .create_all([
+            (
+                "ssls/1",
+                ssl("acl.test", &ca.server("acl.test"), Some(client)),
+            ),
+            ("routes/1", stack.route("acl.test", "/pay/*", acl)),
+        ])
+        .await?;
+    let out = eventually_status("the allowed SPIFFE ID", 200, || {
+        stack.curl("acl.test", "/pay/invoice", &payments.with(&[]))
+    })
+    .await?;
+    let echoed: Value = serde_json::from_str(&out.body)?;
+    assert_eq!(echoed["uri"], "/pay/invoice", "{out:?}");
+
+    let reached = stack.echo.hits();
+    for (who, files) in [("another SPIFFE ID", &billing), ("no URI SAN", &no_uri)] {
+        let out = stack.curl("acl.test", "/pay/invoice", &files.with(&[]))?;
+        assert_eq!(out.status, 403, "{who}: {out:?}");
+        assert_eq!(
+            out.body, r#"{"message":"You cannot consume this service"}"#,
+            "{who}"
+        );
+    }
+    assert_eq!(
+        stack.echo.hits(),
+        reached,
+        "a refused request must not reach the upstream"
+    );
+    let out = stack.curl("acl.test", "/pay/invoice", &payments.with(&[]))?;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(stack.echo.hits(), reached + 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn crl_mode_leaf_only_checks_the_client_certificate_not_its_intermediate(
+) -> harness::Result<()> {
+    let stack = Stack::start().await?;
+    let dir = tempfile::tempdir()?;
+    let root = ClientCa::new("Leaf-only Root CA");
+    let inter = root.intermediate("Leaf-only Intermediate CA", 77);
+    let chained = |cn: &str, serial: u64| {
+        let spec = ClientSpec {
+            serial: Some(serial),
+            ..ClientSpec::default()
+        };
+        let leaf = inter.client_with(cn, &spec);
+        // The client sends its intermediate after its own certificate.
+        let sent = Leaf {
+            cert_pem: leaf.cert_pem + &inter.cert_pem,
+            key_pem: leaf.key_pem,
+        };
+        Files::write(&sent, dir.path(), cn)
+    };
+    let (fine, revoked) = (chained("fine", 2001), chained("revoked", 2002));
+    // The root revokes the intermediate; the intermediate revokes one leaf.
+    let crls = json!([root.crl(&[77]), inter.crl(&[2002])]);
+    let settings = |mode: &str| json!({"depth": 2, "crl": crls, "crl_mode": mode});
+    let handshake_ssl = |mode: &str| {
+        let mut client = settings(mode);
+        client["ca"] = json!(root.cert_pem);
+        ssl("chain.test", &root.server("chain.test"), Some(client))
+    };
+    let route_checked = |mode: &str| {
+        let mut plugin = settings(mode);
+        plugin["ca"] = json!([root.cert_pem]);
+        let plugins = json!({ "client-cert-auth": plugin });
+        stack.route("route-chain.test", "/*", plugins)
+    };
+    stack
+        .gw
+        .admin()
+        .create_all([
+            ("ssls/1", handshake_ssl("leaf_only")),
+            (
+                "ssls/2",
+                ssl("route-chain.test", &root.server("route-chain.test"), None),
+            ),
+            ("routes/1", stack.route("chain.test", "/*", json!({}))),
+            ("routes/2", route_checked("leaf_only")),
+        ])
+        .await?;
+
+    // leaf_only: the revoked intermediate is not looked up; the leaf is.
+    eventually_status("leaf_only at the handshake, unrevoked leaf", 200, || {
+        stack.curl("chain.test", "/", &fine.with(&[]))
+    })
+    .await?;
+    let out = stack.curl("chain.test", "/", &revoked.with(&[]))?;
+    assert_eq!(out.status, 0, "a revoked leaf fails the handshake: {out:?}");
+    eventually_status("leaf_only on the route, unrevoked leaf", 200, || {
+        stack.curl("route-chain.test", "/", &fine.with(&[]))
+    })
+    .await?;
+    let out = stack.curl("route-chain.test", "/", &revoked.with(&[]))?;
+    assert_eq!(out.status, 401, "a revoked leaf is refused: {out:?}");
+
+    // strict, same CRLs: the revoked intermediate now refuses its leaves,
+    // which shows the root's CRL does revoke it.
+    stack.put("ssls/1", handshake_ssl("strict"), 200).await?;
+    stack.put("routes/2", route_checked("strict"), 200).await?;
+    eventually_status("strict at the handshake", 0, || {
+        stack.curl("chain.test", "/", &fine.with(&[]))
+    })
+    .await?;
+    eventually_status("strict on the route", 401, || {
+        stack.curl("route-chain.test", "/", &fine.with(&[]))
     })
     .await?;
     Ok(())
