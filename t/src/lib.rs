@@ -7,6 +7,7 @@
 //! test panics), so tests are independent and may run in parallel.
 
 mod admin;
+pub mod cert_text;
 pub mod client_pki;
 mod cluster;
 mod curl;

@@ -3,10 +3,13 @@
 //! per-route mTLS walkthrough (pinned certificates, header-passed
 //! certificates), two routes with different CAs on one SNI,
 //! `forward-client-cert` in every mode, CRLs updated through the admin API,
-//! and `crl_mode` over a chain through an intermediate.
+//! `crl_mode` over a chain through an intermediate, `unknown_status`, the
+//! certificate headers (both ways) decoded back to the exact DER, and a
+//! front proxy trusted by its pinned certificate.
 
 use std::path::Path;
 
+use harness::cert_text;
 use harness::client_pki::{ClientCa, ClientSpec};
 use harness::fixtures::{curl_https, eventually_status, start_stack};
 use harness::pki::Leaf;
@@ -763,5 +766,387 @@ async fn crl_mode_leaf_only_checks_the_client_certificate_not_its_intermediate(
         stack.curl("route-chain.test", "/", &fine.with(&[]))
     })
     .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_revocation_status_is_refused_unless_allowed() -> harness::Result<()> {
+    let stack = Stack::start().await?;
+    let dir = tempfile::tempdir()?;
+    // Both CAs are trusted; only the first publishes a CRL, so the status
+    // of the second one's certificates is unknown.
+    let (covered, uncovered) = (ClientCa::new("Covered CA"), ClientCa::new("Uncovered CA"));
+    let leaf = |ca: &ClientCa, cn: &str, serial: u64| {
+        let spec = ClientSpec {
+            serial: Some(serial),
+            ..ClientSpec::default()
+        };
+        Files::write(&ca.client_with(cn, &spec), dir.path(), cn)
+    };
+    let fine = leaf(&covered, "fine", 3001);
+    let revoked = leaf(&covered, "revoked", 3002);
+    let unknown = leaf(&uncovered, "unknown", 3003);
+    let crl = covered.crl(&[3002]);
+    let settings = |unknown_status: Option<&str>| {
+        let mut settings = json!({"crl": [crl]});
+        if let Some(status) = unknown_status {
+            settings["unknown_status"] = json!(status);
+        }
+        settings
+    };
+    let handshake_ssl = |unknown_status: Option<&str>| {
+        let mut client = settings(unknown_status);
+        client["ca"] = json!(format!("{}{}", covered.cert_pem, uncovered.cert_pem));
+        ssl("status.test", &covered.server("status.test"), Some(client))
+    };
+    let route_checked = |unknown_status: Option<&str>| {
+        let mut plugin = settings(unknown_status);
+        plugin["ca"] = json!([covered.cert_pem, uncovered.cert_pem]);
+        let plugins = json!({ "client-cert-auth": plugin });
+        stack.route("route-status.test", "/*", plugins)
+    };
+    stack
+        .gw
+        .admin()
+        .create_all([
+            ("ssls/1", handshake_ssl(None)),
+            (
+                "ssls/2",
+                ssl(
+                    "route-status.test",
+                    &covered.server("route-status.test"),
+                    None,
+                ),
+            ),
+            ("routes/1", stack.route("status.test", "/*", json!({}))),
+            ("routes/2", route_checked(None)),
+        ])
+        .await?;
+
+    // The default: an unknown status is refused, like a revocation.
+    eventually_status("a covered certificate at the handshake", 200, || {
+        stack.curl("status.test", "/", &fine.with(&[]))
+    })
+    .await?;
+    eventually_status("a covered certificate on the route", 200, || {
+        stack.curl("route-status.test", "/", &fine.with(&[]))
+    })
+    .await?;
+    for (who, files) in [("unknown status", &unknown), ("revoked", &revoked)] {
+        let out = stack.curl("status.test", "/", &files.with(&[]))?;
+        assert_eq!(out.status, 0, "{who} fails the handshake: {out:?}");
+        let out = stack.curl("route-status.test", "/", &files.with(&[]))?;
+        assert_eq!(out.status, 401, "{who} is refused by the route: {out:?}");
+    }
+    let out = stack.curl("route-status.test", "/", &unknown.with(&[]))?;
+    assert_eq!(
+        out.body, r#"{"message":"the client certificate is not accepted"}"#,
+        "{out:?}"
+    );
+
+    // `allow` on a running gateway: the unknown status now passes, and a
+    // certificate the CRL does revoke is still refused.
+    stack
+        .put("ssls/1", handshake_ssl(Some("allow")), 200)
+        .await?;
+    stack
+        .put("routes/2", route_checked(Some("allow")), 200)
+        .await?;
+    eventually_status("allow at the handshake", 200, || {
+        stack.curl("status.test", "/", &unknown.with(&[]))
+    })
+    .await?;
+    eventually_status("allow on the route", 200, || {
+        stack.curl("route-status.test", "/", &unknown.with(&[]))
+    })
+    .await?;
+    for (host, refused) in [("status.test", 0), ("route-status.test", 401)] {
+        let out = stack.curl(host, "/", &revoked.with(&[]))?;
+        assert_eq!(out.status, refused, "revoked on {host} with allow: {out:?}");
+        assert_eq!(stack.curl(host, "/", &fine.with(&[]))?.status, 200);
+    }
+
+    // An explicit `deny` is the default again.
+    stack
+        .put("ssls/1", handshake_ssl(Some("deny")), 200)
+        .await?;
+    eventually_status("deny at the handshake", 0, || {
+        stack.curl("status.test", "/", &unknown.with(&[]))
+    })
+    .await?;
+    Ok(())
+}
+
+/// The DER of every certificate in a PEM the test generated.
+fn ders(pem: &str) -> Vec<Vec<u8>> {
+    cert_text::pem_ders(pem).expect("a generated PEM")
+}
+
+/// The value of the quoted XFCC field `key` (`Cert`, `Chain`), decoded
+/// from its percent-encoding.
+fn xfcc_pem(xfcc: &Value, key: &str) -> String {
+    let xfcc = xfcc.as_str().unwrap_or_else(|| panic!("no XFCC: {xfcc}"));
+    let opening = format!(";{key}=\"");
+    let start = xfcc
+        .find(&opening)
+        .unwrap_or_else(|| panic!("no {key} in {xfcc}"))
+        + opening.len();
+    let len = xfcc[start..]
+        .find('"')
+        .unwrap_or_else(|| panic!("{key} is not closed in {xfcc}"));
+    cert_text::percent_decode(&xfcc[start..start + len]).expect("percent-encoded PEM")
+}
+
+/// The request headers a route with `forward-client-cert` (`format: both`,
+/// `details: [cert, chain]`) sent upstream, decoded: XFCC `Cert`, XFCC
+/// `Chain`, RFC 9440 `Client-Cert` and `Client-Cert-Chain` (empty when
+/// absent).
+fn forwarded_ders(headers: &Value) -> harness::Result<[Vec<Vec<u8>>; 4]> {
+    let xfcc = &headers["x-forwarded-client-cert"];
+    let client_cert = headers["client-cert"].as_str().unwrap_or_default();
+    let chain = match headers["client-cert-chain"].as_str() {
+        Some(chain) => cert_text::byte_sequence_ders(chain)?,
+        None => Vec::new(),
+    };
+    Ok([
+        cert_text::pem_ders(&xfcc_pem(xfcc, "Cert"))?,
+        cert_text::pem_ders(&xfcc_pem(xfcc, "Chain"))?,
+        cert_text::byte_sequence_ders(client_cert)?,
+        chain,
+    ])
+}
+
+#[tokio::test]
+async fn header_passed_certificates_reach_the_upstream_intact_in_every_encoding(
+) -> harness::Result<()> {
+    let stack = Stack::start().await?;
+    let root = ClientCa::new("Header Root CA");
+    let inter = root.intermediate("Header Issuing CA", 90);
+    let chained = inter.client("chained", "Behind The Proxy");
+    let chain_pem = format!("{}{}", chained.cert_pem, inter.cert_pem);
+    // base64-der holds one certificate: one issued by the root itself.
+    let direct = root.client("direct", "Behind The Proxy");
+    // (encoding, what the front proxy sends, the certificates it holds)
+    let cases = [
+        ("pem", chain_pem.trim().replace('\n', " "), &chain_pem),
+        ("url-pem", cert_text::percent_encode(&chain_pem), &chain_pem),
+        (
+            "base64-der",
+            cert_text::base64_of_pem(&direct.cert_pem),
+            &direct.cert_pem,
+        ),
+    ];
+    stack
+        .put("ssls/1", ssl("lb.test", &root.server("lb.test"), None), 201)
+        .await?;
+    for (encoding, _, _) in &cases {
+        let plugins = json!({
+            "client-cert-auth": {
+                "ca": [root.cert_pem],
+                "depth": 2,
+                "cert_header": {
+                    "name": "X-Client-Certificate",
+                    "encoding": encoding,
+                    "trusted_sources": ["127.0.0.2/32"]
+                }
+            },
+            "forward-client-cert": {
+                "mode": "sanitize_set", "format": "both", "details": ["cert", "chain"]
+            }
+        });
+        let route = stack.route("lb.test", &format!("/{encoding}"), plugins);
+        stack.put(&format!("routes/{encoding}"), route, 201).await?;
+    }
+
+    for (encoding, value, sent_pem) in &cases {
+        let header = format!("X-Client-Certificate: {value}");
+        let from_lb = ["--interface", "127.0.0.2", "-H", header.as_str()];
+        let out = eventually_status(encoding, 200, || {
+            stack.curl("lb.test", &format!("/{encoding}"), &from_lb)
+        })
+        .await?;
+        let headers = upstream_headers(&out);
+        assert_eq!(headers["x-client-certificate"], json!(value), "{encoding}");
+        let sent = ders(sent_pem);
+        let [cert, chain, client_cert, client_cert_chain] = forwarded_ders(&headers)?;
+        assert_eq!(cert, sent[..1], "{encoding}: XFCC Cert");
+        assert_eq!(chain, sent, "{encoding}: XFCC Chain");
+        assert_eq!(client_cert, sent[..1], "{encoding}: Client-Cert");
+        assert_eq!(
+            client_cert_chain,
+            sent[1..],
+            "{encoding}: Client-Cert-Chain"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn upstream_certificate_headers_decode_to_the_presented_certificate() -> harness::Result<()> {
+    let stack = Stack::start().await?;
+    let dir = tempfile::tempdir()?;
+    let root = ClientCa::new("Presented Root CA");
+    let inter = root.intermediate("Presented Issuing CA", 91);
+    let leaf = inter.client("presented", "Acme");
+    let presented = Leaf {
+        cert_pem: leaf.cert_pem + &inter.cert_pem,
+        key_pem: leaf.key_pem,
+    };
+    let files = Files::write(&presented, dir.path(), "presented");
+    let client = json!({"ca": root.cert_pem, "depth": 2});
+    let plugins = json!({
+        "mtls-auth": {"upstream_cert_header": "X-Mtls-Client-Cert"},
+        "proxy-rewrite": {"headers": {
+            "X-Escaped-Cert": "$ssl_client_escaped_cert",
+            "X-Raw-Cert": "$ssl_client_raw_cert"
+        }},
+        "forward-client-cert": {
+            "mode": "sanitize_set", "format": "both", "details": ["cert", "chain"]
+        }
+    });
+    stack
+        .gw
+        .admin()
+        .create_all([
+            (
+                "ssls/1",
+                ssl("present.test", &root.server("present.test"), Some(client)),
+            ),
+            ("routes/1", stack.route("present.test", "/*", plugins)),
+        ])
+        .await?;
+    let out = eventually_status("a chained client certificate", 200, || {
+        stack.curl("present.test", "/", &files.with(&[]))
+    })
+    .await?;
+    let headers = upstream_headers(&out);
+    let sent = ders(&presented.cert_pem);
+    assert_eq!(sent.len(), 2, "the leaf and its intermediate");
+    let text = |name: &str| {
+        headers[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} upstream: {headers:#}"))
+            .to_owned()
+    };
+    // Percent-encoded PEM (nginx `$ssl_client_escaped_cert`), and the raw
+    // PEM with its line breaks turned into spaces: the leaf only.
+    let escaped = [
+        ("mtls-auth upstream_cert_header", text("x-mtls-client-cert")),
+        ("$ssl_client_escaped_cert", text("x-escaped-cert")),
+    ];
+    for (what, value) in escaped {
+        let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~%".contains(&b);
+        assert!(value.bytes().all(unreserved), "{what}: {value}");
+        let decoded = cert_text::pem_ders(&cert_text::percent_decode(&value)?)?;
+        assert_eq!(decoded, sent[..1], "{what}: {value}");
+    }
+    let raw = text("x-raw-cert");
+    assert!(raw.starts_with("-----BEGIN CERTIFICATE----- "), "{raw}");
+    assert_eq!(
+        cert_text::pem_ders(&raw)?,
+        sent[..1],
+        "$ssl_client_raw_cert"
+    );
+    // `Client-Cert` of a handshake certificate is checked by
+    // `forward_client_cert_in_every_mode`; the chain headers are not.
+    let [cert, chain, _, client_cert_chain] = forwarded_ders(&headers)?;
+    assert_eq!(cert, sent[..1], "XFCC Cert");
+    assert_eq!(chain, sent, "XFCC Chain");
+    assert_eq!(client_cert_chain, sent[1..], "Client-Cert-Chain");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_front_proxy_trusted_by_its_pinned_certificate_speaks_for_the_client(
+) -> harness::Result<()> {
+    let stack = Stack::start().await?;
+    let dir = tempfile::tempdir()?;
+    let (proxy_ca, users_ca) = (ClientCa::new("Proxy CA"), ClientCa::new("Users CA"));
+    let pinned = proxy_ca.client("front-proxy", "Edge");
+    let proxy = Files::write(&pinned, dir.path(), "proxy");
+    // Same CA, same subject, another key: not the pinned certificate.
+    let impostor = Files::write(
+        &proxy_ca.client("front-proxy", "Edge"),
+        dir.path(),
+        "impostor",
+    );
+    let end_user = users_ca.client("end-user", "Customers");
+    let value = end_user.cert_pem.trim().replace('\n', " ");
+    let header = format!("X-Client-Cert: {value}");
+    // The proxy is trusted by its certificate alone (no `trusted_sources`);
+    // the clients behind it by their CA.
+    let route = |uri: &str, required: &str| {
+        let plugins = json!({
+            "client-cert-auth": {
+                "required": required,
+                "certificates": [pinned.cert_pem],
+                "ca": [users_ca.cert_pem],
+                "cert_header": {"name": "X-Client-Cert"}
+            },
+            "forward-client-cert": {"mode": "sanitize_set", "details": ["subject"]}
+        });
+        stack.route("edge.test", uri, plugins)
+    };
+    stack
+        .gw
+        .admin()
+        .create_all([
+            (
+                "ssls/1",
+                ssl("edge.test", &users_ca.server("edge.test"), None),
+            ),
+            ("routes/1", route("/mandatory", "mandatory")),
+            ("routes/2", route("/optional", "optional")),
+        ])
+        .await?;
+    let xfcc = |cert_pem: &str, subject: &str| {
+        json!(format!("Hash={};Subject=\"{subject}\"", sha256(cert_pem)))
+    };
+
+    // The pinned proxy speaks for the end user, whose certificate is judged
+    // and becomes the identity sent upstream; the header is kept.
+    let out = eventually_status("the pinned proxy with a header", 200, || {
+        stack.curl("edge.test", "/mandatory", &proxy.with(&["-H", &header]))
+    })
+    .await?;
+    let headers = upstream_headers(&out);
+    assert_eq!(
+        headers["x-forwarded-client-cert"],
+        xfcc(&end_user.cert_pem, "CN=end-user,O=Customers,ST=Sweden,C=SE"),
+        "{headers:#}"
+    );
+    assert_eq!(headers["x-client-cert"], json!(value), "{headers:#}");
+    // Without the header, the proxy is the client.
+    let out = stack.curl("edge.test", "/mandatory", &proxy.with(&[]))?;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(
+        upstream_headers(&out)["x-forwarded-client-cert"],
+        xfcc(&pinned.cert_pem, "CN=front-proxy,O=Edge,ST=Sweden,C=SE")
+    );
+
+    // The same header behind a certificate the route does not accept is
+    // not believed: the connection's own certificate is judged, and the
+    // request never reaches the upstream.
+    let reached = stack.echo.hits();
+    let out = stack.curl("edge.test", "/mandatory", &impostor.with(&["-H", &header]))?;
+    assert_eq!(out.status, 401, "{out:?}");
+    assert_eq!(
+        out.body,
+        r#"{"message":"the client certificate is not accepted"}"#
+    );
+    let out = stack.curl("edge.test", "/mandatory", &["-H", &header])?;
+    assert_eq!(out.status, 401, "{out:?}");
+    assert_eq!(
+        out.body,
+        r#"{"message":"a client certificate is required"}"#
+    );
+    assert_eq!(stack.echo.hits(), reached, "refused before the upstream");
+    // Where no certificate is required, the untrusted header is removed and
+    // the request goes on with no identity.
+    let out = stack.curl("edge.test", "/optional", &["-H", &header])?;
+    assert_eq!(out.status, 200, "{out:?}");
+    let headers = upstream_headers(&out);
+    assert!(headers["x-client-cert"].is_null(), "{headers:#}");
+    assert!(headers["x-forwarded-client-cert"].is_null(), "{headers:#}");
     Ok(())
 }
