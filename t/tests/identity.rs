@@ -1057,7 +1057,7 @@ async fn upstream_certificate_headers_decode_to_the_presented_certificate() -> h
 }
 
 #[tokio::test]
-async fn a_front_proxy_trusted_by_its_pinned_certificate_speaks_for_the_client(
+async fn a_front_proxy_trusted_by_its_certificate_speaks_for_the_client_and_a_client_does_not(
 ) -> harness::Result<()> {
     let stack = Stack::start().await?;
     let dir = tempfile::tempdir()?;
@@ -1071,17 +1071,19 @@ async fn a_front_proxy_trusted_by_its_pinned_certificate_speaks_for_the_client(
         "impostor",
     );
     let end_user = users_ca.client("end-user", "Customers");
+    let end_user_files = Files::write(&end_user, dir.path(), "end-user");
     let value = end_user.cert_pem.trim().replace('\n', " ");
     let header = format!("X-Client-Cert: {value}");
-    // The proxy is trusted by its certificate alone (no `trusted_sources`);
-    // the clients behind it by their CA.
+    // The proxy is trusted by its certificate alone (no `trusted_sources`)
+    // and, pinned, is a client itself; the clients behind it are accepted
+    // by their CA.
     let route = |uri: &str, required: &str| {
         let plugins = json!({
             "client-cert-auth": {
                 "required": required,
                 "certificates": [pinned.cert_pem],
                 "ca": [users_ca.cert_pem],
-                "cert_header": {"name": "X-Client-Cert"}
+                "cert_header": {"name": "X-Client-Cert", "trusted_certificates": [pinned.cert_pem]}
             },
             "forward-client-cert": {"mode": "sanitize_set", "details": ["subject"]}
         });
@@ -1123,6 +1125,28 @@ async fn a_front_proxy_trusted_by_its_pinned_certificate_speaks_for_the_client(
         upstream_headers(&out)["x-forwarded-client-cert"],
         xfcc(&pinned.cert_pem, "CN=front-proxy,O=Edge,ST=Sweden,C=SE")
     );
+
+    // A client the route accepts is not a proxy: naming another client's
+    // (public) certificate in the header does not make it that client. The
+    // header is removed and the client is itself.
+    let other = users_ca.client("victim", "Customers");
+    let impersonation = format!(
+        "X-Client-Cert: {}",
+        other.cert_pem.trim().replace('\n', " ")
+    );
+    let out = stack.curl(
+        "edge.test",
+        "/mandatory",
+        &end_user_files.with(&["-H", &impersonation]),
+    )?;
+    assert_eq!(out.status, 200, "{out:?}");
+    let headers = upstream_headers(&out);
+    assert_eq!(
+        headers["x-forwarded-client-cert"],
+        xfcc(&end_user.cert_pem, "CN=end-user,O=Customers,ST=Sweden,C=SE"),
+        "{headers:#}"
+    );
+    assert!(headers["x-client-cert"].is_null(), "{headers:#}");
 
     // The same header behind a certificate the route does not accept is
     // not believed: the connection's own certificate is judged, and the

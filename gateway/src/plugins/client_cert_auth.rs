@@ -16,9 +16,10 @@
 //!
 //! With `cert_header`, a front proxy that terminated TLS passes the
 //! client's certificate in a header. The header is believed only from
-//! `trusted_sources`, or from a proxy that presented a certificate this
-//! route accepts; from anyone else it is removed and ignored. A certificate
-//! from the header is then judged exactly like one from the handshake.
+//! `trusted_sources`, or from a proxy that presented one of the
+//! `trusted_certificates` in the handshake; from anyone else, including a
+//! client this route accepts, it is removed and ignored. A certificate from
+//! the header is then judged exactly like one from the handshake.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -61,6 +62,22 @@ struct ClientCertAuthPlugin {
 struct TrustedHeader {
     name: HeaderName,
     config: CertHeader,
+    /// The front proxies' certificates (`trusted_certificates`), moved out
+    /// of `config` for a lookup per request.
+    proxies: HashSet<CertificateDer<'static>>,
+}
+
+impl TrustedHeader {
+    /// Whether the peer is a front proxy whose header is believed: one of
+    /// the trusted sources, or holding one of the trusted certificates
+    /// (rustls checked that it holds the key) within its validity dates.
+    fn trusts(&self, ctx: &RequestCtx<'_>, handshake: Option<&Arc<PeerCert>>) -> bool {
+        self.config.trusts(ctx.conn.remote_addr.ip())
+            || handshake.is_some_and(|proxy| {
+                self.proxies.contains(&proxy.der)
+                    && within_validity(&proxy.summary, UnixTime::now()).is_ok()
+            })
+    }
 }
 
 /// What the client presented to this route.
@@ -88,10 +105,12 @@ impl ClientCertAuthPlugin {
             .map_err(|e| format!("ca: {e}"))?;
         let header = config
             .cert_header
-            .map(|header| {
+            .map(|mut header| {
+                let proxies = std::mem::take(&mut header.trusted_certificates);
                 HeaderName::from_bytes(header.name.as_bytes())
                     .map(|name| TrustedHeader {
                         name,
+                        proxies: proxies.into_iter().collect(),
                         config: header,
                     })
                     .map_err(|_| "cert_header.name is not a valid header name".to_owned())
@@ -189,9 +208,7 @@ impl ClientCertAuthPlugin {
         let Some(value) = values.first() else {
             return from_handshake();
         };
-        let trusted = header.config.trusts(ctx.conn.remote_addr.ip())
-            || handshake.is_some_and(|proxy| self.accepts_handshake(proxy).is_ok());
-        if !trusted {
+        if !header.trusts(ctx, handshake) {
             tracing::debug!(
                 route = ctx.route_id,
                 peer = %ctx.conn.remote_addr,

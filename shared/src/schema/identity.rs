@@ -97,6 +97,11 @@ pub(super) fn client_cert_auth_schema() -> Value {
                         "type": "array",
                         "items": {"type": "string", "minLength": 1, "maxLength": 64},
                         "maxItems": 1024
+                    },
+                    "trusted_certificates": {
+                        "type": "array",
+                        "items": {"type": "string", "minLength": 1, "maxLength": 65536},
+                        "maxItems": 256
                     }
                 },
                 "required": ["name"],

@@ -49,7 +49,10 @@ pub enum Requirement {
 }
 
 /// `cert_header`: where a front proxy that terminated TLS passes the
-/// client's certificate.
+/// client's certificate. The header is believed only from a front proxy
+/// named here, by address or by its own client certificate: a certificate
+/// the route accepts from end users says nothing about its holder being a
+/// proxy, and believing it would let any client speak for any other.
 #[derive(Debug, Clone)]
 pub struct CertHeader {
     /// As configured (header names are case-insensitive).
@@ -57,6 +60,9 @@ pub struct CertHeader {
     pub encoding: CertEncoding,
     /// Peers whose header is believed.
     pub trusted_sources: Vec<IpNet>,
+    /// Front proxies' client certificates: a peer that presents exactly one
+    /// of these in the handshake is believed.
+    pub trusted_certificates: Vec<CertificateDer<'static>>,
 }
 
 impl CertHeader {
@@ -107,6 +113,8 @@ struct HeaderSpec {
     encoding: CertEncoding,
     #[serde(default)]
     trusted_sources: Vec<String>,
+    #[serde(default)]
+    trusted_certificates: Vec<String>,
 }
 
 impl ClientCertAuth {
@@ -120,7 +128,7 @@ impl ClientCertAuth {
                 "give `certificates` (pinned client certificates) and/or `ca`",
             ));
         }
-        let certificates = pinned(&spec.certificates)?;
+        let certificates = pinned("certificates", &spec.certificates)?;
         let ca = anchors(&spec.ca)?;
         let depth = verify_depth("", spec.depth)?;
         let revocation = revocation(
@@ -145,8 +153,8 @@ impl ClientCertAuth {
 
     /// The names a TLS server should list in its CertificateRequest for this
     /// route (DER `Name`s): the subject of each CA and the issuer of each
-    /// pinned certificate, so that a client (a browser) offers a matching
-    /// certificate.
+    /// pinned or trusted front proxy's certificate, so that a client (a
+    /// browser, a proxy) offers a matching certificate.
     pub fn ca_names(&self) -> Vec<Vec<u8>> {
         let name = |der: &CertificateDer<'_>, issuer: bool| {
             X509Certificate::from_der(der.as_ref())
@@ -161,18 +169,26 @@ impl ClientCertAuth {
                 })
         };
         let subjects = self.ca.iter().filter_map(|der| name(der, false));
-        let issuers = self.certificates.iter().filter_map(|der| name(der, true));
+        let proxies = self
+            .cert_header
+            .iter()
+            .flat_map(|header| &header.trusted_certificates);
+        let issuers = self
+            .certificates
+            .iter()
+            .chain(proxies)
+            .filter_map(|der| name(der, true));
         subjects.chain(issuers).collect()
     }
 }
 
 /// Each entry holds exactly one certificate: pinning a whole chain by
 /// mistake would pin its CA as a client certificate.
-fn pinned(pems: &[String]) -> Result<Vec<CertificateDer<'static>>, ValidationError> {
+fn pinned(field: &str, pems: &[String]) -> Result<Vec<CertificateDer<'static>>, ValidationError> {
     pems.iter()
         .enumerate()
         .map(|(i, pem)| {
-            let field = format!("certificates[{i}]");
+            let field = format!("{field}[{i}]");
             let mut certs = x509::parse_certs(pem)
                 .map_err(|e| ValidationError::field(&field, e.to_string()))?;
             match certs.len() {
@@ -210,10 +226,22 @@ fn cert_header(spec: HeaderSpec) -> Result<CertHeader, ValidationError> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let trusted_certificates = pinned(
+        "cert_header.trusted_certificates",
+        &spec.trusted_certificates,
+    )?;
+    if trusted_sources.is_empty() && trusted_certificates.is_empty() {
+        return Err(ValidationError::field(
+            "cert_header",
+            "name the front proxies whose header is believed: `trusted_sources` \
+             (addresses) and/or `trusted_certificates` (their client certificates)",
+        ));
+    }
     Ok(CertHeader {
         name: spec.name,
         encoding: spec.encoding,
         trusted_sources,
+        trusted_certificates,
     })
 }
 
@@ -267,7 +295,8 @@ mod tests {
             "cert_header": {
                 "name": "X-WSO2-CLIENT-CERTIFICATE",
                 "encoding": "url-pem",
-                "trusted_sources": ["10.0.0.0/8", "::1", "192.168.1.7"]
+                "trusted_sources": ["10.0.0.0/8", "::1", "192.168.1.7"],
+                "trusted_certificates": [client(&issuer, "front proxy")]
             }
         });
         let parsed = ClientCertAuth::from_config(&config).unwrap();
@@ -283,13 +312,19 @@ mod tests {
         assert!(header.trusts("192.168.1.7".parse().unwrap()));
         assert!(!header.trusts("192.168.1.8".parse().unwrap()));
         assert!(!header.trusts("127.0.0.1".parse().unwrap()));
+        assert_eq!(header.trusted_certificates.len(), 1);
     }
 
     #[test]
     fn names_the_ca_subjects_and_pinned_issuers() {
         let (ca_pem, issuer) = ca("Route CA");
         let (other_pem, other) = ca("Other CA");
-        let config = json!({"ca": [ca_pem], "certificates": [client(&other, "x")]});
+        let (_, proxies) = ca("Proxy CA");
+        let config = json!({
+            "ca": [ca_pem],
+            "certificates": [client(&other, "x")],
+            "cert_header": {"name": "X-C", "trusted_certificates": [client(&proxies, "proxy")]}
+        });
         let parsed = ClientCertAuth::from_config(&config).unwrap();
         let names: Vec<String> = parsed
             .ca_names()
@@ -301,7 +336,7 @@ mod tests {
                     .to_string()
             })
             .collect();
-        assert_eq!(names, ["CN=Route CA", "CN=Other CA"]);
+        assert_eq!(names, ["CN=Route CA", "CN=Other CA", "CN=Proxy CA"]);
         drop((issuer, other_pem));
     }
 
@@ -326,6 +361,23 @@ mod tests {
             (
                 json!({"ca": [ca_pem], "cert_header": {"name": "X-C", "trusted_sources": ["10.0.0.0/33"]}}),
                 "cert_header.trusted_sources[0]",
+            ),
+            // Believed from nobody: no front proxy is named.
+            (
+                json!({"ca": [ca_pem], "cert_header": {"name": "X-C"}}),
+                "cert_header",
+            ),
+            (
+                json!({"ca": [ca_pem], "cert_header": {"name": "X-C", "trusted_sources": []}}),
+                "cert_header",
+            ),
+            (
+                json!({"ca": [ca_pem], "cert_header": {"name": "X-C", "trusted_certificates": ["nope"]}}),
+                "cert_header.trusted_certificates[0]",
+            ),
+            (
+                json!({"ca": [ca_pem], "cert_header": {"name": "X-C", "trusted_certificates": [format!("{leaf}{ca_pem}")]}}),
+                "cert_header.trusted_certificates[0]",
             ),
         ];
         for (config, field) in cases {

@@ -168,23 +168,47 @@ async fn a_header_certificate_counts_only_from_trusted_sources() {
 }
 
 #[test]
-fn a_front_proxy_with_an_accepted_certificate_is_a_trusted_source() {
+fn a_front_proxy_is_trusted_by_its_certificate_and_an_accepted_client_is_not() {
     let pki = Pki::new();
     let (proxy, client) = (pki.client("front-proxy"), pki.client("end-user"));
-    let encoded = base64::engine::general_purpose::STANDARD.encode(client.der.as_ref());
+    let victim = pki.client("victim");
+    let encoded =
+        |cert: &TestCert| base64::engine::general_purpose::STANDARD.encode(cert.der.as_ref());
     let config = json!({
         "ca": [pki.ca.pem],
-        "cert_header": {"name": "X-Client-Cert", "encoding": "base64-der"}
+        "cert_header": {
+            "name": "X-Client-Cert",
+            "encoding": "base64-der",
+            "trusted_certificates": [proxy.pem]
+        }
     });
-    let (flow, identity, _) = run(&config, &presenting(&proxy), &[("X-Client-Cert", &encoded)]);
+    let (flow, identity, _) = run(
+        &config,
+        &presenting(&proxy),
+        &[("X-Client-Cert", &encoded(&client))],
+    );
     assert!(flow.is_continue());
     assert_eq!(identity, Some(peer(&client).summary.subject));
-    // A proxy whose certificate this route does not accept is not believed.
-    let stranger = Pki::named("Stranger CA").client("proxy");
-    let conn = presenting_unverified(&stranger, &[], "192.0.2.1:1");
-    assert!(run(&config, &conn, &[("X-Client-Cert", &encoded)])
-        .0
-        .is_break());
+    // A client the route accepts is not a proxy: its header is removed and
+    // it is itself, never the certificate it names.
+    let (flow, identity, req) = run(
+        &config,
+        &presenting(&client),
+        &[("X-Client-Cert", &encoded(&victim))],
+    );
+    assert!(flow.is_continue());
+    assert_eq!(identity, Some(peer(&client).summary.subject));
+    assert!(!req.headers.contains_key("x-client-cert"));
+    // Another certificate from the same CA with the proxy's name is not
+    // the proxy's.
+    let impostor = pki.client("front-proxy");
+    let (flow, _, req) = run(
+        &config,
+        &presenting(&impostor),
+        &[("X-Client-Cert", &encoded(&victim))],
+    );
+    assert!(flow.is_continue());
+    assert!(!req.headers.contains_key("x-client-cert"));
 }
 
 #[test]
