@@ -115,6 +115,7 @@ async fn start_admin(
         .await
         .with_context(|| format!("cannot listen on deployment.admin.listen {}", admin.listen))?;
     tracing::info!(addr = %socket.local_addr()?, "admin API listening");
+    warn_sample_keys(admin);
     let state = admin::AdminState::new(store, admin.keys.clone())
         .with_allow(admin.allow.clone())
         .with_keyring(keyring);
@@ -130,6 +131,21 @@ async fn start_admin(
     });
     Ok(())
 }
+
+/// The sample configurations ship an admin key everyone has read; a
+/// gateway still using it is open to anyone who reaches its admin port.
+fn warn_sample_keys(admin: &AdminConfig) {
+    for key in admin.keys.iter().filter(|k| k.key == SAMPLE_ADMIN_KEY) {
+        tracing::warn!(
+            name = %key.name,
+            "deployment.admin.keys: this key is the sample value \"{SAMPLE_ADMIN_KEY}\"; \
+             anyone who reaches the admin API can change the configuration: set a key of your own"
+        );
+    }
+}
+
+/// The admin key of the sample configurations in `conf/`.
+const SAMPLE_ADMIN_KEY: &str = "change-me";
 
 /// `deployment.data_encryption.keyring`; a malformed key stops the start.
 fn load_keyring(config: &DataEncryption) -> anyhow::Result<Keyring> {

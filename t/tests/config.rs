@@ -60,13 +60,15 @@ async fn documented_config_starts_a_gateway() -> harness::Result<()> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, yaml)?;
+    let log_path = dir.path().join("gateway.log");
+    let log = std::fs::File::create(&log_path)?;
     let _gateway = KillOnDrop(
         Command::new(gateway_bin()?)
             .arg("-c")
             .arg(&config)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
             .spawn()?,
     );
     let url = format!("http://127.0.0.1:{admin_port}/apisix/admin/routes");
@@ -82,6 +84,13 @@ async fn documented_config_starts_a_gateway() -> harness::Result<()> {
     .await?;
     let out = harness::curl(&[&url, "-H", "X-API-KEY: wrong"])?;
     assert_eq!(out.status, 401, "{out:?}");
+    // The sample key works, and the operator is told to replace it.
+    let logged = std::fs::read_to_string(&log_path)?;
+    assert!(
+        logged.contains(r#"this key is the sample value \"change-me\""#)
+            || logged.contains(r#"this key is the sample value "change-me""#),
+        "{logged}"
+    );
     Ok(())
 }
 
