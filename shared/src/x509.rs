@@ -44,6 +44,11 @@ pub enum X509Error {
     Key(String),
     #[error("malformed CRL: {0}")]
     Crl(String),
+    /// A private key where only public material belongs (a key pasted with
+    /// its certificate): refused, so that it is neither stored unsealed nor
+    /// returned by a read. The message never quotes the input.
+    #[error("holds a private key; give only {0} here")]
+    PrivateKey(&'static str),
 }
 
 /// What an operator (and a `$ssl_client_*` variable) wants to know about a
@@ -75,7 +80,8 @@ impl CertSummary {
         let cert = parse_x509(der)?;
         let validity = cert.validity();
         Ok(CertSummary {
-            version: cert.version().0 + 1,
+            // A hostile header's certificate may claim any version number.
+            version: cert.version().0.saturating_add(1),
             subject: dn::rfc2253(cert.subject()),
             issuer: dn::rfc2253(cert.issuer()),
             serial: serial_hex(cert.raw_serial()),
@@ -108,8 +114,17 @@ pub(crate) fn parse_x509<'a>(
 }
 
 /// Every `CERTIFICATE` block in `pem`, in order; at least one. Each block must
-/// be a well-formed X.509 certificate.
+/// be a well-formed X.509 certificate, and `pem` must hold no private key
+/// (see [`refuse_private_keys`]).
 pub fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, X509Error> {
+    refuse_private_keys(pem, "certificates")?;
+    parse_certs_beside_key(pem)
+}
+
+/// [`parse_certs`] for a file of the gateway's own configuration
+/// (`config.yaml`), which may hold the key beside the certificate as nginx
+/// allows: that key is read from disk, never stored nor served.
+pub(crate) fn parse_certs_beside_key(pem: &str) -> Result<Vec<CertificateDer<'static>>, X509Error> {
     let mut certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(pem_error)?;
@@ -122,6 +137,22 @@ pub fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, X509Error>
         parse_x509(cert)?;
     }
     Ok(certs)
+}
+
+/// Refuses `pem` (a field meant for `what`: certificates, CRLs) when it holds
+/// a private key PEM section of any kind: PKCS#8 (encrypted or not), PKCS#1,
+/// SEC1, OpenSSH... The PEM parsers skip sections they do not read, so such
+/// a key would otherwise be kept, in clear, with the certificates.
+pub(crate) fn refuse_private_keys(pem: &str, what: &'static str) -> Result<(), X509Error> {
+    const MARKER: &[u8] = b"PRIVATE KEY-----";
+    let holds_key = pem
+        .as_bytes()
+        .windows(MARKER.len())
+        .any(|window| window.eq_ignore_ascii_case(MARKER));
+    if holds_key {
+        return Err(X509Error::PrivateKey(what));
+    }
+    Ok(())
 }
 
 /// The first private key in `pem` (PKCS#8, PKCS#1 RSA or SEC1 EC).

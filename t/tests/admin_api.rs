@@ -628,3 +628,45 @@ async fn etcd_down_is_503_within_seconds() -> Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_private_key_pasted_into_a_certificate_field_is_refused() -> Result<()> {
+    let s = setup().await?;
+    let ca = Ca::new("Pasted Key CA");
+    let valid = server_ssl(&ca, "test.com");
+    let (path, fresh) = ("/apisix/admin/ssls/1", "/apisix/admin/ssls/2");
+    assert_eq!(s.admin.put(path, valid.clone()).await?.status, 201);
+    let before = s.admin.get(path).await?;
+    assert_eq!(before.status, 200, "{}", before.text);
+    let stored = s.stored_value("ssls", "1")?;
+
+    let leaf = ca.server("test.com", &["test.com"]);
+    let cert_and_key = format!("{}{}", leaf.cert_pem, leaf.key_pem);
+    let ca_and_key = format!("{}{}", ca.cert_pem, leaf.key_pem);
+    let mut pasted_cert = valid.clone();
+    pasted_cert["cert"] = json!(cert_and_key);
+    pasted_cert["key"] = json!(leaf.key_pem);
+    let mut pasted_ca = valid.clone();
+    pasted_ca["client"] = json!({"ca": ca_and_key});
+    for (body, field, advice) in [
+        (&pasted_cert, "cert", "give it in `key`"),
+        (&pasted_ca, "client.ca", "give only certificates here"),
+    ] {
+        for target in [path, fresh] {
+            let refused = s.admin.put(target, body.clone()).await?;
+            assert_refused(&refused, &[field, "holds a private key", advice]);
+            assert!(!refused.text.contains("PRIVATE KEY"), "{}", refused.text);
+        }
+        let patch = json!({"client": body["client"], "cert": body["cert"]});
+        let refused = s.admin.patch(path, patch).await?;
+        assert_refused(&refused, &[field, "holds a private key"]);
+        assert!(!refused.text.contains("PRIVATE KEY"), "{}", refused.text);
+    }
+    let after = s.admin.get(path).await?;
+    assert_eq!(after.status, 200, "{}", after.text);
+    assert_eq!(after.body, before.body, "the stored object is unchanged");
+    assert_eq!(s.stored_value("ssls", "1")?, stored);
+    assert_absent(&s.admin, fresh).await?;
+    assert_eq!(s.stored_keys("ssls")?.len(), 1, "nothing new in etcd");
+    Ok(())
+}

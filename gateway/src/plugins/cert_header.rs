@@ -4,7 +4,8 @@
 //!
 //! * `pem`: PEM text; a header is one line, so the line breaks may be
 //!   spaces, tabs or missing altogether. Several certificates (the leaf,
-//!   then its intermediates) may follow each other.
+//!   then its intermediates) may follow each other; `client-cert-auth`
+//!   refuses a header whose later certificates are not all CAs.
 //! * `url-pem`: the same, percent-encoded.
 //! * `base64-der`: the DER of one certificate, in base64.
 //!

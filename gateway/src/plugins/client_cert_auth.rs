@@ -284,12 +284,32 @@ fn header_cert(value: &HeaderValue, config: &CertHeader) -> Result<PeerCert, Str
     let mut chain = cert_header::decode(value.as_bytes(), config.encoding)
         .map_err(|e| format!("certificate header: {e}"))?;
     let der = chain.remove(0);
+    only_cas(&chain)?;
     let summary = CertSummary::from_der(&der).map_err(|e| format!("certificate header: {e}"))?;
     Ok(PeerCert {
         der,
         summary,
         intermediates: chain,
     })
+}
+
+/// The certificates after the first in a header can only be its chain:
+/// every one a CA certificate. A front proxy that appends its own client's
+/// certificate to a header the client already filled (Envoy's XFCC in
+/// `APPEND_FORWARD`) would otherwise have the client's word read as the
+/// leaf; such a header is refused rather than guessed at.
+fn only_cas(chain: &[CertificateDer<'static>]) -> Result<(), String> {
+    for (i, der) in chain.iter().enumerate() {
+        let is_ca = X509Certificate::from_der(der.as_ref()).is_ok_and(|(_, cert)| cert.is_ca());
+        if !is_ca {
+            return Err(format!(
+                "certificate header: certificate #{} is not a CA certificate; a header holds \
+                 one client certificate, then only its CA chain",
+                i + 2
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn within_validity(summary: &CertSummary, now: UnixTime) -> Result<(), ClientCertError> {

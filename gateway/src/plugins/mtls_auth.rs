@@ -85,6 +85,7 @@ struct MtlsAuth {
 }
 
 pub(super) fn build(config: &Value) -> Result<Box<dyn Plugin>, String> {
+    shared::validate::check_mtls_auth(config).map_err(|err| err.to_string())?;
     let config = Config::deserialize(config).map_err(|err| err.to_string())?;
     let status = StatusCode::from_u16(config.error_response_code.unwrap_or(401))
         .map_err(|_| "error_response_code is not an HTTP status".to_owned())?;
@@ -226,6 +227,18 @@ mod tests {
             body,
             r#"{"error":"invalid_request","error_description":"mTLS client not provided or invalid"}"#
         );
+    }
+
+    #[test]
+    fn refuses_two_fields_naming_one_header() {
+        let err = build(&json!({
+            "upstream_cert_s_dn_header": "X-Client-Identity",
+            "upstream_cert_cn_header": "x-client-identity"
+        }))
+        .err()
+        .expect("one header for two fields");
+        assert!(err.contains("upstream_cert_cn_header"), "{err}");
+        assert!(err.contains("upstream_cert_s_dn_header"), "{err}");
     }
 
     #[tokio::test]

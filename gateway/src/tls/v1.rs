@@ -57,7 +57,7 @@ pub(crate) fn verify_leaf(
     if cert.version() != X509Version::V1 {
         return Err(ClientCertError::Malformed(format!(
             "X.509 version {} is not supported",
-            cert.version().0 + 1
+            cert.version().0.saturating_add(1)
         )));
     }
     let issuer = cert.issuer().as_raw();

@@ -255,7 +255,7 @@ fn certs_in(
     bytes: &[u8],
 ) -> Result<(Vec<CertificateDer<'static>>, String), CertFileError> {
     let pem = text(file, bytes)?;
-    let certs = x509::parse_certs(&pem).map_err(|source| invalid(file, source))?;
+    let certs = x509::parse_certs_beside_key(&pem).map_err(|source| invalid(file, source))?;
     Ok((certs, pem))
 }
 

@@ -1,11 +1,12 @@
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 /// An SSL object (APISIX `ssls`): server certificates for a set of SNIs, with
 /// optional client-certificate verification; or (`type: client`) a client
 /// identity used towards upstreams.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct Ssl {
     #[serde(
         default,
@@ -41,6 +42,33 @@ pub struct Ssl {
     pub create_time: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_time: Option<i64>,
+}
+
+impl fmt::Debug for Ssl {
+    /// Never prints the private keys (`key`, `keys`), nor the certificates'
+    /// PEM.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ssl")
+            .field("id", &self.id)
+            .field("desc", &self.desc)
+            .field("labels", &self.labels)
+            .field("kind", &self.kind)
+            .field("cert", &"<PEM>")
+            .field("key", &"<redacted>")
+            .field("certs", &self.certs.len())
+            .field(
+                "keys",
+                &self.keys.iter().map(|_| "<redacted>").collect::<Vec<_>>(),
+            )
+            .field("sni", &self.sni)
+            .field("snis", &self.snis)
+            .field("client", &self.client)
+            .field("status", &self.status)
+            .field("ssl_protocols", &self.ssl_protocols)
+            .field("create_time", &self.create_time)
+            .field("update_time", &self.update_time)
+            .finish()
+    }
 }
 
 /// `type` of an SSL object.
@@ -100,4 +128,28 @@ pub enum UnknownStatus {
 
 fn enabled() -> u8 {
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_a_private_key() {
+        let key = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n";
+        let ssl = Ssl {
+            id: Some("1".into()),
+            cert: "-----BEGIN CERTIFICATE-----\nY2VydA==\n-----END CERTIFICATE-----\n".into(),
+            key: key.into(),
+            certs: vec!["C2".into()],
+            keys: vec![key.into()],
+            sni: Some("test.com".into()),
+            ..Ssl::default()
+        };
+        let printed = format!("{ssl:?}");
+        assert!(!printed.contains("PRIVATE KEY"), "{printed}");
+        assert!(!printed.contains("c2VjcmV0"), "{printed}");
+        assert!(printed.contains(r#"key: "<redacted>""#), "{printed}");
+        assert!(printed.contains(r#"sni: Some("test.com")"#), "{printed}");
+    }
 }

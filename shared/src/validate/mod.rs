@@ -30,6 +30,7 @@ pub use client_cert_auth::{
 pub use error::ValidationError;
 pub use pattern::{normalize_host, HostPattern, UriPattern};
 pub use plugin_configs::{PluginConfig, PluginConfigs};
+pub use plugins::check_mtls_auth;
 pub use revocation::Revocation;
 pub use route::{UpstreamRef, ValidRoute};
 pub use ssl::{CertKeyPair, ClientAuth, TlsVersion, ValidSsl};

@@ -14,9 +14,37 @@ pub(super) fn check(plugins: &BTreeMap<String, Value>) -> Result<(), ValidationE
         let checked = match name.as_str() {
             CLIENT_CERT_AUTH => ClientCertAuth::from_config(config).map(drop),
             "mtls-acl" => mtls_acl(config, plugins.get("mtls-auth")),
+            "mtls-auth" => check_mtls_auth(config),
             _ => Ok(()),
         };
         checked.map_err(|e| e.within(&format!("plugins.{name}")))?;
+    }
+    Ok(())
+}
+
+/// `mtls-auth` sends each certificate field under its own header: with two
+/// settings naming one header (header names ignore case) the second value
+/// would replace the first, and an upstream or `mtls-acl` reading that
+/// header would get a field nobody meant.
+pub fn check_mtls_auth(config: &Value) -> Result<(), ValidationError> {
+    let Some(settings) = config.as_object() else {
+        return Ok(());
+    };
+    let headers: Vec<(&String, &str)> = settings
+        .iter()
+        .filter(|(setting, _)| setting.ends_with("_header"))
+        .filter_map(|(setting, name)| Some((setting, name.as_str()?)))
+        .collect();
+    for (i, (first, name)) in headers.iter().enumerate() {
+        let same = headers[i + 1..]
+            .iter()
+            .find(|(_, other)| other.eq_ignore_ascii_case(name));
+        if let Some((second, _)) = same {
+            return Err(ValidationError::field(
+                *second,
+                format!("names the same header as `{first}` ({name:?}); give each its own header"),
+            ));
+        }
     }
     Ok(())
 }
@@ -104,6 +132,20 @@ mod tests {
                 "invalid plugins.mtls-acl.certificate_header_name: no mtls-auth setting"
             ),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn mtls_auth_refuses_two_settings_naming_one_header() {
+        let distinct = json!({"upstream_cert_cn_header": "X-Client-CN",
+                              "upstream_cert_org_header": "X-Client-O"});
+        assert_eq!(check_one("mtls-auth", distinct), Ok(()));
+        let same = json!({"upstream_cert_cn_header": "X-Client-Id",
+                          "upstream_cert_org_header": "x-client-id"});
+        assert_eq!(
+            check_one("mtls-auth", same).unwrap_err().to_string(),
+            "invalid plugins.mtls-auth.upstream_cert_org_header: names the same header as \
+             `upstream_cert_cn_header` (\"X-Client-Id\"); give each its own header"
         );
     }
 

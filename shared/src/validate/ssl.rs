@@ -166,7 +166,13 @@ impl CertKeyPair {
             let field = field.to_owned();
             move |e: x509::X509Error| ValidationError::field(field, e.to_string())
         };
-        let chain = x509::parse_certs(cert_pem).map_err(x509_error(cert_field))?;
+        let chain = x509::parse_certs(cert_pem).map_err(|e| match e {
+            x509::X509Error::PrivateKey(_) => ValidationError::field(
+                cert_field,
+                format!("holds a private key; give it in `{key_field}`"),
+            ),
+            other => x509_error(cert_field)(other),
+        })?;
         let key = x509::parse_key(key_pem).map_err(x509_error(key_field))?;
         let leaf_der = chain
             .first()

@@ -493,3 +493,71 @@ fn bad_upstreams_are_refused() {
     assert_eq!(valid.pass_host, PassHost::Rewrite);
     assert_eq!(valid.upstream_host.as_deref(), Some("backend.test:8080"));
 }
+
+#[test]
+fn a_private_key_pasted_into_a_certificate_field_is_refused_naming_the_field() {
+    let pki = &*WALKTHROUGH;
+    let cert_and_key = format!("{}{}", pki.server_cert, pki.server_key);
+    let ca_and_key = format!("{}{}", pki.ca_cert, pki.server_key);
+    let refused = |result: Result<(), ValidationError>| {
+        let message = result
+            .expect_err("a private key in a certificate field")
+            .to_string();
+        assert!(!message.contains("PRIVATE KEY"), "{message}");
+        assert!(!message.contains(&pki.server_key[40..80]), "{message}");
+        message
+    };
+    let ssl_with = |patch: Value| ssl("1", with(walkthrough_ssl(), patch)).map(drop);
+    assert_eq!(
+        refused(ssl_with(json!({"cert": cert_and_key}))),
+        "invalid cert: holds a private key; give it in `key`"
+    );
+    let extra = json!({"certs": [cert_and_key], "keys": [pki.server_key]});
+    assert_eq!(
+        refused(ssl_with(extra)),
+        "invalid certs[0]: holds a private key; give it in `keys[0]`"
+    );
+    assert_eq!(
+        refused(ssl_with(json!({"client": {"ca": ca_and_key}}))),
+        "invalid client.ca: holds a private key; give only certificates here"
+    );
+    let crl = json!({"client": {"ca": pki.ca_cert, "crl": [pki.server_key]}});
+    assert_eq!(
+        refused(ssl_with(crl)),
+        "invalid client.crl[0]: holds a private key; give only CRLs here"
+    );
+    let client_tls = json!({"client_cert": cert_and_key, "client_key": pki.server_key});
+    let upstream_with = |tls: Value| {
+        upstream(json!({"nodes": {"a:443": 1}, "scheme": "https", "tls": tls})).map(drop)
+    };
+    assert_eq!(
+        refused(upstream_with(client_tls)),
+        "invalid tls.client_cert: holds a private key; give it in `tls.client_key`"
+    );
+    assert_eq!(
+        refused(upstream_with(json!({"ca": ca_and_key}))),
+        "invalid tls.ca: holds a private key; give only certificates here"
+    );
+    let route_with = |config: Value| {
+        let plugins = json!({"plugins": {"client-cert-auth": config}});
+        route(with(walkthrough_route(), plugins)).map(drop)
+    };
+    for (config, field) in [
+        (json!({"ca": [ca_and_key]}), "ca[0]"),
+        (json!({"certificates": [cert_and_key]}), "certificates[0]"),
+        (
+            json!({"ca": [pki.ca_cert], "cert_header": {
+                "name": "X-Client-Cert", "trusted_certificates": [cert_and_key]
+            }}),
+            "cert_header.trusted_certificates[0]",
+        ),
+    ] {
+        assert_eq!(
+            refused(route_with(config)),
+            format!(
+                "invalid plugins.client-cert-auth.{field}: holds a private key; \
+                 give only certificates here"
+            )
+        );
+    }
+}

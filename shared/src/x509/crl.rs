@@ -45,8 +45,9 @@ impl CrlSummary {
 }
 
 /// Every `X509 CRL` block in `pem`, in order; at least one. Each must be a CRL
-/// the gateway can check revocation with.
+/// the gateway can check revocation with, and `pem` must hold no private key.
 pub fn parse_crls(pem: &str) -> Result<Vec<CertificateRevocationListDer<'static>>, X509Error> {
+    super::refuse_private_keys(pem, "CRLs")?;
     let crls = CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(pem_error)?;

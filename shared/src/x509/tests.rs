@@ -374,3 +374,79 @@ fn redact_removes_upstream_client_keys_inline_or_not() {
     );
     assert_eq!(route["uri"], "/");
 }
+
+#[test]
+fn certificate_fields_refuse_private_keys_of_every_kind_without_echoing_them() {
+    let pki = &*WALKTHROUGH;
+    let section =
+        |label: &str| format!("-----BEGIN {label}-----\nc2VjcmV0LWtleQ==\n-----END {label}-----\n");
+    let mut keys: Vec<String> = [
+        "PRIVATE KEY",
+        "ENCRYPTED PRIVATE KEY",
+        "RSA PRIVATE KEY",
+        "EC PRIVATE KEY",
+        "OPENSSH PRIVATE KEY",
+    ]
+    .iter()
+    .map(|label| section(label))
+    .collect();
+    keys.push(pki.server_key.clone());
+    for key in &keys {
+        for pem in [
+            format!("{}{key}", pki.server_cert),
+            format!("{key}{}", pki.server_cert),
+        ] {
+            let err = parse_certs(&pem).expect_err("a key among certificates");
+            assert_eq!(err, X509Error::PrivateKey("certificates"));
+            let message = err.to_string();
+            assert_eq!(message, "holds a private key; give only certificates here");
+            let err = parse_crls(&pem).expect_err("a key among CRLs");
+            assert_eq!(err, X509Error::PrivateKey("CRLs"));
+        }
+    }
+    // A file of the gateway's own configuration may hold both.
+    let combined = format!("{}{}", pki.server_cert, pki.server_key);
+    assert_eq!(
+        parse_certs_beside_key(&combined).expect("certificate beside its key"),
+        [first_der(&pki.server_cert)]
+    );
+    assert_eq!(parse_certs(&pki.server_cert).map(|c| c.len()), Ok(1));
+}
+
+#[test]
+fn an_absurd_version_number_does_not_overflow() {
+    // A hostile header may carry any version: the summary saturates instead
+    // of overflowing (a panic in debug builds).
+    let ca = TestCa::new("Version CA", &PKCS_ECDSA_P256_SHA256);
+    let leaf = ca.leaf(
+        "odd",
+        &["a-certificate-of-some-length.example.test"],
+        Vec::new(),
+        &PKCS_ECDSA_P256_SHA256,
+    );
+    let patched = with_version(first_der(&leaf.cert).as_ref(), u32::MAX);
+    let summary = CertSummary::from_der(&CertificateDer::from(patched)).expect("parses");
+    assert_eq!(summary.version, u32::MAX);
+}
+
+/// `der` (a v3 certificate whose two outer SEQUENCEs have two-byte lengths,
+/// as any certificate of a few hundred bytes) with its version field
+/// replaced by `version`; the signature no longer matches, which a summary
+/// does not check.
+fn with_version(der: &[u8], version: u32) -> Vec<u8> {
+    const V3: [u8; 5] = [0xa0, 0x03, 0x02, 0x01, 0x02];
+    assert_eq!(der[0..2], [0x30, 0x82], "certificate SEQUENCE");
+    assert_eq!(der[4..6], [0x30, 0x82], "tbsCertificate SEQUENCE");
+    assert_eq!(der[8..13], V3, "a v3 version field");
+    let mut field = vec![0xa0, 0x07, 0x02, 0x05, 0x00];
+    field.extend_from_slice(&version.to_be_bytes());
+    let grown = field.len() - V3.len();
+    let mut out = der.to_vec();
+    out.splice(8..13, field);
+    for at in [2, 6] {
+        let len = usize::from(u16::from_be_bytes([out[at], out[at + 1]])) + grown;
+        let len = u16::try_from(len).expect("still two bytes");
+        out[at..at + 2].copy_from_slice(&len.to_be_bytes());
+    }
+    out
+}

@@ -211,6 +211,54 @@ fn a_front_proxy_is_trusted_by_its_certificate_and_an_accepted_client_is_not() {
     assert!(!req.headers.contains_key("x-client-cert"));
 }
 
+#[tokio::test]
+async fn a_header_holds_one_client_certificate_then_only_its_ca_chain() {
+    let root = Pki::named("Header Root");
+    let intermediate = root.intermediate("Header Issuing CA");
+    let (victim, proxied) = (
+        intermediate.client("victim"),
+        intermediate.client("proxied"),
+    );
+    let config = json!({
+        "ca": [root.ca.pem],
+        "depth": 2,
+        "cert_header": {"name": "X-Client-Cert", "trusted_sources": ["10.0.0.0/8"]}
+    });
+    let lb = tls_conn(ClientCert::None, "10.1.2.3:40000");
+    let header = |certs: &[&TestCert]| {
+        let pem: String = certs.iter().map(|c| c.pem.as_str()).collect();
+        pem.replace('\n', " ")
+    };
+    let chain = header(&[&proxied, &intermediate.ca]);
+    let (flow, identity, _) = run(&config, &lb, &[("X-Client-Cert", &chain)]);
+    assert!(flow.is_continue());
+    assert_eq!(identity, Some(peer(&proxied).summary.subject));
+    // A proxy appending its client's certificate to one the client sent:
+    // the first is the client's own word, and neither is read.
+    let appended = header(&[&victim, &proxied]);
+    let (flow, identity, _) = run(&config, &lb, &[("X-Client-Cert", &appended)]);
+    assert_eq!(identity, None);
+    assert_refused(flow, REFUSED).await;
+    let after_chain = header(&[&victim, &intermediate.ca, &proxied]);
+    assert_refused(
+        run(&config, &lb, &[("X-Client-Cert", &after_chain)]).0,
+        REFUSED,
+    )
+    .await;
+    let err = header_cert(
+        &HeaderValue::from_str(&appended).unwrap(),
+        &ClientCertAuth::from_config(&config)
+            .unwrap()
+            .cert_header
+            .unwrap(),
+    )
+    .expect_err("two client certificates");
+    assert!(
+        err.contains("certificate #2 is not a CA certificate"),
+        "{err}"
+    );
+}
+
 #[test]
 fn refuses_configurations_the_admin_api_refuses() {
     let err = build(&json!({"ca": ["nope"]})).err().unwrap();
