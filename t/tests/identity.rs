@@ -452,6 +452,7 @@ async fn forward_client_cert_in_every_mode() -> harness::Result<()> {
     for (i, mode) in modes.iter().enumerate() {
         let plugins = json!({"forward-client-cert": {
             "mode": mode,
+            "format": "both",
             "details": ["subject", "uri"],
             "by": "spiffe://example.org/gateway"
         }});
@@ -471,6 +472,13 @@ async fn forward_client_cert_in_every_mode() -> harness::Result<()> {
             201,
         )
         .await?;
+    stack
+        .put(
+            "routes/plain",
+            stack.route("mesh.test", "/plain", json!({})),
+            201,
+        )
+        .await?;
     eventually_status("the last route", 200, || {
         stack.curl("mesh.test", "/rfc9440", &[])
     })
@@ -478,15 +486,28 @@ async fn forward_client_cert_in_every_mode() -> harness::Result<()> {
 
     let spoofed = "By=spiffe://evil;Hash=00;Subject=\"CN=admin\"";
     let spoof_header = format!("X-Forwarded-Client-Cert: {spoofed}");
+    let spoof = [
+        "-H",
+        spoof_header.as_str(),
+        "-H",
+        "Client-Cert: :AAAA:",
+        "-H",
+        "Client-Cert-Chain: :AAAA:",
+    ];
+    // The XFCC the upstream got; RFC 9440 headers a client sends are never
+    // forwarded, whatever the mode (RFC 9440 §4).
     let xfcc = |mode: &str, client: Option<&Files>| -> harness::Result<Value> {
-        let extra = ["-H", spoof_header.as_str()];
         let args = match client {
-            Some(files) => files.with(&extra),
-            None => extra.to_vec(),
+            Some(files) => files.with(&spoof),
+            None => spoof.to_vec(),
         };
         let out = stack.curl("mesh.test", &format!("/{mode}"), &args)?;
         assert_eq!(out.status, 200, "{mode}: {out:?}");
-        Ok(upstream_headers(&out)["x-forwarded-client-cert"].clone())
+        let headers = upstream_headers(&out);
+        for name in ["client-cert", "client-cert-chain"] {
+            assert_ne!(headers[name], ":AAAA:", "{mode}: the client's {name}");
+        }
+        Ok(headers["x-forwarded-client-cert"].clone())
     };
     let ours = format!(
         "By=spiffe://example.org/gateway;Hash={hash};Subject=\"CN=payments\";\
@@ -544,6 +565,42 @@ async fn forward_client_cert_in_every_mode() -> harness::Result<()> {
     assert!(headers["x-forwarded-client-cert"].is_null(), "{headers:#}");
     let out = stack.curl("mesh.test", "/rfc9440", &["-H", "Client-Cert: :AAAA:"])?;
     assert!(upstream_headers(&out)["client-cert"].is_null());
+
+    // Without the plugin, a route passes on none of the client's own.
+    let out = stack.curl("mesh.test", "/plain", &files.with(&spoof))?;
+    let headers = upstream_headers(&out);
+    for name in [
+        "x-forwarded-client-cert",
+        "client-cert",
+        "client-cert-chain",
+    ] {
+        assert!(
+            headers[name].is_null(),
+            "{name} reached the upstream: {headers:#}"
+        );
+    }
+    // `Connection` cannot take away what the gateway sets (HTTP/1.1 only:
+    // HTTP/2 has no `Connection`).
+    let out = stack.curl(
+        "mesh.test",
+        "/sanitize_set",
+        &files.with(&[
+            "--http1.1",
+            "-H",
+            "Connection: x-forwarded-client-cert, client-cert",
+        ]),
+    )?;
+    let headers = upstream_headers(&out);
+    assert_eq!(
+        headers["x-forwarded-client-cert"],
+        json!(ours),
+        "{headers:#}"
+    );
+    assert_eq!(
+        headers["client-cert"],
+        format!(":{der_b64}:"),
+        "{headers:#}"
+    );
     Ok(())
 }
 

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use harness::fixtures::{
-    curl_http, eventually_status, plain_route, start_control_and_data_plane, start_stack,
-    walkthrough_ssl,
+    curl_http, curl_https, eventually_status, plain_route, start_control_and_data_plane,
+    start_stack, walkthrough_ssl,
 };
 use harness::pki::OpensslPki;
 use harness::{free_port, wait_until, EchoServer, Etcd, Gateway};
@@ -290,5 +290,52 @@ async fn sigterm_drains_in_flight_requests() -> harness::Result<()> {
         curl_http(&gw, "/delay/0", &[])?.status == 0,
         "{http} must be closed after the shutdown"
     );
+    Ok(())
+}
+
+/// The upstream gets the path as the client sent it, so the gate and the
+/// router must not judge a cleaned-up one: `/admin/%2e%2e/public/x` would
+/// pass as an exempt `/public/` path while an upstream that does not
+/// resolve dot-segments serves `/admin/...`. Such paths are refused first.
+#[tokio::test]
+async fn dot_segment_paths_are_refused_before_the_gate_and_the_router() -> harness::Result<()> {
+    let (_etcd, gw, echo) = start_stack().await?;
+    let pki = OpensslPki::walkthrough()?;
+    let mut ssl = walkthrough_ssl(&pki);
+    ssl["client"]["skip_mtls_uri_regex"] = json!(["^/public/"]);
+    let admin = gw.admin();
+    admin.create("ssls/1", ssl).await?;
+    admin
+        .create_all([
+            ("routes/1", plain_route("/public/*", &echo.node())),
+            ("routes/2", plain_route("/admin/*", &echo.node())),
+        ])
+        .await?;
+    eventually_status("the exempt path", 200, || {
+        curl_https(&gw, "test.com", "/public/x", &[])
+    })
+    .await?;
+    let out = curl_https(&gw, "test.com", "/admin/x", &[])?;
+    assert_eq!(out.status, 400, "/admin/ needs a certificate: {out:?}");
+
+    let hits = echo.hits();
+    let refused = [
+        ("/admin/%2e%2e/public/x", "`.` or `..` segment"),
+        ("/admin/../public/x", "`.` or `..` segment"),
+        ("/admin/.%2E/public/x", "`.` or `..` segment"),
+        ("/public/..;/admin/x", "`.` or `..` segment"),
+        ("/public/.;x/x", "`.` or `..` segment"),
+        ("//public/x", "starts with `//`"),
+    ];
+    for (path, reason) in refused {
+        let out = curl_https(&gw, "test.com", path, &["--path-as-is"])?;
+        assert_eq!(out.status, 400, "{path}: {out:?}");
+        assert_eq!(
+            json_body(&out)["error_msg"],
+            format!("invalid request path: {reason}"),
+            "{path}"
+        );
+    }
+    assert_eq!(echo.hits(), hits, "a refused path reached the upstream");
     Ok(())
 }

@@ -1,19 +1,25 @@
 //! `forward-client-cert`: tells the upstream who the client is, in Envoy's
 //! `X-Forwarded-Client-Cert` (XFCC) and/or RFC 9440's `Client-Cert` /
-//! `Client-Cert-Chain`, with Envoy's `forward_client_cert_details` modes:
+//! `Client-Cert-Chain`. XFCC follows Envoy's `forward_client_cert_details`
+//! modes:
 //!
 //! | `mode` | verified client | otherwise |
 //! |---|---|---|
-//! | `sanitize` (default) | headers removed | removed |
-//! | `forward_only` | the client's headers kept | removed |
-//! | `append_forward` | ours appended to the client's XFCC (RFC 9440: set) | removed |
-//! | `sanitize_set` | the client's replaced by ours | removed |
-//! | `always_forward_only` | the client's headers kept | kept |
+//! | `sanitize` (default) | XFCC removed | removed |
+//! | `forward_only` | the client's XFCC kept | removed |
+//! | `append_forward` | ours appended to the client's XFCC | removed |
+//! | `sanitize_set` | the client's XFCC replaced by ours | removed |
+//! | `always_forward_only` | the client's XFCC kept | kept |
+//!
+//! The RFC 9440 headers a client sends are removed in every mode (RFC 9440
+//! §4: a proxy must sanitize them); with `format: rfc9440` or `both`,
+//! `append_forward` and `sanitize_set` set ours for a verified client.
 //!
 //! "Verified client" means a certificate this route (`client-cert-auth`) or
 //! the SSL object verified: a certificate nobody verified is never
 //! forwarded. Identity headers of a format the route does not forward are
-//! always removed, so no client can speak for the gateway in them.
+//! always removed, so no client can speak for the gateway in them. Routes
+//! without this plugin remove all three headers (see [`crate::proxy`]).
 //!
 //! An XFCC element is `By=…;Hash=…;Cert="…";Chain="…";Subject="…";URI=…;DNS=…`
 //! in that order: `Hash` (SHA-256 of the DER, hex) always, `By` when
@@ -31,6 +37,7 @@ use serde_json::Value;
 use super::identity::{self, verified_client};
 use super::{Flow, Plugin, RequestCtx};
 use crate::context::PeerCert;
+use crate::proxy::ClientCertHeadersDecided;
 
 pub(super) const NAME: &str = "forward-client-cert";
 
@@ -83,9 +90,8 @@ struct Config {
 
 struct ForwardClientCert {
     mode: Mode,
-    /// The headers of the configured formats.
-    forwarded: Vec<HeaderName>,
-    /// The identity headers of the other format: always removed.
+    /// Removed before anything else: RFC 9440's headers, and XFCC when it
+    /// is not a configured format.
     dropped: Vec<HeaderName>,
     xfcc: bool,
     rfc9440: bool,
@@ -98,13 +104,9 @@ pub(super) fn build(config: &Value) -> Result<Box<dyn Plugin>, String> {
     let config = Config::deserialize(config).map_err(|err| err.to_string())?;
     let xfcc = matches!(config.format, Format::Xfcc | Format::Both);
     let rfc9440 = matches!(config.format, Format::Rfc9440 | Format::Both);
-    let (mut forwarded, mut dropped) = (Vec::new(), Vec::new());
-    for (on, headers) in [
-        (xfcc, vec![XFCC]),
-        (rfc9440, vec![CLIENT_CERT, CLIENT_CERT_CHAIN]),
-    ] {
-        let list = if on { &mut forwarded } else { &mut dropped };
-        list.extend(headers);
+    let mut dropped = vec![CLIENT_CERT, CLIENT_CERT_CHAIN];
+    if !xfcc {
+        dropped.push(XFCC);
     }
     let mut details = config.details;
     details.sort();
@@ -114,7 +116,6 @@ pub(super) fn build(config: &Value) -> Result<Box<dyn Plugin>, String> {
     }
     Ok(Box::new(ForwardClientCert {
         mode: config.mode,
-        forwarded,
         dropped,
         xfcc,
         rfc9440,
@@ -129,6 +130,7 @@ impl Plugin for ForwardClientCert {
     }
 
     fn request_filter(&self, ctx: &mut RequestCtx<'_>, req: &mut Parts) -> Flow {
+        ctx.extensions.insert(ClientCertHeadersDecided);
         for name in &self.dropped {
             req.headers.remove(name);
         }
@@ -144,9 +146,10 @@ impl Plugin for ForwardClientCert {
 }
 
 impl ForwardClientCert {
+    /// Removes the client's XFCC (RFC 9440's are gone already).
     fn remove(&self, req: &mut Parts) {
-        for name in &self.forwarded {
-            req.headers.remove(name);
+        if self.xfcc {
+            req.headers.remove(XFCC);
         }
     }
 

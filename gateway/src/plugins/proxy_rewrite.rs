@@ -1,7 +1,11 @@
 //! `proxy-rewrite`, as APISIX: changes what the upstream receives.
 //!
 //! * `uri`: the upstream path (variables allowed); the client's query
-//!   string is kept, appended after any query the new URI has;
+//!   string is kept, appended after any query the new URI has. Variable
+//!   values may hold `/` and `.`, so a rendered path with a `.` or `..`
+//!   segment (also percent-encoded, or `..;x`) is refused with 500 rather
+//!   than sent: a client value must not climb out of the path the route
+//!   writes;
 //! * `method`, `host`;
 //! * `headers`: either `{name: value}` (set), or `{add, remove, set}`,
 //!   applied in that order (APISIX's). A value is a string, a number, or an
@@ -12,8 +16,11 @@
 //! value of a header the route sets (a forged `X-Ssl-Client-S-Dn` on a path
 //! served without a certificate is removed, not passed on), and the upstream
 //! never sees an empty identity header. nginx's `proxy_set_header` behaves
-//! the same. Headers that frame the message (`Content-Length`,
-//! `Transfer-Encoding`, `Connection`, ...) cannot be set or added.
+//! the same. That promise holds for `set` only: `add` appends to what the
+//! client sent, so the client's own values of that header reach the
+//! upstream too; give identity headers with `set`. Headers that frame the
+//! message (`Content-Length`, `Transfer-Encoding`, `Connection`, ...) cannot
+//! be set or added.
 
 use std::ops::ControlFlow;
 
@@ -27,6 +34,7 @@ use serde_json::{Map, Value};
 use super::vars::{Escape, Template, Vars};
 use super::{Flow, Plugin, RequestCtx};
 use crate::proxy::json_response;
+use crate::router::has_dot_segment;
 
 pub(super) const NAME: &str = "proxy-rewrite";
 
@@ -303,6 +311,12 @@ impl ProxyRewrite {
         if !target.starts_with('/') {
             target.insert(0, '/');
         }
+        let path = target
+            .split_once('?')
+            .map_or(target.as_str(), |(path, _)| path);
+        if template.fixed_text().is_none() && has_dot_segment(path) {
+            return refuse(ctx, "rewritten uri has a `.` or `..` segment");
+        }
         if let Some(query) = ctx.query() {
             target.push(if target.contains('?') { '&' } else { '?' });
             target.push_str(query);
@@ -319,17 +333,19 @@ impl ProxyRewrite {
                 req.uri = uri;
                 ControlFlow::Continue(())
             }
-            // Failing closed: sending the original path could reach what the
-            // rewrite was meant to keep out of reach.
-            Err(reason) => {
-                tracing::warn!(route = ctx.route_id, plugin = NAME, %reason, "rewritten uri is invalid");
-                ControlFlow::Break(json_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "failed to rewrite the request uri",
-                ))
-            }
+            Err(reason) => refuse(ctx, &reason),
         }
     }
+}
+
+/// Fails closed: sending the original path could reach what the rewrite was
+/// meant to keep out of reach.
+fn refuse(ctx: &RequestCtx<'_>, reason: &str) -> Flow {
+    tracing::warn!(route = ctx.route_id, plugin = NAME, %reason, "rewritten uri is invalid");
+    ControlFlow::Break(json_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "failed to rewrite the request uri",
+    ))
 }
 
 impl Plugin for ProxyRewrite {

@@ -79,7 +79,9 @@ pub(crate) enum Escape {
     /// spaces; `$ssl_client_escaped_cert` keeps them, percent-encoded.)
     HeaderValue,
     /// A URI path: anything not allowed there, and `?`, `#` and `%`, is
-    /// percent-encoded so a value cannot start the query or alter the path.
+    /// percent-encoded so a value cannot start the query or the fragment,
+    /// nor smuggle an encoded byte. `/` and `.` are kept: a value can add
+    /// segments, including `..` (`proxy-rewrite` refuses such a result).
     Path,
 }
 

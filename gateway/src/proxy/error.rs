@@ -76,7 +76,7 @@ impl ProxyError {
     /// What the client is told: enough to act on, nothing internal.
     fn public_message(&self) -> &'static str {
         match self {
-            ProxyError::BadPath(_) => "invalid request path",
+            ProxyError::BadPath(reason) => reason.public_message(),
             ProxyError::ClientCertRequired { .. } => "client certificate required: this path needs a verified client certificate",
             ProxyError::Misdirected { .. } => {
                 "misdirected request: the Host header names another server than the TLS server name (SNI)"

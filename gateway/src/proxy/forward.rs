@@ -10,15 +10,17 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 
 use super::error::ProxyError;
-use super::headers::prepare_upstream_headers;
+use super::headers::{
+    prepare_upstream_headers, remove_client_cert_headers, ClientCertHeadersDecided,
+};
 use super::ProxyBody;
-use crate::context::ConnInfo;
 use crate::plugins::RequestCtx;
 use crate::router::Pipeline;
 use crate::upstream::{Node, RequestBody, UpstreamTarget};
 
 /// The client's request as every attempt starts from it: forwarding headers
-/// set, hop-by-hop headers gone.
+/// set, the client's certificate headers gone unless a plugin decided on
+/// them (hop-by-hop headers went before the plugins ran).
 pub(super) struct UpstreamRequest {
     pub(super) method: Method,
     pub(super) path_and_query: PathAndQuery,
@@ -92,8 +94,15 @@ pub(super) async fn forward(
 impl UpstreamRequest {
     /// Takes the client's request head (after the plugins' `request_filter`)
     /// and prepares its headers for the upstream.
-    pub(super) fn new(mut parts: Parts, conn: &ConnInfo, client_host: Option<HeaderValue>) -> Self {
-        prepare_upstream_headers(&mut parts.headers, conn, client_host.as_ref());
+    pub(super) fn new(
+        mut parts: Parts,
+        ctx: &RequestCtx<'_>,
+        client_host: Option<HeaderValue>,
+    ) -> Self {
+        if ctx.extensions.get::<ClientCertHeadersDecided>().is_none() {
+            remove_client_cert_headers(&mut parts.headers);
+        }
+        prepare_upstream_headers(&mut parts.headers, ctx.conn, client_host.as_ref());
         UpstreamRequest {
             method: parts.method,
             path_and_query: parts

@@ -1,7 +1,9 @@
 //! Header rewriting every proxied message gets: hop-by-hop headers are
 //! dropped in both directions (they describe one connection, not the
-//! message), and the upstream learns who the client is through
-//! `X-Forwarded-*` and `X-Real-IP`.
+//! message; a request's go before any plugin runs, so `Connection` cannot
+//! name a header a plugin sets), the client's certificate headers are
+//! dropped unless `forward-client-cert` decided on them, and the upstream
+//! learns who the client is through `X-Forwarded-*` and `X-Real-IP`.
 
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, EXPECT, PROXY_AUTHENTICATE,
@@ -17,6 +19,14 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// The headers that carry a client certificate to the upstream: Envoy's
+/// XFCC and RFC 9440's.
+static CLIENT_CERT_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-forwarded-client-cert"),
+    HeaderName::from_static("client-cert"),
+    HeaderName::from_static("client-cert-chain"),
+];
 
 /// Removes the headers that apply to one connection only: those RFC 9110
 /// §7.6.1 lists, the legacy ones, and any named in `Connection`.
@@ -60,16 +70,37 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     hop_by_hop().contains(&name)
 }
 
-/// Prepares the client's headers for the upstream: hop-by-hop headers and
-/// `Expect` (the gateway answered it already) removed, `Cookie` fields
-/// joined, `X-Forwarded-For` appended to, the other forwarding headers
-/// replaced by what the gateway saw itself. `Host` is set per attempt.
+/// Marks a request whose certificate headers the route's
+/// `forward-client-cert` has decided on (in the request's extensions):
+/// the proxy then leaves them as the plugin left them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClientCertHeadersDecided;
+
+/// Removes the certificate headers a client sent itself, as Envoy sanitizes
+/// XFCC by default: only a route's `forward-client-cert` may pass them on.
+pub(super) fn remove_client_cert_headers(headers: &mut HeaderMap) {
+    // The common case, checked in one pass without hashing: none sent.
+    if !headers
+        .keys()
+        .any(|name| CLIENT_CERT_HEADERS.contains(name))
+    {
+        return;
+    }
+    for name in &CLIENT_CERT_HEADERS {
+        headers.remove(name);
+    }
+}
+
+/// Prepares the client's headers (hop-by-hop ones already gone) for the
+/// upstream: `Expect` (the gateway answered it already) removed, `Cookie`
+/// fields joined, `X-Forwarded-For` appended to, the other forwarding
+/// headers replaced by what the gateway saw itself. `Host` is set per
+/// attempt.
 pub(super) fn prepare_upstream_headers(
     headers: &mut HeaderMap,
     conn: &ConnInfo,
     client_host: Option<&HeaderValue>,
 ) {
-    strip_hop_by_hop(headers);
     headers.remove(EXPECT);
     headers.remove(http::header::HOST);
     join_cookies(headers);
@@ -149,6 +180,35 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert_eq!(headers["x-kept"], "yes");
+    }
+
+    #[test]
+    fn removes_every_client_cert_header_and_nothing_else() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-forwarded-client-cert", "Hash=00"),
+            ("x-forwarded-client-cert", "Hash=01"),
+            ("client-cert", ":AAAA:"),
+            ("client-cert-chain", ":AAAA:"),
+            ("x-kept", "yes"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        remove_client_cert_headers(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(headers["x-kept"], "yes");
+        for name in ["client-cert", "client-cert-chain"] {
+            let mut only = HeaderMap::new();
+            only.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(":AAAA:"),
+            );
+            remove_client_cert_headers(&mut only);
+            assert!(only.is_empty(), "{name} kept");
+        }
     }
 
     #[test]

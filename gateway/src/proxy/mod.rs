@@ -1,5 +1,9 @@
 //! Serves one client request, in phases:
 //!
+//! 0. hop-by-hop headers removed (before any plugin, so `Connection`
+//!    cannot remove what a plugin sets), and a path with dot-segments
+//!    refused (400: the upstream gets the path as sent, so it must not be
+//!    readable as another one; see [`crate::router::normalize_path`]);
 //! 1. the client-certificate gate (`skip_mtls_uri_regex`: 400 without a
 //!    verified certificate on a path no regex exempts);
 //! 2. Host ≠ SNI (421 when the connection's SSL object verifies client
@@ -34,6 +38,7 @@ use shared::validate::normalize_host;
 use error::ProxyError;
 pub use error::{json_reply, json_response};
 use forward::{forward, Outcome, UpstreamRequest};
+pub(crate) use headers::ClientCertHeadersDecided;
 
 use crate::context::ConnInfo;
 use crate::plugins::RequestCtx;
@@ -75,6 +80,7 @@ impl Proxy {
         conn: &ConnInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
         let target = Target::of(&parts)?;
         gate::require_client_cert(conn, &target.path)?;
         gate::refuse_misdirected(conn, target.host.as_deref(), &snapshot.tls)?;
@@ -100,7 +106,7 @@ impl Proxy {
         {
             return Ok(response);
         }
-        let request = UpstreamRequest::new(parts, conn, target.host_header.clone());
+        let request = UpstreamRequest::new(parts, &ctx, target.host_header.clone());
         let outcome = forward(pipeline, &ctx, request, body).await?;
         Ok(match outcome {
             Outcome::Upstream(response) => relay(response, pipeline, &ctx),

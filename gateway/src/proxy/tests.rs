@@ -534,3 +534,50 @@ async fn http2_clients_reach_http1_upstreams() {
     assert_eq!(echo["headers"]["cookie"], json!(["a=1; b=2"]));
     assert!(echo["headers"].get("te").is_none());
 }
+
+#[tokio::test]
+async fn dot_segment_paths_are_refused_with_the_reason() {
+    let fixture = Fixture::start().await;
+    let mut client = fixture.connect().await;
+    for path in [
+        "/echo/../echo",
+        "/echo/%2e%2e/echo",
+        "/echo/.%2E/echo",
+        "/echo/..;/echo",
+        "/echo/./x",
+    ] {
+        let (status, body) = send(&mut client, get(path)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body:?}");
+        assert_eq!(
+            error_msg(&body),
+            "invalid request path: `.` or `..` segment",
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn client_cert_headers_are_removed_on_routes_without_forward_client_cert() {
+    let fixture = Fixture::start().await;
+    let mut client = fixture.connect().await;
+    let mut req = get("/echo/x");
+    for (name, value) in [
+        ("x-forwarded-client-cert", "Hash=00;Subject=\"CN=admin\""),
+        ("client-cert", ":AAAA:"),
+        ("client-cert-chain", ":AAAA:"),
+        ("x-kept", "yes"),
+    ] {
+        req.headers_mut().insert(name, value.parse().unwrap());
+    }
+    let (status, body) = send(&mut client, req).await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let echo: Value = serde_json::from_slice(&body).unwrap();
+    for name in [
+        "x-forwarded-client-cert",
+        "client-cert",
+        "client-cert-chain",
+    ] {
+        assert!(echo["headers"][name].is_null(), "{name}: {echo:#}");
+    }
+    assert_eq!(echo["headers"]["x-kept"][0], "yes");
+}

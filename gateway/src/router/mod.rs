@@ -35,7 +35,7 @@ use http::Method;
 use shared::validate::{ClientIdentity, Trust, UpstreamRef, ValidRoute, ValidSsl, ValidUpstream};
 
 use index::Index;
-pub(crate) use path::{normalize_path, PathError};
+pub(crate) use path::{has_dot_segment, normalize_path, PathError};
 
 use crate::plugins::PluginChain;
 use crate::upstream::{BuildContext, SslObjects, UpstreamPools, UpstreamTarget};

@@ -173,3 +173,55 @@ fn values_with_separators_are_quoted() {
     assert_eq!(xfcc_value("a;b"), "\"a;b\"");
     assert_eq!(xfcc_value("say \"hi\""), "\"say \\\"hi\\\"\"");
 }
+
+#[test]
+fn client_rfc9440_headers_are_never_forwarded() {
+    let pki = Pki::new();
+    let cert = workload(&pki);
+    let sent = [
+        ("X-Forwarded-Client-Cert", SPOOFED),
+        ("Client-Cert", ":AAAA:"),
+        ("Client-Cert-Chain", ":AAAA:"),
+    ];
+    for mode in [
+        "sanitize",
+        "forward_only",
+        "append_forward",
+        "sanitize_set",
+        "always_forward_only",
+    ] {
+        for client in [None, Some(&cert)] {
+            let config = json!({"mode": mode, "format": "both"});
+            let req = forwarded(config, client, &sent);
+            for name in ["client-cert", "client-cert-chain"] {
+                let values = values(&req, name);
+                assert!(
+                    !values.iter().any(|value| value == ":AAAA:"),
+                    "{mode}, certificate: {}: the client's {name} was forwarded",
+                    client.is_some()
+                );
+            }
+        }
+    }
+    // XFCC keeps Envoy's semantics meanwhile.
+    let req = forwarded(
+        json!({"mode": "forward_only", "format": "both"}),
+        Some(&cert),
+        &sent,
+    );
+    assert_eq!(values(&req, "x-forwarded-client-cert"), [SPOOFED]);
+    assert!(values(&req, "client-cert").is_empty());
+}
+
+#[test]
+fn the_proxy_is_told_the_headers_were_decided() {
+    let plugin = build(&json!({"mode": "forward_only"})).unwrap();
+    let conn = ctx_with(None);
+    let mut ctx = conn.ctx();
+    let mut req = request(&[]);
+    assert!(plugin.request_filter(&mut ctx, &mut req).is_continue());
+    assert!(ctx
+        .extensions
+        .get::<crate::proxy::ClientCertHeadersDecided>()
+        .is_some());
+}

@@ -250,3 +250,56 @@ fn values_without_variables_are_built_with_the_route_and_sent_alike() {
     );
     assert_eq!(values(&req, "x-both"), ["a", "192.0.2.10"]);
 }
+
+#[test]
+fn a_rendered_uri_with_a_dot_segment_fails_closed() {
+    let conn = conn(ClientCert::None);
+    let cases = [
+        ("/tenants/$http_x_tenant/data", "../../admin"),
+        ("/tenants/$http_x_tenant/data", ".."),
+        ("/tenants/$http_x_tenant/data", "."),
+        ("/tenants/$http_x_tenant/data", "..;x"),
+        ("/tenants/$http_x_tenant/data", "a/../../b"),
+        ("/tenants/$http_x_tenant", ".."),
+        // The route's own `%2e` completed by the client's `.`.
+        ("/tenants/%2e$http_x_tenant/data", "."),
+    ];
+    for (template, tenant) in cases {
+        let plugin = build(&json!({"uri": template})).unwrap();
+        let mut req = upstream_request("/anything", &[("x-tenant", tenant)]);
+        let ctx = RequestCtx {
+            conn: &conn,
+            route_id: "1",
+            host: Some("test.com"),
+            uri: "/anything",
+            request_uri: "/anything",
+            extensions: http::Extensions::new(),
+        };
+        let ControlFlow::Break(response) = plugin.upstream_request_filter(&ctx, &mut req) else {
+            panic!("{template} with {tenant:?} was sent as {}", req.uri);
+        };
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(req.uri, "http://10.0.0.1:8080/anything", "left unchanged");
+    }
+}
+
+#[test]
+fn dots_inside_a_segment_or_encoded_by_the_client_are_sent() {
+    let cases = [
+        (
+            "/tenants/$http_x_tenant/data",
+            "/anything",
+            "/tenants/..a/data",
+        ),
+        ("/t/$arg_p", "/anything?p=%2e%2e", "/t/%252e%252e?p=%2e%2e"),
+    ];
+    for (template, original, expected) in cases {
+        let mut req = upstream_request(original, &[("x-tenant", "..a")]);
+        rewrite(json!({"uri": template}), &conn(ClientCert::None), &mut req);
+        assert_eq!(
+            req.uri.path_and_query().unwrap().as_str(),
+            expected,
+            "{template}"
+        );
+    }
+}
