@@ -64,6 +64,10 @@ pub struct TlsInfo {
     pub client_cert: ClientCert,
     /// What that SSL object demands of client certificates.
     pub mtls: MtlsPolicy,
+    /// Which `client` section `client_cert` and `mtls` were judged under:
+    /// a request after that section changed must not be served on this
+    /// connection.
+    pub client_policy: ClientPolicyId,
 }
 
 /// The client certificate presented on this connection, if any.
@@ -110,4 +114,21 @@ pub enum MtlsPolicy {
     /// `client.ca` with `skip_mtls_uri_regex`: paths matching one of the
     /// regexes pass without a verified certificate, others get HTTP 400.
     Optional { skip: Arc<RegexSet> },
+}
+
+/// Identifies an SSL object's client-certificate policy (its `client`
+/// section: CAs, depth, skip regexes, CRLs and their modes): equal ids, same
+/// policy. The default is the policy of an object without a `client`
+/// section. Cheap to compare: a request checks it against the current
+/// configuration.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientPolicyId(pub(crate) [u8; 32]);
+
+impl std::fmt::Debug for ClientPolicyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == ClientPolicyId::default() {
+            return f.write_str("ClientPolicyId(none)");
+        }
+        write!(f, "ClientPolicyId({})", hex::encode(&self.0[..8]))
+    }
 }

@@ -1,15 +1,27 @@
 //! Changes made through the admin API reach a running gateway without a
-//! restart: route and SSL updates, and deletions.
+//! restart: route and SSL updates, and deletions, including on connections
+//! opened before the change.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use harness::fixtures::{
     cert_args, curl_http, curl_https, eventually_status, path_str, plain_route, plain_ssl,
-    served_by, start_stack, until_served_by, CertFacts,
+    served_by, start_stack, until_served_by, CertFacts, PROPAGATION_TIMEOUT,
 };
 use harness::pki::Ca;
-use harness::EchoServer;
+use harness::{wait_until, EchoServer};
+use http_body_util::{BodyExt as _, Empty};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
 use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 /// Waits until `request` answers with `status`; prints the time since `since` (the admin response).
 async fn propagation<F>(
@@ -183,4 +195,118 @@ async fn deletions_are_honoured() -> harness::Result<()> {
         "plain HTTP does not need the SSL object"
     );
     Ok(())
+}
+
+#[tokio::test]
+async fn open_connections_keep_serving_after_renewal_but_not_after_mtls_is_required(
+) -> harness::Result<()> {
+    let (_etcd, gw, echo) = start_stack().await?;
+    let server_ca = Ca::new("Server CA");
+    let server = server_ca.server("test.com", &["test.com"]);
+    let admin = gw.admin();
+    admin
+        .create_all([
+            ("ssls/1", plain_ssl("test.com", &server)),
+            ("routes/1", plain_route("/anything", &echo.node())),
+        ])
+        .await?;
+    eventually_status("test.com without mTLS", 200, || {
+        curl_https(&gw, "test.com", "/anything", &[])
+    })
+    .await?;
+    let mut open = KeepAlive::open(&gw, "test.com", &server_ca.cert_pem).await?;
+    assert_eq!(open.get("/anything").await?, Some(200));
+
+    // A renewed server certificate leaves the client policy alone.
+    let renewed = server_ca.server("test.com", &["test.com"]);
+    admin
+        .put_expecting("/apisix/admin/ssls/1", plain_ssl("test.com", &renewed), 200)
+        .await?;
+    let renewed_facts = CertFacts::of(&renewed.cert_pem)?;
+    wait_until("the renewed certificate", PROPAGATION_TIMEOUT, || {
+        let served = CertFacts::served(&gw, Some("test.com"));
+        let renewed = matches!(served, Ok(facts) if facts == renewed_facts);
+        async move { renewed }
+    })
+    .await?;
+    assert_eq!(
+        open.get("/anything").await?,
+        Some(200),
+        "a renewal must not disturb open connections"
+    );
+
+    // Requiring client certificates applies to the open connection too.
+    let mut mtls = plain_ssl("test.com", &renewed);
+    mtls["client"] = json!({ "ca": Ca::new("Client CA").cert_pem });
+    admin
+        .put_expecting("/apisix/admin/ssls/1", mtls, 200)
+        .await?;
+    eventually_status("a new connection without a certificate refused", 0, || {
+        curl_https(&gw, "test.com", "/anything", &[])
+    })
+    .await?;
+    let hits = echo.hits();
+    assert_eq!(
+        open.get("/anything").await?,
+        Some(421),
+        "the connection was judged under the old policy"
+    );
+    assert_eq!(open.get("/anything").await?, None, "and is closed");
+    assert_eq!(echo.hits(), hits, "nothing reached the upstream");
+    Ok(())
+}
+
+/// One HTTP/1.1 keep-alive connection over TLS, without a client
+/// certificate, reused request after request.
+struct KeepAlive {
+    sender: http1::SendRequest<Empty<Bytes>>,
+    host: String,
+}
+
+impl KeepAlive {
+    /// Connects with SNI `host`, trusting only `ca_pem`.
+    async fn open(gw: &harness::Gateway, host: &str, ca_pem: &str) -> harness::Result<KeepAlive> {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(cert?)?;
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = TcpStream::connect(gw.https_addr()).await?;
+        let name = ServerName::try_from(host.to_owned())?;
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await?;
+        let io = TokioIo::new(tls);
+        let (sender, conn) = http1::handshake(io).await?;
+        // Ends with the connection; the test holds no handle to it.
+        tokio::spawn(conn);
+        Ok(KeepAlive {
+            sender,
+            host: host.to_owned(),
+        })
+    }
+
+    /// `GET path`: the status once the body is read, or `None` when the
+    /// gateway has closed the connection.
+    async fn get(&mut self, path: &str) -> harness::Result<Option<u16>> {
+        if self.sender.ready().await.is_err() {
+            return Ok(None);
+        }
+        let request = http::Request::get(path)
+            .header(http::header::HOST, &self.host)
+            .body(Empty::new())?;
+        // Any failure to send means the connection is gone: closed by the
+        // gateway, possibly while the request was on its way.
+        let Ok(response) = self.sender.send_request(request).await else {
+            return Ok(None);
+        };
+        let status = response.status().as_u16();
+        response.into_body().collect().await?;
+        Ok(Some(status))
+    }
 }

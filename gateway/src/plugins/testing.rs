@@ -174,6 +174,7 @@ pub(crate) fn tls_conn(client_cert: ClientCert, remote: &str) -> Conn {
             protocol: "TLSv1.3",
             client_cert,
             mtls: MtlsPolicy::Off,
+            client_policy: Default::default(),
         }),
     ))
 }

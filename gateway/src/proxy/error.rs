@@ -3,7 +3,7 @@
 //! as the operator sees it (the full reason, logged).
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use thiserror::Error;
@@ -31,6 +31,14 @@ pub(crate) enum ProxyError {
     },
     #[error("host {host:?} belongs to SSL object {host_ssl}, which verifies client certificates, but the request came over plain HTTP")]
     PlaintextToMtlsHost { host: String, host_ssl: String },
+    #[error("the client-certificate policy of SSL object {conn_ssl} changed since this connection's handshake (SNI {sni}): {now}; the client must reconnect")]
+    PolicyChanged {
+        conn_ssl: String,
+        /// The connection's SNI, or what stands for its absence.
+        sni: String,
+        /// What serves that SNI now.
+        now: String,
+    },
     #[error("no route matches")]
     RouteNotFound,
     #[error("route {route} cannot serve: {reason}")]
@@ -58,9 +66,9 @@ impl ProxyError {
             ProxyError::BadPath(_) | ProxyError::ClientCertRequired { .. } => {
                 StatusCode::BAD_REQUEST
             }
-            ProxyError::Misdirected { .. } | ProxyError::PlaintextToMtlsHost { .. } => {
-                StatusCode::MISDIRECTED_REQUEST
-            }
+            ProxyError::Misdirected { .. }
+            | ProxyError::PlaintextToMtlsHost { .. }
+            | ProxyError::PolicyChanged { .. } => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::RouteNotFound => StatusCode::NOT_FOUND,
             ProxyError::RouteUnavailable { .. } | ProxyError::NoNode { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -84,6 +92,9 @@ impl ProxyError {
             ProxyError::PlaintextToMtlsHost { .. } => {
                 "misdirected request: this host requires a client certificate, use HTTPS"
             }
+            ProxyError::PolicyChanged { .. } => {
+                "misdirected request: the server's TLS settings changed, retry on a new connection"
+            }
             ProxyError::RouteNotFound => "404 Route Not Found",
             ProxyError::RouteUnavailable { .. } | ProxyError::UpstreamRequest { .. } => "the route is misconfigured",
             ProxyError::NoNode { .. } => "no upstream node available",
@@ -104,7 +115,8 @@ impl ProxyError {
             }
             ProxyError::ClientCertRequired { .. }
             | ProxyError::Misdirected { .. }
-            | ProxyError::PlaintextToMtlsHost { .. } => {
+            | ProxyError::PlaintextToMtlsHost { .. }
+            | ProxyError::PolicyChanged { .. } => {
                 tracing::info!(status, reason = %self, "request refused")
             }
             _ => tracing::warn!(status, reason = %self, "request failed"),
@@ -114,7 +126,22 @@ impl ProxyError {
     /// Logs the error and turns it into the client's response.
     pub(crate) fn into_response(self) -> Response<ProxyBody> {
         self.log();
-        json_response(self.status(), self.public_message())
+        let mut response = json_response(self.status(), self.public_message());
+        if self.ends_connection() {
+            // HTTP/1.1 closes after this response; HTTP/2 drops the header
+            // (connection-specific), its clients retry 421 on a new
+            // connection.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    /// Whether no further request on this connection can be served: only a
+    /// new handshake can help.
+    fn ends_connection(&self) -> bool {
+        matches!(self, ProxyError::PolicyChanged { .. })
     }
 }
 

@@ -1,10 +1,43 @@
-//! Connection-level checks a request passes before routing: the client
+//! Connection-level checks a request passes before routing: the handshake
+//! still judged under the current client-certificate policy, the client
 //! certificate a path needs (`skip_mtls_uri_regex`), and Host ≠ SNI.
 
 use crate::context::{ClientCert, ConnInfo, MtlsPolicy, TlsInfo};
 use crate::tls::SniTable;
 
 use super::error::ProxyError;
+
+/// Refuses (421, closing an HTTP/1.1 connection) a request on a connection
+/// whose handshake was judged under another client-certificate policy than
+/// the one now serving its SNI: an SSL object given a `client.ca`, a
+/// narrower `skip_mtls_uri_regex`, a CRL, another CA, or deleted. The
+/// client's next connection is judged afresh. A change that leaves the
+/// `client` section alone (a renewed server certificate) disturbs nothing.
+///
+/// Costs one SNI-table lookup and one comparison of two 32-byte ids.
+pub(super) fn refuse_stale_policy(conn: &ConnInfo, snis: &SniTable) -> Result<(), ProxyError> {
+    let Some(tls) = &conn.tls else {
+        return Ok(());
+    };
+    let current = snis.for_sni(tls.server_name.as_deref());
+    if current.is_some_and(|entry| entry.client_policy == tls.client_policy) {
+        return Ok(());
+    }
+    Err(ProxyError::PolicyChanged {
+        conn_ssl: tls.ssl_id.to_string(),
+        sni: tls.server_name.as_ref().map_or_else(
+            || "none, fallback_sni".to_owned(),
+            |name| format!("{name:?}"),
+        ),
+        now: match current {
+            Some(entry) => format!(
+                "SSL object {} serves it with another `client` section",
+                entry.id
+            ),
+            None => "no SSL object serves it any more".to_owned(),
+        },
+    })
+}
 
 /// Refuses (400, as APISIX) a request without a verified client certificate
 /// on an SSL object that verifies them, unless its path matches one of the

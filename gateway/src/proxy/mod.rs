@@ -82,6 +82,7 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         let target = Target::of(&parts)?;
+        gate::refuse_stale_policy(conn, &snapshot.tls)?;
         gate::require_client_cert(conn, &target.path)?;
         gate::refuse_misdirected(conn, target.host.as_deref(), &snapshot.tls)?;
         let route = snapshot

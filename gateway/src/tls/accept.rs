@@ -88,6 +88,7 @@ pub async fn accept(
         protocol: protocol_name(conn.protocol_version()),
         client_cert,
         mtls: entry.mtls.clone(),
+        client_policy: entry.client_policy,
     };
     Ok((stream, info))
 }

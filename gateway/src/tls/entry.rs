@@ -11,10 +11,11 @@ use shared::validate::{TlsVersion, ValidSsl};
 use shared::x509::{CertSummary, X509Error};
 use thiserror::Error;
 
+use super::policy::client_policy_id;
 use super::resolve::CertResolver;
 use super::trust::TrustError;
 use super::verify::ClientVerifier;
-use crate::context::{ClientCert, MtlsPolicy, PeerCert};
+use crate::context::{ClientCert, ClientPolicyId, MtlsPolicy, PeerCert};
 
 /// Why an SSL object cannot serve handshakes.
 #[derive(Debug, Error)]
@@ -40,6 +41,10 @@ pub(crate) struct Entry {
     pub(crate) id: Arc<str>,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) mtls: MtlsPolicy,
+    /// The identity of the `client` section, kept by every connection this
+    /// entry accepts: requests on it are served while the entry serving its
+    /// SNI has the same.
+    pub(crate) client_policy: ClientPolicyId,
     /// The CA names requested on behalf of routes (see
     /// [`super::RouteCertRequests`]); a change rebuilds the entry.
     pub(crate) route_names: Option<Vec<Vec<u8>>>,
@@ -95,6 +100,7 @@ impl Entry {
             id,
             config: Arc::new(config),
             mtls: mtls_policy(ssl),
+            client_policy: client_policy_id(ssl.client.as_ref()),
             route_names: route_names.map(<[_]>::to_vec),
             verifier,
         })
@@ -137,6 +143,7 @@ impl fmt::Debug for Entry {
         f.debug_struct("Entry")
             .field("id", &self.id)
             .field("mtls", &self.mtls)
+            .field("client_policy", &self.client_policy)
             .finish_non_exhaustive()
     }
 }

@@ -23,10 +23,14 @@
 //! * `requests`: which handshakes ask for a certificate on behalf of routes
 //!   that verify it themselves;
 //! * `signature`: handshake signatures by v1 or v3 certificates;
+//! * `policy`: the identity of an object's client-certificate policy, by
+//!   which a request tells whether its connection's handshake was judged
+//!   under the current one;
 //! * `accept`: the per-connection path and its errors.
 
 mod accept;
 mod entry;
+mod policy;
 mod requests;
 mod resolve;
 mod revocation;
@@ -38,7 +42,7 @@ mod v1;
 mod verify;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
