@@ -348,7 +348,8 @@ pub struct ProxyTimeouts {
     #[serde(default = "default_handshake_timeout")]
     pub handshake: f64,
     /// For a client to send a request's headers (also the idle time
-    /// allowed between requests on a keep-alive HTTP/1.1 connection).
+    /// allowed between requests on a keep-alive HTTP/1.1 connection, and
+    /// with no stream started on an HTTP/2 connection).
     #[serde(default = "default_header_read_timeout")]
     pub header_read: f64,
 }

@@ -1,5 +1,6 @@
 //! Hostile clients: silent and slow TLS handshakes, garbage and odd
-//! ClientHellos, slow and oversized HTTP headers, HTTP/2 rapid reset, more
+//! ClientHellos, slow and oversized HTTP headers, idle HTTP/2 connections,
+//! HTTP/2 rapid reset, more
 //! connections than `proxy.max_connections`, and a rolling restart on the
 //! same ports. In every case the gateway stays up and keeps serving others.
 
@@ -371,6 +372,34 @@ fn assert_memory_bounded(rss_before: u64, rss_after: u64) {
         grown < 64 * 1024 * 1024,
         "memory must stay bounded: +{grown} bytes"
     );
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() -> harness::Result<()> {
+    let site = Site::start(PROXY_YAML).await?;
+    let tcp = TcpStream::connect(site.gw.http_addr()).await?;
+    let (client, connection) = h2::client::handshake(tcp).await?;
+    let driver = tokio::spawn(connection);
+    let mut client = client.ready().await?;
+    let request = http::Request::get("http://test.com/anything").body(())?;
+    let (response, _) = client.send_request(request, true)?;
+    let response = tokio::time::timeout(Duration::from_secs(5), response).await??;
+    assert_eq!(response.status(), 200);
+    drop(response);
+
+    // header_read is 1 s: no stream started for a whole second (counted
+    // from the last one's start, so at most 2 s from here), then GOAWAY and
+    // the close, which ends the client's connection task.
+    let idle_since = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(10), driver).await;
+    let after = idle_since.elapsed();
+    eprintln!("idle HTTP/2 connection closed after {after:?}: {ended:?}");
+    assert!(ended.is_ok(), "still open after {after:?}");
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed too early: {after:?}"
+    );
+    site.assert_serving("an idle HTTP/2 connection").await
 }
 
 /// The response status (or the error) of one HTTP/2 request (prior

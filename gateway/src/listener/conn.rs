@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
+use super::idle::Activity;
 use super::limit::ConnectionLimit;
 use super::sniff::{sniff, HttpVersion};
 use super::{Protocol, ShutdownSignal};
@@ -105,23 +106,24 @@ impl Server {
     }
 }
 
-/// Drives a hyper connection to its end; once shutdown begins, asks it to
-/// finish what it has started (HTTP/1.1: the current request; HTTP/2:
-/// GOAWAY, then the open streams) and close.
+/// Drives a hyper connection to its end; once `$ended` completes (shutdown
+/// begins; for HTTP/2 also the idle limit), asks it to finish what it has
+/// started (HTTP/1.1: the current request; HTTP/2: GOAWAY, then the open
+/// streams) and close.
 ///
 /// A macro rather than a generic function: rustc cannot prove the
 /// where-clauses of hyper's connection types for the future of a generic
 /// `async fn` that is then spawned ("implementation of `From` is not general
 /// enough").
 macro_rules! until_done {
-    ($conn:expr, $shutdown:expr) => {{
+    ($conn:expr, $ended:expr) => {{
         let conn = $conn;
         tokio::pin!(conn);
         tokio::select! {
             // The connection first: a request it already read is served.
             biased;
             output = conn.as_mut() => output,
-            () = $shutdown.fired() => {
+            () = $ended => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
@@ -199,25 +201,50 @@ impl Connection {
         };
         let info = Arc::new(info);
         let proxy = Arc::clone(&self.server.proxy);
-        let service = service_fn(move |req| {
-            let proxy = Arc::clone(&proxy);
-            let info = Arc::clone(&info);
-            async move { Ok::<_, Infallible>(proxy.handle(req, &info).await) }
-        });
         let io = TokioIo::new(io);
         let shutdown = self.shutdown.clone();
         let served = match version {
             HttpVersion::Http1 => {
+                let service = service_fn(move |req| {
+                    let proxy = Arc::clone(&proxy);
+                    let info = Arc::clone(&info);
+                    async move { Ok::<_, Infallible>(proxy.handle(req, &info).await) }
+                });
                 until_done!(
                     self.server
                         .http1
                         .serve_connection(io, service)
                         .with_upgrades(),
-                    shutdown
+                    shutdown.fired()
                 )
             }
             HttpVersion::Http2 => {
-                until_done!(self.server.http2.serve_connection(io, service), shutdown)
+                let activity = Arc::new(Activity::default());
+                let streams = Arc::clone(&activity);
+                let service = service_fn(move |req| {
+                    let proxy = Arc::clone(&proxy);
+                    let info = Arc::clone(&info);
+                    let stream = streams.start();
+                    async move {
+                        let response = proxy.handle(req, &info).await;
+                        drop(stream);
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let idle = async {
+                    activity.idle(self.server.header_read_timeout).await;
+                    tracing::debug!(
+                        peer = %self.remote_addr,
+                        "HTTP/2 connection idle for proxy.timeouts.header_read; closing (GOAWAY)"
+                    );
+                };
+                let ended = async {
+                    tokio::select! {
+                        () = shutdown.fired() => {},
+                        () = idle => {},
+                    }
+                };
+                until_done!(self.server.http2.serve_connection(io, service), ended)
             }
         };
         if let Err(err) = served {

@@ -22,6 +22,7 @@
 //! [`Proxy`]: crate::proxy::Proxy
 
 mod conn;
+mod idle;
 mod limit;
 mod sniff;
 mod socket;
