@@ -14,8 +14,8 @@ use harness::fixtures::{
 use harness::pki::Ca;
 use harness::{wait_until, EchoServer};
 use http_body_util::{BodyExt as _, Empty};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
@@ -200,6 +200,17 @@ async fn deletions_are_honoured() -> harness::Result<()> {
 #[tokio::test]
 async fn open_connections_keep_serving_after_renewal_but_not_after_mtls_is_required(
 ) -> harness::Result<()> {
+    open_connections_follow_the_client_policy(Alpn::Http1).await
+}
+
+/// The same over HTTP/2, which cannot say `Connection: close`: the gateway
+/// ends the connection with GOAWAY instead.
+#[tokio::test]
+async fn open_http2_connections_follow_the_client_policy() -> harness::Result<()> {
+    open_connections_follow_the_client_policy(Alpn::Http2).await
+}
+
+async fn open_connections_follow_the_client_policy(alpn: Alpn) -> harness::Result<()> {
     let (_etcd, gw, echo) = start_stack().await?;
     let server_ca = Ca::new("Server CA");
     let server = server_ca.server("test.com", &["test.com"]);
@@ -214,7 +225,7 @@ async fn open_connections_keep_serving_after_renewal_but_not_after_mtls_is_requi
         curl_https(&gw, "test.com", "/anything", &[])
     })
     .await?;
-    let mut open = KeepAlive::open(&gw, "test.com", &server_ca.cert_pem).await?;
+    let mut open = KeepAlive::open(&gw, "test.com", &server_ca.cert_pem, alpn).await?;
     assert_eq!(open.get("/anything").await?, Some(200));
 
     // A renewed server certificate leaves the client policy alone.
@@ -251,21 +262,55 @@ async fn open_connections_keep_serving_after_renewal_but_not_after_mtls_is_requi
         Some(421),
         "the connection was judged under the old policy"
     );
-    assert_eq!(open.get("/anything").await?, None, "and is closed");
+    // Then the connection ends: HTTP/1.1 closes after the 421; HTTP/2
+    // sends GOAWAY, which a request already on its way may overtake (it is
+    // refused alike).
+    let mut overtaking: Vec<u16> = Vec::new();
+    while let Some(status) = open.get("/anything").await? {
+        overtaking.push(status);
+        assert!(
+            overtaking.len() <= 3,
+            "the connection stays open: {overtaking:?}"
+        );
+    }
+    match alpn {
+        Alpn::Http1 => assert!(
+            overtaking.is_empty(),
+            "closed after the 421: {overtaking:?}"
+        ),
+        Alpn::Http2 => assert!(overtaking.iter().all(|&s| s == 421), "{overtaking:?}"),
+    }
     assert_eq!(echo.hits(), hits, "nothing reached the upstream");
     Ok(())
 }
 
-/// One HTTP/1.1 keep-alive connection over TLS, without a client
-/// certificate, reused request after request.
+/// The protocol a [`KeepAlive`] connection speaks.
+#[derive(Clone, Copy)]
+enum Alpn {
+    Http1,
+    Http2,
+}
+
+/// One keep-alive connection over TLS (HTTP/1.1 or HTTP/2), without a
+/// client certificate, reused request after request.
 struct KeepAlive {
-    sender: http1::SendRequest<Empty<Bytes>>,
+    sender: Sender,
     host: String,
+}
+
+enum Sender {
+    Http1(http1::SendRequest<Empty<Bytes>>),
+    Http2(http2::SendRequest<Empty<Bytes>>),
 }
 
 impl KeepAlive {
     /// Connects with SNI `host`, trusting only `ca_pem`.
-    async fn open(gw: &harness::Gateway, host: &str, ca_pem: &str) -> harness::Result<KeepAlive> {
+    async fn open(
+        gw: &harness::Gateway,
+        host: &str,
+        ca_pem: &str,
+        alpn: Alpn,
+    ) -> harness::Result<KeepAlive> {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
             roots.add(cert?)?;
@@ -275,16 +320,30 @@ impl KeepAlive {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![match alpn {
+            Alpn::Http1 => b"http/1.1".to_vec(),
+            Alpn::Http2 => b"h2".to_vec(),
+        }];
         let tcp = TcpStream::connect(gw.https_addr()).await?;
         let name = ServerName::try_from(host.to_owned())?;
         let tls = TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await?;
         let io = TokioIo::new(tls);
-        let (sender, conn) = http1::handshake(io).await?;
-        // Ends with the connection; the test holds no handle to it.
-        tokio::spawn(conn);
+        // Each connection task ends with its connection; the test holds no
+        // handle to it.
+        let sender = match alpn {
+            Alpn::Http1 => {
+                let (sender, conn) = http1::handshake(io).await?;
+                tokio::spawn(conn);
+                Sender::Http1(sender)
+            }
+            Alpn::Http2 => {
+                let (sender, conn) = http2::handshake(TokioExecutor::new(), io).await?;
+                tokio::spawn(conn);
+                Sender::Http2(sender)
+            }
+        };
         Ok(KeepAlive {
             sender,
             host: host.to_owned(),
@@ -294,15 +353,29 @@ impl KeepAlive {
     /// `GET path`: the status once the body is read, or `None` when the
     /// gateway has closed the connection.
     async fn get(&mut self, path: &str) -> harness::Result<Option<u16>> {
-        if self.sender.ready().await.is_err() {
-            return Ok(None);
-        }
-        let request = http::Request::get(path)
-            .header(http::header::HOST, &self.host)
-            .body(Empty::new())?;
         // Any failure to send means the connection is gone: closed by the
         // gateway, possibly while the request was on its way.
-        let Ok(response) = self.sender.send_request(request).await else {
+        let sent = match &mut self.sender {
+            Sender::Http1(sender) => {
+                if sender.ready().await.is_err() {
+                    return Ok(None);
+                }
+                let request = http::Request::get(path)
+                    .header(http::header::HOST, &self.host)
+                    .body(Empty::new())?;
+                sender.send_request(request).await
+            }
+            Sender::Http2(sender) => {
+                if sender.ready().await.is_err() {
+                    return Ok(None);
+                }
+                let uri = format!("https://{}{path}", self.host);
+                sender
+                    .send_request(http::Request::get(uri).body(Empty::new())?)
+                    .await
+            }
+        };
+        let Ok(response) = sent else {
             return Ok(None);
         };
         let status = response.status().as_u16();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use http::header::CONNECTION;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -226,22 +227,19 @@ impl Connection {
                     let info = Arc::clone(&info);
                     let stream = streams.start();
                     async move {
-                        let response = proxy.handle(req, &info).await;
+                        let mut response = proxy.handle(req, &info).await;
+                        // HTTP/2 has no `Connection: close`: GOAWAY instead.
+                        if response.headers_mut().remove(CONNECTION).is_some() {
+                            stream.close_connection();
+                        }
                         drop(stream);
                         Ok::<_, Infallible>(response)
                     }
                 });
-                let idle = async {
-                    activity.idle(self.server.header_read_timeout).await;
-                    tracing::debug!(
-                        peer = %self.remote_addr,
-                        "HTTP/2 connection idle for proxy.timeouts.header_read; closing (GOAWAY)"
-                    );
-                };
                 let ended = async {
                     tokio::select! {
                         () = shutdown.fired() => {},
-                        () = idle => {},
+                        () = activity.ended(self.server.header_read_timeout) => {},
                     }
                 };
                 until_done!(self.server.http2.serve_connection(io, service), ended)
