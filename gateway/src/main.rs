@@ -196,10 +196,12 @@ fn start_data_plane(
         .map(|dir| Cache::new(dir, store.layout()));
     let cache_path = cache.as_ref().map(|c| c.path().to_owned());
     let watch = shared::watch::spawn(store, keyring, cache);
+    let (tls_changed, tls_changes) = tokio::sync::watch::channel(());
     tokio::spawn(snapshot::follow(
         watch.states.clone(),
         Arc::clone(&current),
         fallback_sni,
+        tls_changed,
     ));
 
     let proxy = Arc::new(Proxy::new(Arc::clone(&current)));
@@ -207,6 +209,7 @@ fn start_data_plane(
     let server = Server::new(
         proxy,
         Arc::clone(&current),
+        tls_changes,
         Arc::clone(&limit),
         &config.proxy,
     );

@@ -276,11 +276,13 @@ fn changed<T>(
 
 /// Keeps the served snapshot in step with the watched state, until the
 /// state channel closes. Bursts of changes coalesce: only the newest state
-/// is applied.
+/// is applied. `tls_changed` is told whenever the SNI table changed, so
+/// that open connections can check the policy they were judged under.
 pub async fn follow(
     mut states: watch::Receiver<Option<Arc<ConfigState>>>,
     current: Arc<ArcSwap<Snapshot>>,
     fallback_sni: Option<String>,
+    tls_changed: watch::Sender<()>,
 ) {
     let mut builder = Builder::new(fallback_sni);
     while states.changed().await.is_ok() {
@@ -288,6 +290,7 @@ pub async fn follow(
             continue;
         };
         let previous = current.load_full();
+        let previous_tls = Arc::clone(&previous.tls);
         let fallback_sni = builder.fallback_sni.clone();
         let started = Instant::now();
         let built = tokio::task::spawn_blocking(move || {
@@ -300,7 +303,11 @@ pub async fn follow(
                 builder = returned;
                 let revision = snapshot.revision;
                 let (snis, routes) = (snapshot.tls.len(), snapshot.routes.len());
+                let new_tls = !Arc::ptr_eq(&snapshot.tls, &previous_tls);
                 current.store(Arc::new(snapshot));
+                if new_tls {
+                    tls_changed.send_replace(());
+                }
                 tracing::info!(
                     revision,
                     snis,

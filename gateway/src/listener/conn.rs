@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use shared::config::ProxyConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
 use super::idle::Activity;
 use super::limit::ConnectionLimit;
@@ -44,6 +44,8 @@ const H2_MAX_LOCAL_ERROR_RESETS: usize = 256;
 pub struct Server {
     proxy: Arc<Proxy>,
     snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Told when the SNI table changes (see [`policy_outdated`]).
+    tls_changes: watch::Receiver<()>,
     limit: Arc<ConnectionLimit>,
     handshake_timeout: Duration,
     header_read_timeout: Duration,
@@ -55,6 +57,7 @@ impl Server {
     pub fn new(
         proxy: Arc<Proxy>,
         snapshot: Arc<ArcSwap<Snapshot>>,
+        tls_changes: watch::Receiver<()>,
         limit: Arc<ConnectionLimit>,
         config: &ProxyConfig,
     ) -> Arc<Server> {
@@ -75,6 +78,7 @@ impl Server {
         Arc::new(Server {
             proxy,
             snapshot,
+            tls_changes,
             limit,
             handshake_timeout: config.timeouts.handshake(),
             header_read_timeout,
@@ -204,6 +208,22 @@ impl Connection {
         let proxy = Arc::clone(&self.server.proxy);
         let io = TokioIo::new(io);
         let shutdown = self.shutdown.clone();
+        let outdated = policy_outdated(
+            self.server.tls_changes.clone(),
+            &self.server.snapshot,
+            Arc::clone(&info),
+        );
+        let ended = async {
+            tokio::select! {
+                () = shutdown.fired() => {}
+                () = outdated => {
+                    tracing::debug!(
+                        peer = %self.remote_addr,
+                        "the client-certificate policy this connection was judged under changed; closing it once idle"
+                    );
+                }
+            }
+        };
         let served = match version {
             HttpVersion::Http1 => {
                 let service = service_fn(move |req| {
@@ -216,7 +236,7 @@ impl Connection {
                         .http1
                         .serve_connection(io, service)
                         .with_upgrades(),
-                    shutdown.fired()
+                    ended
                 )
             }
             HttpVersion::Http2 => {
@@ -238,7 +258,7 @@ impl Connection {
                 });
                 let ended = async {
                     tokio::select! {
-                        () = shutdown.fired() => {},
+                        () = ended => {},
                         () = activity.ended(self.server.header_read_timeout) => {},
                     }
                 };
@@ -247,6 +267,28 @@ impl Connection {
         };
         if let Err(err) = served {
             tracing::debug!(peer = %self.remote_addr, %err, "connection closed with an error");
+        }
+    }
+}
+
+/// Completes once the SSL object serving the connection's SNI no longer
+/// verifies client certificates as the one its handshake was judged under
+/// (see `proxy::gate`), so that the connection closes gracefully: an idle
+/// keep-alive connection is closed before its next request would meet a
+/// 421. Never completes on plain HTTP. Woken only by SNI-table changes.
+async fn policy_outdated(
+    mut changes: watch::Receiver<()>,
+    snapshot: &ArcSwap<Snapshot>,
+    info: Arc<ConnInfo>,
+) {
+    let Some(tls) = &info.tls else {
+        return std::future::pending().await;
+    };
+    // Checked before the first wait: a change may have come between the
+    // handshake and here.
+    while tls::client_policy_is_current(tls, &snapshot.load().tls) {
+        if changes.changed().await.is_err() {
+            return std::future::pending().await;
         }
     }
 }

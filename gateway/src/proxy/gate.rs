@@ -19,10 +19,10 @@ pub(super) fn refuse_stale_policy(conn: &ConnInfo, snis: &SniTable) -> Result<()
     let Some(tls) = &conn.tls else {
         return Ok(());
     };
-    let current = snis.for_sni(tls.server_name.as_deref());
-    if current.is_some_and(|entry| entry.client_policy == tls.client_policy) {
+    if crate::tls::client_policy_is_current(tls, snis) {
         return Ok(());
     }
+    let current = snis.for_sni(tls.server_name.as_deref());
     Err(ProxyError::PolicyChanged {
         conn_ssl: tls.ssl_id.to_string(),
         sni: tls.server_name.as_ref().map_or_else(

@@ -54,6 +54,7 @@ pub use accept::{accept, AcceptError};
 pub use requests::RouteCertRequests;
 pub use table::SniTable;
 
+pub(crate) use policy::is_current as client_policy_is_current;
 pub(crate) use resolve::CertResolver;
 pub(crate) use trust::TrustSet;
 pub(crate) use verify::ClientCertError;
