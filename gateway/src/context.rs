@@ -9,6 +9,8 @@ use regex::RegexSet;
 use rustls_pki_types::CertificateDer;
 use shared::x509::CertSummary;
 
+use crate::listener::ShutdownSignal;
+
 /// One accepted client connection.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
@@ -16,6 +18,8 @@ pub struct ConnInfo {
     pub local_addr: SocketAddr,
     /// `None` on the plain-HTTP listener.
     pub tls: Option<TlsInfo>,
+    /// Set by the listener: what keeps the connection counted.
+    pub hold: Option<ConnHold>,
     /// The client's IP as text (an IPv4-mapped IPv6 address as IPv4), and
     /// the local port: every request forwards them (`X-Real-IP`,
     /// `X-Forwarded-*`), so they are written once per connection.
@@ -31,6 +35,7 @@ impl ConnInfo {
             remote_addr,
             local_addr,
             tls,
+            hold: None,
         }
     }
 
@@ -130,5 +135,30 @@ impl std::fmt::Debug for ClientPolicyId {
             return f.write_str("ClientPolicyId(none)");
         }
         write!(f, "ClientPolicyId({})", hex::encode(&self.0[..8]))
+    }
+}
+
+/// Keeps an accepted connection counted (its `proxy.max_connections` slot,
+/// and the wait of a graceful shutdown) for as long as a clone lives, with
+/// the shutdown signal: what a connection hyper hands over (a WebSocket)
+/// carries on after its HTTP connection ended.
+#[derive(Clone)]
+pub struct ConnHold {
+    _slot: Arc<dyn Send + Sync>,
+    pub shutdown: ShutdownSignal,
+}
+
+impl ConnHold {
+    pub(crate) fn new(slot: Arc<dyn Send + Sync>, shutdown: ShutdownSignal) -> ConnHold {
+        ConnHold {
+            _slot: slot,
+            shutdown,
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnHold")
     }
 }

@@ -284,6 +284,7 @@ fn route_schema() -> Value {
             "uniqueItems": true
         },
         "priority": {"type": "integer"},
+        "enable_websocket": {"type": "boolean"},
         "plugins": {
             "type": "object",
             "additionalProperties": {"type": "object"}

@@ -151,3 +151,37 @@ pub(crate) fn utf8(path: &Path) -> crate::Result<&str> {
     path.to_str()
         .with_context(|| format!("{} is not UTF-8", path.display()))
 }
+
+/// A TLS connection to `addr` with SNI `server_name`, trusting only
+/// `ca_pem` and offering HTTP/1.1 by ALPN: for tests that speak HTTP/1.1 by
+/// hand (e.g. a WebSocket handshake).
+pub async fn connect_http1(
+    addr: SocketAddr,
+    server_name: &str,
+    ca_pem: &str,
+) -> crate::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, ServerName};
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.context("a CA certificate PEM")?)
+            .context("a CA certificate")?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = ServerName::try_from(server_name.to_owned()).context("the server name")?;
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect to {addr}"))?;
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .with_context(|| format!("TLS handshake with {addr} as {server_name}"))
+}

@@ -339,3 +339,196 @@ async fn dot_segment_paths_are_refused_before_the_gate_and_the_router() -> harne
     assert_eq!(echo.hits(), hits, "a refused path reached the upstream");
     Ok(())
 }
+
+/// The `Sec-WebSocket-Accept` answering `key` (RFC 6455 §4.2.2).
+fn websocket_accept(key: &str) -> String {
+    use base64::Engine as _;
+    use sha1::{Digest as _, Sha1};
+    const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let digest = Sha1::digest(format!("{key}{GUID}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(digest)
+}
+
+/// Reads an HTTP/1.1 head (up to the blank line) from `io`.
+async fn read_head<R: tokio::io::AsyncRead + Unpin>(io: &mut R) -> harness::Result<String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    // Byte by byte: nothing past the head may be consumed.
+    while !head.ends_with(b"\r\n\r\n") {
+        if io.read(&mut byte).await? == 0 {
+            anyhow::bail!("closed within a head: {:?}", String::from_utf8_lossy(&head));
+        }
+        head.push(byte[0]);
+        anyhow::ensure!(head.len() < 16 * 1024, "head too long");
+    }
+    Ok(String::from_utf8(head)?)
+}
+
+/// The value of header `name` in `head`, if any.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (field, value) = line.split_once(':')?;
+        field.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// A WebSocket echo upstream on loopback: answers an upgrade request with
+/// `101` and the right `Sec-WebSocket-Accept`, then echoes every byte; any
+/// other request gets `200 plain`. Returns its `host:port`.
+async fn websocket_echo() -> harness::Result<String> {
+    use tokio::io::AsyncWriteExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let node = listener.local_addr()?.to_string();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(head) = read_head(&mut tcp).await else {
+                    return;
+                };
+                let upgrade = header(&head, "upgrade").is_some_and(|u| u == "websocket");
+                let Some(key) = header(&head, "sec-websocket-key").filter(|_| upgrade) else {
+                    let plain =
+                        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nplain";
+                    let _ = tcp.write_all(plain.as_bytes()).await;
+                    return;
+                };
+                let switch = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
+                    websocket_accept(key)
+                );
+                if tcp.write_all(switch.as_bytes()).await.is_ok() {
+                    let (mut read, mut write) = tcp.split();
+                    let _ = tokio::io::copy(&mut read, &mut write).await;
+                }
+            });
+        }
+    });
+    Ok(node)
+}
+
+/// Sends a WebSocket handshake for `path` over `io`; returns the answer's head.
+async fn websocket_handshake<S>(io: &mut S, path: &str, key: &str) -> harness::Result<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt as _;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: ws.test\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    io.write_all(request.as_bytes()).await?;
+    read_head(io).await
+}
+
+// Multi-threaded: the upstream serves on this runtime while curl blocks a
+// thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrades_are_spliced_on_routes_that_enable_them() -> harness::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (_etcd, gw, _echo) = start_stack().await?;
+    let ca = harness::pki::Ca::new("WebSocket Test CA");
+    let admin = gw.admin();
+    let node = websocket_echo().await?;
+    let mut ws_route = plain_route("/ws", &node);
+    ws_route["enable_websocket"] = json!(true);
+    admin
+        .create_all([
+            (
+                "ssls/ws",
+                harness::fixtures::plain_ssl("ws.test", &ca.server("ws.test", &["ws.test"])),
+            ),
+            ("routes/ws", ws_route),
+            ("routes/plain", plain_route("/plain-ws", &node)),
+        ])
+        .await?;
+    for path in ["/ws", "/plain-ws"] {
+        eventually_status(path, 200, || curl_https(&gw, "ws.test", path, &[])).await?;
+    }
+
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let connect = || harness::tls_setup::connect_http1(gw.https_addr(), "ws.test", &ca.cert_pem);
+    let mut tls = connect().await?;
+    let head = websocket_handshake(&mut tls, "/ws", key).await?;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(header(&head, "upgrade"), Some("websocket"), "{head}");
+    assert_eq!(header(&head, "connection"), Some("upgrade"), "{head}");
+    assert_eq!(
+        header(&head, "sec-websocket-accept"),
+        Some(websocket_accept(key).as_str()),
+        "{head}"
+    );
+    for message in [&b"hello"[..], b"\x81\x05world", &[0u8; 4096]] {
+        tls.write_all(message).await?;
+        let mut echoed = vec![0; message.len()];
+        tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut echoed)).await??;
+        assert_eq!(echoed, message);
+    }
+    // The client closes its side: the upstream sees it and closes, and the
+    // client's connection ends too.
+    // (Sooner than the gateway's 5 s grace for half-closed WebSockets.)
+    tls.shutdown().await?;
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), tls.read_to_end(&mut rest))
+        .await
+        .map_err(|_| anyhow::anyhow!("the spliced connection stayed open"))?
+        .ok();
+    assert!(rest.is_empty(), "{rest:?}");
+
+    // Without `enable_websocket` the upgrade headers never reach the upstream.
+    let mut tls = connect().await?;
+    let head = websocket_handshake(&mut tls, "/plain-ws", key).await?;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(header(&head, "upgrade"), None, "{head}");
+    Ok(())
+}
+
+/// A WebSocket keeps the slot of the connection it was upgraded from: with
+/// `proxy.max_connections: 1`, no other connection is served while it is
+/// open, and the slot is free again once it closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_counts_under_max_connections() -> harness::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let etcd = Etcd::start().await?;
+    let opts = harness::GatewayOptions {
+        proxy_yaml: "  max_connections: 1\n".to_owned(),
+        ..harness::GatewayOptions::default()
+    };
+    let gw = Gateway::start_with(&etcd, opts).await?;
+    let ca = harness::pki::Ca::new("WebSocket Slot CA");
+    let node = websocket_echo().await?;
+    let mut ws_route = plain_route("/ws", &node);
+    ws_route["enable_websocket"] = json!(true);
+    gw.admin()
+        .create_all([
+            (
+                "ssls/ws",
+                harness::fixtures::plain_ssl("ws.test", &ca.server("ws.test", &["ws.test"])),
+            ),
+            ("routes/ws", ws_route),
+        ])
+        .await?;
+    eventually_status("/ws", 200, || curl_https(&gw, "ws.test", "/ws", &[])).await?;
+
+    let mut tls =
+        harness::tls_setup::connect_http1(gw.https_addr(), "ws.test", &ca.cert_pem).await?;
+    let head = websocket_handshake(&mut tls, "/ws", "dGhlIHNhbXBsZSBub25jZQ==").await?;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    tls.write_all(b"ping").await?;
+    let mut echoed = [0; 4];
+    tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut echoed)).await??;
+    assert_eq!(&echoed, b"ping");
+    let out = curl_https(&gw, "ws.test", "/ws", &[])?;
+    assert_eq!(out.status, 0, "served beside the open WebSocket: {out:?}");
+
+    tls.shutdown().await?;
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut rest))
+        .await
+        .map_err(|_| anyhow::anyhow!("the WebSocket stayed open"))?
+        .ok();
+    eventually_status("/ws once the WebSocket closed", 200, || {
+        curl_https(&gw, "ws.test", "/ws", &[])
+    })
+    .await?;
+    Ok(())
+}

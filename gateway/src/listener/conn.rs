@@ -14,13 +14,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use shared::config::ProxyConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, watch};
 
 use super::idle::Activity;
 use super::limit::ConnectionLimit;
 use super::sniff::{sniff, HttpVersion};
 use super::{Protocol, ShutdownSignal};
-use crate::context::ConnInfo;
+use crate::context::{ConnHold, ConnInfo};
 use crate::proxy::Proxy;
 use crate::snapshot::Snapshot;
 use crate::tls;
@@ -104,8 +104,7 @@ impl Server {
             server: Arc::clone(self),
             remote_addr,
             shutdown: shutdown.clone(),
-            _permit: permit,
-            _in_flight: in_flight.clone(),
+            hold: ConnHold::new(Arc::new((permit, in_flight.clone())), shutdown.clone()),
         };
         tokio::spawn(conn.serve(tcp, protocol));
     }
@@ -141,10 +140,10 @@ struct Connection {
     server: Arc<Server>,
     remote_addr: SocketAddr,
     shutdown: ShutdownSignal,
-    /// The connection's slot under `proxy.max_connections`.
-    _permit: OwnedSemaphorePermit,
-    /// Held until the connection ends, so that draining can wait for it.
-    _in_flight: mpsc::Sender<()>,
+    /// Its slot under `proxy.max_connections` and the sender that draining
+    /// waits for, held until the connection ends (or, handed over to a
+    /// WebSocket, until that ends).
+    hold: ConnHold,
 }
 
 impl Connection {
@@ -154,6 +153,7 @@ impl Connection {
             return;
         };
         let mut info = ConnInfo::new(self.remote_addr, local_addr, None);
+        info.hold = Some(self.hold.clone());
         match protocol {
             Protocol::Http => self.serve_http(tcp, info).await,
             Protocol::Https => {

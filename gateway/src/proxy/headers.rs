@@ -10,6 +10,7 @@ use http::header::{
     PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 
+use super::websocket::asks_for_upgrade;
 use crate::context::ConnInfo;
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -28,13 +29,29 @@ static CLIENT_CERT_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("client-cert-chain"),
 ];
 
+/// [`strip_hop_by_hop`] for a request; returns whether the removed headers
+/// asked for a WebSocket upgrade (see [`super::websocket`]). Checked only
+/// when there are hop-by-hop headers at all, so a plain request pays
+/// nothing more.
+pub(super) fn strip_request_hop_by_hop(headers: &mut HeaderMap) -> bool {
+    if !headers.keys().any(is_hop_by_hop) {
+        return false;
+    }
+    let websocket = asks_for_upgrade(headers);
+    remove_hop_by_hop(headers);
+    websocket
+}
+
 /// Removes the headers that apply to one connection only: those RFC 9110
 /// §7.6.1 lists, the legacy ones, and any named in `Connection`.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // The common case, checked without hashing: nothing to strip.
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
+    if headers.keys().any(is_hop_by_hop) {
+        remove_hop_by_hop(headers);
     }
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
@@ -180,6 +197,20 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert_eq!(headers["x-kept"], "yes");
+    }
+
+    #[test]
+    fn a_request_learns_whether_its_stripped_headers_asked_for_a_websocket() {
+        let mut headers = HeaderMap::new();
+        headers.insert("upgrade", HeaderValue::from_static("websocket"));
+        headers.insert("connection", HeaderValue::from_static("Upgrade"));
+        headers.insert("sec-websocket-key", HeaderValue::from_static("a2V5"));
+        assert!(strip_request_hop_by_hop(&mut headers));
+        assert_eq!(headers.len(), 1, "end-to-end headers kept: {headers:?}");
+        headers.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert!(!strip_request_hop_by_hop(&mut headers), "no Connection");
+        assert!(!headers.contains_key("upgrade"));
+        assert!(!strip_request_hop_by_hop(&mut headers), "nothing to strip");
     }
 
     #[test]

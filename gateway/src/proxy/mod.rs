@@ -11,7 +11,10 @@
 //! 3. routing ([`crate::router`]; 404 without a match);
 //! 4. the route's plugins ([`crate::plugins`]);
 //! 5. the upstream ([`crate::upstream`]): 502 when it cannot be reached,
-//!    504 when it is too slow, each with a JSON `{"error_msg": ...}` body.
+//!    504 when it is too slow, each with a JSON `{"error_msg": ...}` body;
+//!    on a route with `enable_websocket`, an HTTP/1.1 WebSocket upgrade
+//!    becomes a spliced connection once the upstream switches protocols
+//!    ([`websocket`]).
 //!
 //! Bodies stream in both directions; nothing is buffered whole. The
 //! configuration is read from the current snapshot per request, so a
@@ -21,6 +24,7 @@ mod error;
 mod forward;
 mod gate;
 mod headers;
+mod websocket;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -32,6 +36,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response};
 use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Incoming;
 use shared::validate::normalize_host;
 
@@ -39,6 +44,7 @@ use error::ProxyError;
 pub use error::{json_reply, json_response};
 use forward::{forward, Outcome, UpstreamRequest};
 pub(crate) use headers::ClientCertHeadersDecided;
+use websocket::ClientUpgrade;
 
 use crate::context::ConnInfo;
 use crate::plugins::RequestCtx;
@@ -80,7 +86,7 @@ impl Proxy {
         conn: &ConnInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers);
+        let asks_websocket = headers::strip_request_hop_by_hop(&mut parts.headers);
         let target = Target::of(&parts)?;
         gate::refuse_stale_policy(conn, &snapshot.tls)?;
         gate::require_client_cert(conn, &target.path)?;
@@ -107,24 +113,40 @@ impl Proxy {
         {
             return Ok(response);
         }
+        // Plain requests stop at the first test.
+        let upgrade = if asks_websocket && route.enable_websocket {
+            ClientUpgrade::take(&mut parts)
+        } else {
+            None
+        };
         let request = UpstreamRequest::new(parts, &ctx, target.host_header.clone());
         let outcome = forward(pipeline, &ctx, request, body).await?;
         Ok(match outcome {
-            Outcome::Upstream(response) => relay(response, pipeline, &ctx),
+            Outcome::Upstream(response) => relay(response, upgrade, pipeline, &ctx),
             Outcome::Plugin(response) => response,
         })
     }
 }
 
-/// The upstream's response on its way to the client.
+/// The upstream's response on its way to the client; a `101` answering
+/// `upgrade` goes with an empty body, its connection spliced to the client's.
 fn relay(
-    response: Response<Incoming>,
+    mut response: Response<Incoming>,
+    upgrade: Option<ClientUpgrade>,
     pipeline: &Pipeline,
     ctx: &RequestCtx<'_>,
 ) -> Response<ProxyBody> {
+    let switched = upgrade.is_some_and(|upgrade| {
+        upgrade.splice_if_switched(&mut response, ctx.route_id, ctx.conn.hold.clone())
+    });
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     pipeline.plugins.response_filter(ctx, &mut parts);
+    if switched {
+        websocket::set_upgrade_headers(&mut parts.headers);
+        let empty = Empty::new().map_err(|never| match never {}).boxed();
+        return Response::from_parts(parts, empty);
+    }
     let upstream = &pipeline.upstream;
     let body = ResponseBody::new(body, upstream.timeouts.read, Arc::clone(&upstream.name)).boxed();
     Response::from_parts(parts, body)

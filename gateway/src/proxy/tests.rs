@@ -169,6 +169,7 @@ fn route(id: &str, uri: UriPattern, upstream: ValidUpstream, plugins: Value) -> 
         hosts: Vec::new(),
         methods: Vec::new(),
         priority: 0,
+        enable_websocket: false,
         upstream: UpstreamRef::Inline(Arc::new(upstream)),
         plugins,
     })

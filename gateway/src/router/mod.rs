@@ -61,6 +61,8 @@ pub struct RouteTable {
 pub struct RouteEntry {
     pub id: String,
     pub priority: i64,
+    /// HTTP/1.1 WebSocket upgrades are proxied ([`crate::proxy`]).
+    pub enable_websocket: bool,
     /// Empty: every method.
     methods: Vec<Method>,
     pipeline: Result<Pipeline, String>,
@@ -342,6 +344,7 @@ impl RouteEntry {
         RouteEntry {
             id: route.id.clone(),
             priority: route.priority,
+            enable_websocket: route.enable_websocket,
             methods: methods.unwrap_or_default(),
             pipeline,
         }
@@ -363,6 +366,7 @@ impl fmt::Debug for RouteEntry {
         f.debug_struct("RouteEntry")
             .field("id", &self.id)
             .field("priority", &self.priority)
+            .field("enable_websocket", &self.enable_websocket)
             .field("methods", &self.methods)
             .field("broken", &self.pipeline.as_ref().err())
             .finish_non_exhaustive()

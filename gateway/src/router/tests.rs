@@ -76,6 +76,7 @@ fn route(spec: Spec<'_>) -> Arc<ValidRoute> {
         hosts,
         methods: spec.methods.iter().map(|m| (*m).to_owned()).collect(),
         priority: spec.priority,
+        enable_websocket: false,
         upstream: UpstreamRef::Id("u1".to_owned()),
         plugins: PluginConfigs::default(),
     })

@@ -32,6 +32,9 @@ pub struct Route {
     pub methods: Option<Vec<String>>,
     #[serde(default)]
     pub priority: i64,
+    /// Proxy WebSocket upgrades (HTTP/1.1) to the upstream.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_websocket: bool,
     /// Plugin name -> plugin configuration (validated by the plugin's schema).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub plugins: BTreeMap<String, Value>,

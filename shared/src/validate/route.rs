@@ -26,6 +26,8 @@ pub struct ValidRoute {
     /// Uppercase; empty: any method.
     pub methods: Vec<String>,
     pub priority: i64,
+    /// HTTP/1.1 WebSocket upgrades are proxied (APISIX `enable_websocket`).
+    pub enable_websocket: bool,
     pub upstream: UpstreamRef,
     pub plugins: PluginConfigs,
 }
@@ -62,6 +64,7 @@ pub(super) fn validate(id: &str, value: &Value) -> Result<ValidRoute, Validation
         hosts,
         methods,
         priority: spec.priority,
+        enable_websocket: spec.enable_websocket,
         upstream,
         plugins: PluginConfigs::new(&spec.plugins),
     })

@@ -376,6 +376,15 @@ fn route_field_combinations() {
     assert_eq!(valid.hosts, [HostPattern::Wildcard("example.com".into())]);
     assert_eq!(valid.methods, ["GET", "POST"]);
     assert_eq!(valid.priority, -3);
+    assert!(!valid.enable_websocket, "off unless asked for");
+    let valid =
+        route(with(base.clone(), json!({"enable_websocket": true}))).expect("enable_websocket");
+    assert!(valid.enable_websocket);
+    assert!(schema_message(route(with(
+        base.clone(),
+        json!({"enable_websocket": "yes"})
+    )))
+    .contains("enable_websocket"));
     assert!(
         schema_message(route(with(base.clone(), json!({"methods": ["get"]}))))
             .contains("methods[0]")
