@@ -37,7 +37,6 @@ use serde_json::Value;
 use super::identity::{self, verified_client};
 use super::{Flow, Plugin, RequestCtx};
 use crate::context::PeerCert;
-use crate::proxy::ClientCertHeadersDecided;
 
 pub(super) const NAME: &str = "forward-client-cert";
 
@@ -130,7 +129,6 @@ impl Plugin for ForwardClientCert {
     }
 
     fn request_filter(&self, ctx: &mut RequestCtx<'_>, req: &mut Parts) -> Flow {
-        ctx.extensions.insert(ClientCertHeadersDecided);
         for name in &self.dropped {
             req.headers.remove(name);
         }

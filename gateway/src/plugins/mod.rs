@@ -157,6 +157,9 @@ pub fn client_cert_requests(routes: &[Arc<ValidRoute>]) -> RouteCertRequests {
 #[derive(Default)]
 pub struct PluginChain {
     plugins: Box<[Box<dyn Plugin>]>,
+    /// Whether `forward-client-cert` decides which certificate headers the
+    /// client sent go on (see [`Self::decides_client_cert_headers`]).
+    forwards_client_cert: bool,
 }
 
 impl PluginChain {
@@ -181,10 +184,22 @@ impl PluginChain {
             })
             .collect::<Result<Vec<_>, PluginError>>()?;
         built.sort_by_key(|(priority, _)| std::cmp::Reverse(*priority));
+        let forwards_client_cert = built
+            .iter()
+            .any(|(_, plugin)| plugin.name() == forward_client_cert::NAME);
         // Every route keeps its chain: no room kept for more plugins.
         Ok(PluginChain {
             plugins: built.into_iter().map(|(_, plugin)| plugin).collect(),
+            forwards_client_cert,
         })
+    }
+
+    /// Whether a plugin of this chain decides what becomes of the
+    /// certificate headers the client sent (`X-Forwarded-Client-Cert`,
+    /// `Client-Cert`, `Client-Cert-Chain`); otherwise the proxy removes
+    /// them. Known when the route is built.
+    pub(crate) fn decides_client_cert_headers(&self) -> bool {
+        self.forwards_client_cert
     }
 
     pub fn is_empty(&self) -> bool {
@@ -235,6 +250,18 @@ mod tests {
 
     fn configs(name: &str, config: Value) -> PluginConfigs {
         PluginConfigs::new(&BTreeMap::from([(name.to_owned(), config)]))
+    }
+
+    #[test]
+    fn only_forward_client_cert_decides_the_client_cert_headers() {
+        let forwards = configs("forward-client-cert", json!({"mode": "forward_only"}));
+        assert!(PluginChain::build(&forwards)
+            .unwrap()
+            .decides_client_cert_headers());
+        let rewrites = configs("proxy-rewrite", json!({"uri": "/x"}));
+        assert!(!PluginChain::build(&rewrites)
+            .unwrap()
+            .decides_client_cert_headers());
     }
 
     #[test]

@@ -10,9 +10,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 
 use super::error::ProxyError;
-use super::headers::{
-    prepare_upstream_headers, remove_client_cert_headers, ClientCertHeadersDecided,
-};
+use super::headers::prepare_upstream_headers;
 use super::ProxyBody;
 use crate::plugins::RequestCtx;
 use crate::router::Pipeline;
@@ -99,9 +97,6 @@ impl UpstreamRequest {
         ctx: &RequestCtx<'_>,
         client_host: Option<HeaderValue>,
     ) -> Self {
-        if ctx.extensions.get::<ClientCertHeadersDecided>().is_none() {
-            remove_client_cert_headers(&mut parts.headers);
-        }
         prepare_upstream_headers(&mut parts.headers, ctx.conn, client_host.as_ref());
         UpstreamRequest {
             method: parts.method,

@@ -87,12 +87,6 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     hop_by_hop().contains(&name)
 }
 
-/// Marks a request whose certificate headers the route's
-/// `forward-client-cert` has decided on (in the request's extensions):
-/// the proxy then leaves them as the plugin left them.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ClientCertHeadersDecided;
-
 /// Removes the certificate headers a client sent itself, as Envoy sanitizes
 /// XFCC by default: only a route's `forward-client-cert` may pass them on.
 pub(super) fn remove_client_cert_headers(headers: &mut HeaderMap) {

@@ -43,7 +43,6 @@ use shared::validate::normalize_host;
 use error::ProxyError;
 pub use error::{json_reply, json_response};
 use forward::{forward, Outcome, UpstreamRequest};
-pub(crate) use headers::ClientCertHeadersDecided;
 use websocket::ClientUpgrade;
 
 use crate::context::ConnInfo;
@@ -119,6 +118,9 @@ impl Proxy {
         } else {
             None
         };
+        if !pipeline.plugins.decides_client_cert_headers() {
+            headers::remove_client_cert_headers(&mut parts.headers);
+        }
         let request = UpstreamRequest::new(parts, &ctx, target.host_header.clone());
         let outcome = forward(pipeline, &ctx, request, body).await?;
         Ok(match outcome {

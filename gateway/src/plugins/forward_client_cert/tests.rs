@@ -212,16 +212,3 @@ fn client_rfc9440_headers_are_never_forwarded() {
     assert_eq!(values(&req, "x-forwarded-client-cert"), [SPOOFED]);
     assert!(values(&req, "client-cert").is_empty());
 }
-
-#[test]
-fn the_proxy_is_told_the_headers_were_decided() {
-    let plugin = build(&json!({"mode": "forward_only"})).unwrap();
-    let conn = ctx_with(None);
-    let mut ctx = conn.ctx();
-    let mut req = request(&[]);
-    assert!(plugin.request_filter(&mut ctx, &mut req).is_continue());
-    assert!(ctx
-        .extensions
-        .get::<crate::proxy::ClientCertHeadersDecided>()
-        .is_some());
-}
