@@ -103,7 +103,6 @@ impl Server {
         let conn = Connection {
             server: Arc::clone(self),
             remote_addr,
-            shutdown: shutdown.clone(),
             hold: ConnHold::new(Arc::new((permit, in_flight.clone())), shutdown.clone()),
         };
         tokio::spawn(conn.serve(tcp, protocol));
@@ -139,10 +138,9 @@ macro_rules! until_done {
 struct Connection {
     server: Arc<Server>,
     remote_addr: SocketAddr,
-    shutdown: ShutdownSignal,
     /// Its slot under `proxy.max_connections` and the sender that draining
     /// waits for, held until the connection ends (or, handed over to a
-    /// WebSocket, until that ends).
+    /// WebSocket, until that ends); and the shutdown signal.
     hold: ConnHold,
 }
 
@@ -207,7 +205,7 @@ impl Connection {
         let info = Arc::new(info);
         let proxy = Arc::clone(&self.server.proxy);
         let io = TokioIo::new(io);
-        let shutdown = self.shutdown.clone();
+        let shutdown = self.hold.shutdown.clone();
         let outdated = policy_outdated(
             self.server.tls_changes.clone(),
             &self.server.snapshot,
