@@ -17,9 +17,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
@@ -225,7 +223,7 @@ impl Client {
                     addr,
                     host: server_name,
                     path,
-                    tls: Some((tls_connector(&ca_pem)?, name)),
+                    tls: Some((crate::tls_setup::connector(&ca_pem, b"http/1.1")?, name)),
                 }
             }
         })
@@ -256,24 +254,6 @@ impl Client {
             }
         }
     }
-}
-
-/// Trusts exactly the certificates in `ca_pem`; offers HTTP/1.1.
-fn tls_connector(ca_pem: &str) -> crate::Result<TlsConnector> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots
-            .add(cert.context("a CA certificate PEM")?)
-            .context("a CA certificate")?;
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 /// `GET path` with `Host: host` over `io`; the status once the body is read.

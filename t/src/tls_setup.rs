@@ -152,16 +152,11 @@ pub(crate) fn utf8(path: &Path) -> crate::Result<&str> {
         .with_context(|| format!("{} is not UTF-8", path.display()))
 }
 
-/// A TLS connection to `addr` with SNI `server_name`, trusting only
-/// `ca_pem` and offering HTTP/1.1 by ALPN: for tests that speak HTTP/1.1 by
-/// hand (e.g. a WebSocket handshake).
-pub async fn connect_http1(
-    addr: SocketAddr,
-    server_name: &str,
-    ca_pem: &str,
-) -> crate::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+/// A TLS client trusting exactly the certificates in `ca_pem`, offering
+/// `alpn` (e.g. `b"http/1.1"` or `b"h2"`), with no client certificate.
+pub fn connector(ca_pem: &str, alpn: &[u8]) -> crate::Result<tokio_rustls::TlsConnector> {
     use rustls_pki_types::pem::PemObject as _;
-    use rustls_pki_types::{CertificateDer, ServerName};
+    use rustls_pki_types::CertificateDer;
 
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -175,12 +170,27 @@ pub async fn connect_http1(
         .context("TLS protocol versions")?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = ServerName::try_from(server_name.to_owned()).context("the server name")?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
+
+/// A TLS connection to `addr` with SNI `server_name`, by [`connector`]
+/// offering `alpn`: for tests that speak HTTP by hand (a WebSocket
+/// handshake) or hold one connection open.
+pub async fn connect(
+    addr: SocketAddr,
+    server_name: &str,
+    ca_pem: &str,
+    alpn: &[u8],
+) -> crate::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
+        .context("the server name")?;
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("connect to {addr}"))?;
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    connector(ca_pem, alpn)?
         .connect(name, tcp)
         .await
         .with_context(|| format!("TLS handshake with {addr} as {server_name}"))

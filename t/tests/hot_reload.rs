@@ -2,7 +2,6 @@
 //! restart: route and SSL updates, and deletions, including on connections
 //! opened before the change.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -16,12 +15,7 @@ use harness::{wait_until, EchoServer};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 /// Waits until `request` answers with `status`; prints the time since `since` (the admin response).
 async fn propagation<F>(
@@ -303,24 +297,11 @@ impl KeepAlive {
         ca_pem: &str,
         alpn: Alpn,
     ) -> harness::Result<KeepAlive> {
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            roots.add(cert?)?;
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![match alpn {
-            Alpn::Http1 => b"http/1.1".to_vec(),
-            Alpn::Http2 => b"h2".to_vec(),
-        }];
-        let tcp = TcpStream::connect(gw.https_addr()).await?;
-        let name = ServerName::try_from(host.to_owned())?;
-        let tls = TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await?;
+        let protocol: &[u8] = match alpn {
+            Alpn::Http1 => b"http/1.1",
+            Alpn::Http2 => b"h2",
+        };
+        let tls = harness::tls_setup::connect(gw.https_addr(), host, ca_pem, protocol).await?;
         let io = TokioIo::new(tls);
         // Each connection task ends with its connection; the test holds no
         // handle to it.

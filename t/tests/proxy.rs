@@ -446,7 +446,8 @@ async fn websocket_upgrades_are_spliced_on_routes_that_enable_them() -> harness:
     }
 
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
-    let connect = || harness::tls_setup::connect_http1(gw.https_addr(), "ws.test", &ca.cert_pem);
+    let connect =
+        || harness::tls_setup::connect(gw.https_addr(), "ws.test", &ca.cert_pem, b"http/1.1");
     let mut tls = connect().await?;
     let head = websocket_handshake(&mut tls, "/ws", key).await?;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
@@ -510,7 +511,7 @@ async fn a_websocket_counts_under_max_connections() -> harness::Result<()> {
     eventually_status("/ws", 200, || curl_https(&gw, "ws.test", "/ws", &[])).await?;
 
     let mut tls =
-        harness::tls_setup::connect_http1(gw.https_addr(), "ws.test", &ca.cert_pem).await?;
+        harness::tls_setup::connect(gw.https_addr(), "ws.test", &ca.cert_pem, b"http/1.1").await?;
     let head = websocket_handshake(&mut tls, "/ws", "dGhlIHNhbXBsZSBub25jZQ==").await?;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     tls.write_all(b"ping").await?;
