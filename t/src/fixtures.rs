@@ -49,6 +49,27 @@ pub fn plain_ssl(sni: &str, server: &Leaf) -> Value {
     json!({ "sni": sni, "cert": server.cert_pem, "key": server.key_pem })
 }
 
+/// Serves `test.com` over TLS with `server`, without client certificates
+/// (`ssls/1`), and `/anything` from `echo` (`routes/1`); returns once an
+/// HTTPS request is answered 200.
+pub async fn serve_plain_test_com(
+    gw: &Gateway,
+    server: &Leaf,
+    echo: &EchoServer,
+) -> crate::Result<()> {
+    gw.admin()
+        .create_all([
+            ("ssls/1", plain_ssl("test.com", server)),
+            ("routes/1", plain_route("/anything", &echo.node())),
+        ])
+        .await?;
+    eventually_status("test.com over TLS", 200, || {
+        curl_https(gw, "test.com", "/anything", &[])
+    })
+    .await?;
+    Ok(())
+}
+
 /// etcd, a gateway with default options on it, and an echo upstream.
 pub async fn start_stack() -> crate::Result<(Etcd, Gateway, EchoServer)> {
     let etcd = Etcd::start().await?;

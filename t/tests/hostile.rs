@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use harness::fixtures::{
-    curl_http, curl_https, eventually_status, plain_route, plain_ssl, PROPAGATION_TIMEOUT,
+    curl_http, curl_https, eventually_status, plain_route, serve_plain_test_com,
+    PROPAGATION_TIMEOUT,
 };
 use harness::pki::Ca;
 use harness::{gateway_bin, wait_until, EchoServer, Etcd, Gateway, GatewayOptions};
@@ -43,16 +44,7 @@ impl Site {
         let gw = Gateway::start_with(&etcd, opts).await?;
         let echo = EchoServer::start().await?;
         let server = Ca::new("Hostile CA").server("test.com", &["test.com"]);
-        gw.admin()
-            .create_all([
-                ("ssls/1", plain_ssl("test.com", &server)),
-                ("routes/1", plain_route("/anything", &echo.node())),
-            ])
-            .await?;
-        eventually_status("the TLS route", 200, || {
-            curl_https(&gw, "test.com", "/anything", &[])
-        })
-        .await?;
+        serve_plain_test_com(&gw, &server, &echo).await?;
         Ok(Site {
             gw,
             echo,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use harness::fixtures::{
     cert_args, curl_http, curl_https, eventually_status, path_str, plain_route, plain_ssl,
-    served_by, start_stack, until_served_by, CertFacts, PROPAGATION_TIMEOUT,
+    serve_plain_test_com, served_by, start_stack, until_served_by, CertFacts, PROPAGATION_TIMEOUT,
 };
 use harness::pki::Ca;
 use harness::{wait_until, EchoServer};
@@ -207,17 +207,8 @@ async fn open_connections_follow_the_client_policy(alpn: Alpn) -> harness::Resul
     let (_etcd, gw, echo) = start_stack().await?;
     let server_ca = Ca::new("Server CA");
     let server = server_ca.server("test.com", &["test.com"]);
+    serve_plain_test_com(&gw, &server, &echo).await?;
     let admin = gw.admin();
-    admin
-        .create_all([
-            ("ssls/1", plain_ssl("test.com", &server)),
-            ("routes/1", plain_route("/anything", &echo.node())),
-        ])
-        .await?;
-    eventually_status("test.com without mTLS", 200, || {
-        curl_https(&gw, "test.com", "/anything", &[])
-    })
-    .await?;
     let mut open = KeepAlive::open(&gw, "test.com", &server_ca.cert_pem, alpn).await?;
     assert_eq!(open.get("/anything").await?, Some(200));
 

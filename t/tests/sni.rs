@@ -3,7 +3,7 @@
 
 use harness::fixtures::{
     cert_args, create_walkthrough, curl_https, eventually_status, path_str, plain_route, plain_ssl,
-    start_stack, start_two_sites, CertFacts,
+    serve_plain_test_com, start_stack, start_two_sites, CertFacts,
 };
 use harness::pki::{Ca, OpensslPki};
 use harness::{curl, EchoServer, Etcd, Gateway, GatewayOptions};
@@ -178,17 +178,7 @@ async fn exact_sni_beats_a_wildcard() -> harness::Result<()> {
 async fn no_sni_is_refused_without_fallback_sni() -> harness::Result<()> {
     let (_etcd, gw, echo) = start_stack().await?;
     let server = Ca::new("CA").server("test.com", &["test.com"]);
-    let admin = gw.admin();
-    admin
-        .create_all([
-            ("ssls/1", plain_ssl("test.com", &server)),
-            ("routes/1", plain_route("/anything", &echo.node())),
-        ])
-        .await?;
-    eventually_status("test.com", 200, || {
-        curl_https(&gw, "test.com", "/anything", &[])
-    })
-    .await?;
+    serve_plain_test_com(&gw, &server, &echo).await?;
 
     // curl sends no SNI to an IP address.
     let url = format!("https://127.0.0.1:{}/anything", gw.https_addr().port());
