@@ -321,3 +321,76 @@ fn table(records: &[Record], title: &str) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(proxy: &str, metric: &str, value: f64) -> Record {
+        Record {
+            scenario: "keepalive".to_owned(),
+            proxy: proxy.to_owned(),
+            metric: metric.to_owned(),
+            value,
+        }
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_rounds() {
+        assert_eq!(Cell(vec![3.0, 1.0, 2.0]).median(), 2.0);
+        assert_eq!(Cell(vec![4.0, 1.0, 3.0, 2.0]).median(), 2.5);
+        assert!(Cell(Vec::new()).median().is_nan());
+        assert_eq!(Cell(vec![1.0, 3.0, 2.0]).spread(), " [1.00–3.00]");
+        assert_eq!(Cell(vec![1.0]).spread(), "");
+    }
+
+    #[test]
+    fn per_core_is_the_rate_per_proxy_core() {
+        let metrics = [
+            ("req/s".to_owned(), 45_000.0),
+            ("proxy_cpu_%".to_owned(), 90.0),
+        ];
+        assert_eq!(per_core(&metrics), Some(("per_core".to_owned(), 50_000.0)));
+        assert_eq!(
+            per_core(&metrics[..1]),
+            None,
+            "no CPU figure, no per-core rate"
+        );
+    }
+
+    #[test]
+    fn the_table_puts_nginx_first_and_divides_medians() {
+        let records = [
+            record("portcullis", "req/s", 60.0),
+            record(BASELINE, "req/s", 40.0),
+            record("portcullis", "req/s", 66.0),
+            record(BASELINE, "req/s", 60.0),
+            record("portcullis", "p99_ms", 1.0),
+            record(BASELINE, "p99_ms", 2.0),
+        ];
+        let table = table(&records, "title");
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "title");
+        let header: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            header,
+            ["scenario", "metric", BASELINE, "portcullis", "ratio"]
+        );
+        // Medians 50 and 63: 1.26×.
+        let rate: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(
+            rate,
+            [
+                "keepalive",
+                "req/s",
+                "50.0",
+                "[40.0–60.0]",
+                "63.0",
+                "[60.0–66.0]",
+                "1.26×"
+            ]
+        );
+        let p99: Vec<&str> = lines[4].split_whitespace().collect();
+        assert_eq!(p99, ["keepalive", "p99_ms", "↓", "2.00", "1.00", "0.50×"]);
+    }
+}
