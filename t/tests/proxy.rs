@@ -407,6 +407,27 @@ async fn websocket_echo() -> harness::Result<String> {
     Ok(node)
 }
 
+/// Serves `ws.test` over TLS (`ssls/ws`) with `/ws` (`routes/ws`,
+/// `enable_websocket`) on a [`websocket_echo`] upstream; returns the
+/// server's CA and the upstream node once `/ws` answers a plain request.
+async fn serve_websocket_site(gw: &Gateway) -> harness::Result<(harness::pki::Ca, String)> {
+    let ca = harness::pki::Ca::new("WebSocket Test CA");
+    let node = websocket_echo().await?;
+    let mut ws_route = plain_route("/ws", &node);
+    ws_route["enable_websocket"] = json!(true);
+    gw.admin()
+        .create_all([
+            (
+                "ssls/ws",
+                harness::fixtures::plain_ssl("ws.test", &ca.server("ws.test", &["ws.test"])),
+            ),
+            ("routes/ws", ws_route),
+        ])
+        .await?;
+    eventually_status("/ws", 200, || curl_https(gw, "ws.test", "/ws", &[])).await?;
+    Ok((ca, node))
+}
+
 /// Sends a WebSocket handshake for `path` over `io`; returns the answer's head.
 async fn websocket_handshake<S>(io: &mut S, path: &str, key: &str) -> harness::Result<String>
 where
@@ -426,24 +447,14 @@ where
 async fn websocket_upgrades_are_spliced_on_routes_that_enable_them() -> harness::Result<()> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let (_etcd, gw, _echo) = start_stack().await?;
-    let ca = harness::pki::Ca::new("WebSocket Test CA");
-    let admin = gw.admin();
-    let node = websocket_echo().await?;
-    let mut ws_route = plain_route("/ws", &node);
-    ws_route["enable_websocket"] = json!(true);
-    admin
-        .create_all([
-            (
-                "ssls/ws",
-                harness::fixtures::plain_ssl("ws.test", &ca.server("ws.test", &["ws.test"])),
-            ),
-            ("routes/ws", ws_route),
-            ("routes/plain", plain_route("/plain-ws", &node)),
-        ])
+    let (ca, node) = serve_websocket_site(&gw).await?;
+    gw.admin()
+        .create("routes/plain", plain_route("/plain-ws", &node))
         .await?;
-    for path in ["/ws", "/plain-ws"] {
-        eventually_status(path, 200, || curl_https(&gw, "ws.test", path, &[])).await?;
-    }
+    eventually_status("/plain-ws", 200, || {
+        curl_https(&gw, "ws.test", "/plain-ws", &[])
+    })
+    .await?;
 
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
     let connect =
@@ -495,20 +506,7 @@ async fn a_websocket_counts_under_max_connections() -> harness::Result<()> {
         ..harness::GatewayOptions::default()
     };
     let gw = Gateway::start_with(&etcd, opts).await?;
-    let ca = harness::pki::Ca::new("WebSocket Slot CA");
-    let node = websocket_echo().await?;
-    let mut ws_route = plain_route("/ws", &node);
-    ws_route["enable_websocket"] = json!(true);
-    gw.admin()
-        .create_all([
-            (
-                "ssls/ws",
-                harness::fixtures::plain_ssl("ws.test", &ca.server("ws.test", &["ws.test"])),
-            ),
-            ("routes/ws", ws_route),
-        ])
-        .await?;
-    eventually_status("/ws", 200, || curl_https(&gw, "ws.test", "/ws", &[])).await?;
+    let (ca, _node) = serve_websocket_site(&gw).await?;
 
     let mut tls =
         harness::tls_setup::connect(gw.https_addr(), "ws.test", &ca.cert_pem, b"http/1.1").await?;
