@@ -2,11 +2,12 @@
 # Run: docker run -v $PWD/conf/config.yaml:/etc/portcullis/config.yaml portcullis
 
 FROM rust:1-bookworm AS build
-# etcd-client's build script needs protoc.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends protobuf-compiler \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# The build's system packages come from the same script a laptop runs
+# (protoc with its well-known .proto files, for etcd-client's build script),
+# in a layer of its own so that a source change does not install them again.
+COPY scripts/deps scripts/deps
+RUN ./scripts/deps build && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release -p portcullis-gateway \
     && cp target/release/gateway /usr/local/bin/gateway
