@@ -37,7 +37,7 @@ pub(crate) enum AdminError {
     #[error("{kind}/{id} not found")]
     NotFound { kind: Kind, id: String },
 
-    #[error("request body too large: the limit is 1.5 MiB ({MAX_BODY_BYTES} bytes)")]
+    #[error("request body larger than 1.5 MiB")]
     BodyTooLarge,
 
     #[error("cannot read the request body: {0}")]
@@ -97,8 +97,8 @@ impl AdminError {
             | AdminError::NoSuchPath(_)
             | AdminError::NotFound { .. } => StatusCode::NOT_FOUND,
             AdminError::NoSuchEndpoint { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            AdminError::BodyTooLarge
-            | AdminError::UnreadableBody(_)
+            AdminError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AdminError::UnreadableBody(_)
             | AdminError::InvalidJson(_)
             | AdminError::Invalid(_)
             | AdminError::IdOnPost(_)
@@ -146,7 +146,10 @@ mod tests {
     #[test]
     fn statuses_follow_apisix() {
         assert_eq!(AdminError::Unauthorized.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(AdminError::BodyTooLarge.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            AdminError::BodyTooLarge.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         let unavailable = StoreError::Unavailable {
             endpoints: "http://127.0.0.1:1".into(),
             reason: "connection refused".into(),
