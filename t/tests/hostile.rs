@@ -312,7 +312,7 @@ async fn oversized_headers_get_431_and_a_flood_is_cut() -> harness::Result<()> {
         &["--http1.1", "-H", &header],
     )?;
     assert_eq!(h1.status, 431, "{h1:?}");
-    let h2 = h2_status_with_header(site.gw.http_addr(), &"d".repeat(70 * 1024)).await?;
+    let h2 = h2_status(site.gw.http_addr(), &[("x-big", &"d".repeat(70 * 1024))]).await?;
     eprintln!("70 KiB header: HTTP/1.1 -> {}, HTTP/2 -> {h2}", h1.status);
     assert_eq!(h2, "431", "HTTP/2 refuses the header list too");
 
@@ -394,14 +394,57 @@ async fn an_idle_http2_connection_is_closed() -> harness::Result<()> {
     site.assert_serving("an idle HTTP/2 connection").await
 }
 
+/// The status line of the raw HTTP/1.1 `request`'s answer.
+async fn raw_status_line(addr: SocketAddr, request: &str) -> harness::Result<String> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(request.as_bytes()).await?;
+    let (received, _) = until_closed(&mut stream, Duration::from_secs(5)).await?;
+    let text = String::from_utf8_lossy(&received);
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn two_host_headers_get_400() -> harness::Result<()> {
+    let site = Site::start(PROXY_YAML).await?;
+    let hits = site.echo.hits();
+    for hosts in [
+        "Host: test.com\r\nHost: other.test\r\n",
+        "Host: test.com\r\nHost: test.com\r\n",
+    ] {
+        let request = format!("GET /anything HTTP/1.1\r\n{hosts}Connection: close\r\n\r\n");
+        let status = raw_status_line(site.gw.http_addr(), &request).await?;
+        assert!(status.starts_with("HTTP/1.1 400"), "{hosts:?}: {status}");
+    }
+    assert_eq!(site.echo.hits(), hits, "refused before the upstream");
+    let one = "GET /anything HTTP/1.1\r\nHost: test.com\r\nConnection: close\r\n\r\n";
+    let status = raw_status_line(site.gw.http_addr(), one).await?;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn http2_authority_and_host_must_agree() -> harness::Result<()> {
+    let site = Site::start(PROXY_YAML).await?;
+    let addr = site.gw.http_addr();
+    let hits = site.echo.hits();
+    assert_eq!(h2_status(addr, &[("host", "other.test")]).await?, "400");
+    assert_eq!(h2_status(addr, &[("host", "test.com:1")]).await?, "400");
+    assert_eq!(site.echo.hits(), hits, "refused before the upstream");
+    assert_eq!(h2_status(addr, &[("host", "TEST.com")]).await?, "200");
+    assert_eq!(h2_status(addr, &[]).await?, "200");
+    Ok(())
+}
+
 /// The response status (or the error) of one HTTP/2 request (prior
-/// knowledge, plain TCP) carrying an `x-big` header of `value`.
-async fn h2_status_with_header(addr: SocketAddr, value: &str) -> harness::Result<String> {
+/// knowledge, plain TCP) to `http://test.com/anything` with `headers`.
+async fn h2_status(addr: SocketAddr, headers: &[(&str, &str)]) -> harness::Result<String> {
     let (client, connection) = h2::client::handshake(TcpStream::connect(addr).await?).await?;
     let driver = tokio::spawn(connection);
-    let request = http::Request::get("http://test.com/anything")
-        .header("x-big", value)
-        .body(())?;
+    let mut request = http::Request::get("http://test.com/anything");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(())?;
     let mut client = client.ready().await?;
     let outcome = match client.send_request(request, true) {
         Ok((response, _)) => match tokio::time::timeout(Duration::from_secs(5), response).await? {
