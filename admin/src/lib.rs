@@ -22,6 +22,7 @@ mod handlers;
 mod ids;
 mod patch;
 mod response;
+mod scrub;
 mod server;
 mod tls;
 mod write;

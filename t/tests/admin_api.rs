@@ -674,3 +674,51 @@ async fn a_private_key_pasted_into_a_certificate_field_is_refused() -> Result<()
     assert_eq!(s.stored_keys("ssls")?.len(), 1, "nothing new in etcd");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_private_key_written_straight_into_etcd_is_never_returned() -> Result<()> {
+    let s = setup().await?;
+    let ca = Ca::new("Hand Written CA");
+    let leaf = ca.server("test.com", &["test.com"]);
+    // Written by hand, a script or an older version: never validated.
+    let by_hand = json!({
+        "id": "9",
+        "sni": "test.com",
+        "cert": format!("{}{}", leaf.cert_pem, leaf.key_pem),
+        "key": leaf.key_pem,
+        "labels": {"note": leaf.key_pem},
+    });
+    let key = format!("{}/ssls/9", s.gateway.prefix());
+    s.etcd.etcdctl(&["put", &key, &by_hand.to_string()])?;
+
+    let got = s.admin.get("/apisix/admin/ssls/9").await?;
+    let listed = s.admin.get("/apisix/admin/ssls").await?;
+    for answer in [&got, &listed] {
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert!(
+            !answer.text.contains("PRIVATE KEY"),
+            "a private key was returned: {}",
+            answer.text
+        );
+    }
+    for value in [&got.body["value"], &listed.body["list"][0]["value"]] {
+        let cert = value["cert"].as_str().unwrap_or_default();
+        assert!(
+            cert.starts_with(&leaf.cert_pem),
+            "the certificate stays: {value}"
+        );
+        assert!(cert.contains("[private key removed]"), "{value}");
+        let warnings = value["warnings"].to_string();
+        for field in [
+            "cert holds a private key",
+            "labels.note holds a private key",
+        ] {
+            assert!(warnings.contains(field), "{field}: {warnings}");
+        }
+    }
+    assert!(
+        s.stored_value("ssls", "9")?.contains("PRIVATE KEY"),
+        "etcd is left alone"
+    );
+    Ok(())
+}
