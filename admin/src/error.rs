@@ -43,6 +43,9 @@ pub(crate) enum AdminError {
     #[error("cannot read the request body: {0}")]
     UnreadableBody(String),
 
+    #[error("{0}")]
+    BodyTimeout(crate::server::BodyTimedOut),
+
     #[error("invalid JSON in request body: {0}")]
     InvalidJson(String),
 
@@ -98,6 +101,7 @@ impl AdminError {
             | AdminError::NotFound { .. } => StatusCode::NOT_FOUND,
             AdminError::NoSuchEndpoint { .. } => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AdminError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AdminError::UnreadableBody(_)
             | AdminError::InvalidJson(_)
             | AdminError::Invalid(_)

@@ -734,3 +734,110 @@ async fn rolling_restart_on_the_same_ports_loses_no_request() -> harness::Result
     assert!(successor.log().contains("proxy listening"));
     Ok(())
 }
+
+/// Short admin limits, so that the tests measure them quickly.
+const ADMIN_YAML: &str = "    timeouts: {header_read: 1, idle: 2}\n    max_connections: 3\n";
+
+async fn admin_gateway(etcd: &Etcd) -> harness::Result<Gateway> {
+    let opts = GatewayOptions {
+        admin_yaml: ADMIN_YAML.to_owned(),
+        ..GatewayOptions::default()
+    };
+    Gateway::start_with(etcd, opts).await
+}
+
+/// Writes `bytes` one every 100 ms until the peer closes (or 10 s pass);
+/// returns how long the peer put up with it.
+fn dribble(mut stream: TcpStream, bytes: &'static [u8]) -> tokio::task::JoinHandle<Duration> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        for byte in bytes.iter().cycle() {
+            let cut = stream.write_all(&[*byte]).await.is_err();
+            if cut || started.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        started.elapsed()
+    })
+}
+
+#[tokio::test]
+async fn slow_and_silent_admin_clients_are_cut_and_others_wait_for_a_slot() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = admin_gateway(&etcd).await?;
+    let addr = gw.admin_addr();
+
+    // The three slots: silent, headers a byte at a time, a body a byte at a time.
+    let mut silent = TcpStream::connect(addr).await?;
+    let mut headers = TcpStream::connect(addr).await?;
+    headers
+        .write_all(b"GET /apisix/admin/routes HTTP/1.1\r\nHost: x\r\n")
+        .await?;
+    let headers = dribble(headers, b"X");
+    let mut body = TcpStream::connect(addr).await?;
+    body.write_all(b"PUT /apisix/admin/upstreams/1 HTTP/1.1\r\nHost: x\r\nX-API-KEY: test-admin-key\r\nContent-Length: 100000\r\n\r\n{").await?;
+    let (mut body_reader, body_writer) = body.into_split();
+    let body_dribble = tokio::spawn(async move {
+        let mut body_writer = body_writer;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10)
+            && body_writer.write_all(b" ").await.is_ok()
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    // A fourth client waits in the backlog until a timeout frees a slot.
+    let started = Instant::now();
+    let listed = gw.admin().get("/apisix/admin/routes").await?;
+    let waited = started.elapsed();
+    assert_eq!(listed.status, 200, "{}", listed.text);
+
+    let (_, silent_after) = until_closed(&mut silent, Duration::from_secs(10)).await?;
+    let headers_for = headers.await?;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(10),
+        body_reader.read_to_end(&mut answer),
+    )
+    .await;
+    body_dribble.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    eprintln!("admin header_read 1 s, idle 2 s, 3 slots: silent closed after {silent_after:?}, header dribble cut after {headers_for:?}, fourth client served after {waited:?}; slow body: {}", answer.lines().next().unwrap_or_default());
+    assert!(silent_after < Duration::from_secs(4), "{silent_after:?}");
+    assert!(
+        headers_for < Duration::from_secs(5),
+        "trickled header bytes must not extend the deadline: {headers_for:?}"
+    );
+    assert!(read.is_ok(), "the slow body's connection is still open");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+        "served once a slot was freed: {waited:?}"
+    );
+    assert_eq!(
+        gw.admin().get("/apisix/admin/upstreams/1").await?.status,
+        404,
+        "the cut body wrote nothing"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_idle_http2_admin_connection_is_closed() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = admin_gateway(&etcd).await?;
+    let (_client, connection) =
+        h2::client::handshake(TcpStream::connect(gw.admin_addr()).await?).await?;
+    let started = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(10), connection).await;
+    let after = started.elapsed();
+    eprintln!("admin idle 2 s: HTTP/2 connection without requests closed after {after:?}");
+    assert!(ended.is_ok(), "still open after 10 s");
+    assert!(
+        after >= Duration::from_millis(1500) && after < Duration::from_secs(5),
+        "{after:?}"
+    );
+    Ok(())
+}
