@@ -87,6 +87,16 @@ pub(crate) enum AdminError {
     #[error("{kind}/{id} was modified concurrently by another writer; retry the request")]
     Conflict { kind: Kind, id: String },
 
+    #[error(
+        "{kind}/{id}: another writer changed `{field}` while this PATCH was applied, and this \
+         PATCH sets it too; read the object again and retry"
+    )]
+    PatchConflict {
+        kind: Kind,
+        id: String,
+        field: String,
+    },
+
     #[error("{}", store_message(.0))]
     Store(#[from] StoreError),
 }
@@ -109,7 +119,7 @@ impl AdminError {
             | AdminError::MissingUpstream(_)
             | AdminError::BadSslReference { .. }
             | AdminError::UpstreamInUse { .. } => StatusCode::BAD_REQUEST,
-            AdminError::Conflict { .. } => StatusCode::CONFLICT,
+            AdminError::Conflict { .. } | AdminError::PatchConflict { .. } => StatusCode::CONFLICT,
             AdminError::Seal(_) | AdminError::Unsealable { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

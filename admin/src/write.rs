@@ -9,6 +9,8 @@
 //! Validation sees plaintext; private keys are sealed with the keyring only
 //! in the copy written to etcd (and opened again before a PATCH merges).
 
+use std::time::Duration;
+
 use serde_json::{Map, Value};
 use shared::keyring::Keyring;
 use shared::store::{Entry, Store};
@@ -17,11 +19,15 @@ use shared::Kind;
 
 use crate::error::AdminError;
 use crate::ids::unix_seconds;
-use crate::patch::merge_patch;
+use crate::patch::{conflicting_field, merge_patch};
 use crate::response::COMPUTED_SSL_FIELDS;
 
 /// How many times a write that lost a race is retried before answering 409.
 const ATTEMPTS: usize = 5;
+/// How many times a PATCH is merged again on a fresh value after losing
+/// the compare-and-swap to a write of other fields: enough for a burst of
+/// a few dozen concurrent PATCHes of one object.
+const PATCH_ATTEMPTS: u32 = 32;
 
 /// A validated object, ready to be written.
 pub(crate) struct Prepared {
@@ -104,6 +110,11 @@ pub(crate) async fn post(
 /// then validates the result as if it had been `PUT`. Sealed private keys
 /// are opened first, so that the merged object validates and is sealed
 /// again (under the keyring's current first key).
+///
+/// Concurrent PATCHes of one object race for the compare-and-swap; the
+/// loser merges again on the winner's value and retries, after a short
+/// random pause that spreads a burst out, unless the winner changed a field
+/// this patch sets: that is a real conflict (409, naming the field).
 pub(crate) async fn patch(
     store: &Store,
     keyring: &Keyring,
@@ -112,19 +123,25 @@ pub(crate) async fn patch(
     patch: Map<String, Value>,
 ) -> Result<Prepared, AdminError> {
     let patch = Value::Object(patch);
-    for _ in 0..ATTEMPTS {
+    let mut base: Option<Value> = None;
+    for attempt in 0..PATCH_ATTEMPTS {
         let existing = store
             .get(kind, id)
             .await?
             .ok_or_else(|| not_found(kind, id))?;
-        let mut merged = existing.value.clone();
-        keyring
-            .open_object(kind, &mut merged)
-            .map_err(|source| AdminError::Unsealable {
+        let current = opened(keyring, kind, id, &existing)?;
+        let base = base.get_or_insert_with(|| current.clone());
+        if let Some(field) = patch
+            .as_object()
+            .and_then(|fields| conflicting_field(base, &current, fields))
+        {
+            return Err(AdminError::PatchConflict {
                 kind,
                 id: id.to_owned(),
-                source,
-            })?;
+                field,
+            });
+        }
+        let mut merged = current;
         merge_patch(&mut merged, &patch);
         let Value::Object(merged) = merged else {
             return Err(AdminError::InvalidJson(
@@ -141,8 +158,33 @@ pub(crate) async fn patch(
         {
             return Ok(prepared);
         }
+        contention_pause(attempt).await;
     }
     Err(conflict(kind, id))
+}
+
+/// The stored object with its sealed private keys opened.
+fn opened(keyring: &Keyring, kind: Kind, id: &str, existing: &Entry) -> Result<Value, AdminError> {
+    let mut value = existing.value.clone();
+    keyring
+        .open_object(kind, &mut value)
+        .map_err(|source| AdminError::Unsealable {
+            kind,
+            id: id.to_owned(),
+            source,
+        })?;
+    Ok(value)
+}
+
+/// A random pause before retrying a lost compare-and-swap, growing with
+/// `attempt` (up to 128 ms): writers that collided do not collide again.
+async fn contention_pause(attempt: u32) {
+    use std::hash::{BuildHasher, Hasher};
+    let cap_ms = 2u64 << attempt.min(6);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    tokio::time::sleep(Duration::from_millis(random % cap_ms)).await;
 }
 
 /// `DELETE /{kind}/{id}`; an upstream still used by a route is kept unless

@@ -722,3 +722,87 @@ async fn a_private_key_written_straight_into_etcd_is_never_returned() -> Result<
     );
     Ok(())
 }
+
+/// `n` PATCHes of `path` sent at once, `body(i)` each.
+async fn concurrent_patches(
+    admin: &AdminClient,
+    path: &str,
+    n: usize,
+    body: impl Fn(usize) -> Value,
+) -> Result<Vec<AdminResponse>> {
+    let patches = (0..n).map(|i| {
+        let (admin, body) = (admin.clone(), body(i));
+        let path = path.to_owned();
+        tokio::spawn(async move { admin.patch(&path, body).await })
+    });
+    let mut answers = Vec::new();
+    for patch in patches.collect::<Vec<_>>() {
+        answers.push(patch.await??);
+    }
+    Ok(answers)
+}
+
+#[tokio::test]
+async fn concurrent_patches_of_different_fields_all_succeed() -> Result<()> {
+    let s = setup().await?;
+    let path = "/apisix/admin/routes/1";
+    assert_eq!(s.admin.put(path, route("/a")).await?.status, 201);
+
+    let started = Instant::now();
+    let answers = concurrent_patches(
+        &s.admin,
+        path,
+        20,
+        |i| json!({"labels": {format!("k{i}"): format!("v{i}")}}),
+    )
+    .await?;
+    eprintln!(
+        "20 concurrent PATCHes of different fields answered in {:?}",
+        started.elapsed()
+    );
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{}", answer.text);
+    }
+    let labels = &s.admin.get(path).await?.body["value"]["labels"];
+    for i in 0..20 {
+        assert_eq!(labels[format!("k{i}")], format!("v{i}"), "{labels}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_patches_of_one_field_keep_a_409_for_the_losers() -> Result<()> {
+    let s = setup().await?;
+    let path = "/apisix/admin/routes/1";
+    assert_eq!(s.admin.put(path, route("/a")).await?.status, 201);
+
+    let answers = concurrent_patches(
+        &s.admin,
+        path,
+        10,
+        |i| json!({"labels": {"owner": format!("team-{i}")}}),
+    )
+    .await?;
+    let won: Vec<&AdminResponse> = answers.iter().filter(|a| a.status == 200).collect();
+    eprintln!(
+        "10 concurrent PATCHes of one field: {} × 200, {} × 409",
+        won.len(),
+        answers.len() - won.len()
+    );
+    assert!(!won.is_empty(), "one of them wins");
+    for answer in answers.iter().filter(|a| a.status != 200) {
+        assert_eq!(answer.status, 409, "{}", answer.text);
+        assert!(
+            error_msg(answer).contains("`labels.owner`"),
+            "{}",
+            answer.text
+        );
+    }
+    let owner = &s.admin.get(path).await?.body["value"]["labels"]["owner"];
+    assert!(
+        won.iter()
+            .any(|a| &a.body["value"]["labels"]["owner"] == owner),
+        "the stored value is one that was acknowledged: {owner}"
+    );
+    Ok(())
+}
