@@ -55,24 +55,35 @@ pub(crate) async fn put(
     let now = unix_seconds();
     let mut prepared = prepare(kind, id, body, now, now)?;
     check_references(store, &prepared.valid).await?;
+    let mut sent: Option<(Value, Value, Written)> = None;
     for _ in 0..ATTEMPTS {
-        let written = match store.get(kind, id).await? {
-            None => store
-                .create(kind, id, &sealed(keyring, kind, &prepared.value)?)
-                .await?
-                .then_some(Written::Created),
+        let existing = store.get(kind, id).await?;
+        if let Some((_, shown, written)) = sent
+            .take()
+            .filter(|(stored, ..)| is_stored(existing.as_ref(), stored))
+        {
+            prepared.value = shown;
+            return Ok((written, prepared));
+        }
+        let (value, attempted, applied) = match existing {
+            None => {
+                let value = sealed(keyring, kind, &prepared.value)?;
+                let created = store.create(kind, id, &value).await?;
+                (value, Written::Created, created)
+            }
             Some(existing) => {
                 set_times(&mut prepared.value, create_time(&existing, now), now);
                 let value = sealed(keyring, kind, &prepared.value)?;
-                store
+                let replaced = store
                     .compare_and_put(kind, id, &value, existing.mod_revision)
-                    .await?
-                    .then_some(Written::Replaced)
+                    .await?;
+                (value, Written::Replaced, replaced)
             }
         };
-        if let Some(written) = written {
-            return Ok((written, prepared));
+        if applied {
+            return Ok((attempted, prepared));
         }
+        sent = Some((value, prepared.value.clone(), attempted));
     }
     Err(conflict(kind, id))
 }
@@ -93,9 +104,9 @@ pub(crate) async fn post(
     let mut prepared = prepare(kind, &id, body, now, now)?;
     check_references(store, &prepared.valid).await?;
     for _ in 0..ATTEMPTS {
-        if store
-            .create(kind, &id, &sealed(keyring, kind, &prepared.value)?)
-            .await?
+        let value = sealed(keyring, kind, &prepared.value)?;
+        if store.create(kind, &id, &value).await?
+            || is_stored(store.get(kind, &id).await?.as_ref(), &value)
         {
             return Ok((id, prepared));
         }
@@ -124,11 +135,16 @@ pub(crate) async fn patch(
 ) -> Result<Prepared, AdminError> {
     let patch = Value::Object(patch);
     let mut base: Option<Value> = None;
+    let mut sent: Option<(Value, Prepared)> = None;
     for attempt in 0..PATCH_ATTEMPTS {
-        let existing = store
-            .get(kind, id)
-            .await?
-            .ok_or_else(|| not_found(kind, id))?;
+        let existing = store.get(kind, id).await?;
+        if let Some((_, prepared)) = sent
+            .take()
+            .filter(|(stored, _)| is_stored(existing.as_ref(), stored))
+        {
+            return Ok(prepared);
+        }
+        let existing = existing.ok_or_else(|| not_found(kind, id))?;
         let current = opened(keyring, kind, id, &existing)?;
         let base = base.get_or_insert_with(|| current.clone());
         if let Some(field) = patch
@@ -158,9 +174,20 @@ pub(crate) async fn patch(
         {
             return Ok(prepared);
         }
+        sent = Some((value, prepared));
         contention_pause(attempt).await;
     }
     Err(conflict(kind, id))
+}
+
+/// Whether `existing` holds exactly `sent`, a value this request wrote
+/// whose compare-and-swap then failed: the store retried an attempt that
+/// was applied after all (its answer lost in an etcd election). Sealed keys
+/// carry a random nonce, and times are set per write, so another writer's
+/// value is not mistaken for ours; if it were identical, the outcome is the
+/// same anyway.
+fn is_stored(existing: Option<&Entry>, sent: &Value) -> bool {
+    existing.is_some_and(|existing| existing.value == *sent)
 }
 
 /// The stored object with its sealed private keys opened.
