@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use serde_json::{Map, Value};
 
 use crate::error::AdminError;
+use crate::server::BodyTimedOut;
 
 /// Turns the raw body (or why it could not be read) into a JSON object.
 pub(crate) fn json_object(
@@ -21,9 +22,23 @@ pub(crate) fn json_object(
 fn read_error(rejection: BytesRejection) -> AdminError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         AdminError::BodyTooLarge
+    } else if timed_out(&rejection) {
+        AdminError::BodyTimeout(BodyTimedOut)
     } else {
         AdminError::UnreadableBody(rejection.body_text())
     }
+}
+
+/// Whether the body failed because the listener's deadline passed.
+fn timed_out(rejection: &BytesRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(err) = cause {
+        if err.is::<BodyTimedOut>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, AdminError> {

@@ -37,11 +37,14 @@ pub(crate) enum AdminError {
     #[error("{kind}/{id} not found")]
     NotFound { kind: Kind, id: String },
 
-    #[error("request body too large: the limit is 1.5 MiB ({MAX_BODY_BYTES} bytes)")]
+    #[error("request body larger than 1.5 MiB")]
     BodyTooLarge,
 
     #[error("cannot read the request body: {0}")]
     UnreadableBody(String),
+
+    #[error("{0}")]
+    BodyTimeout(crate::server::BodyTimedOut),
 
     #[error("invalid JSON in request body: {0}")]
     InvalidJson(String),
@@ -84,6 +87,16 @@ pub(crate) enum AdminError {
     #[error("{kind}/{id} was modified concurrently by another writer; retry the request")]
     Conflict { kind: Kind, id: String },
 
+    #[error(
+        "{kind}/{id}: another writer changed `{field}` while this PATCH was applied, and this \
+         PATCH sets it too; read the object again and retry"
+    )]
+    PatchConflict {
+        kind: Kind,
+        id: String,
+        field: String,
+    },
+
     #[error("{}", store_message(.0))]
     Store(#[from] StoreError),
 }
@@ -97,15 +110,16 @@ impl AdminError {
             | AdminError::NoSuchPath(_)
             | AdminError::NotFound { .. } => StatusCode::NOT_FOUND,
             AdminError::NoSuchEndpoint { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            AdminError::BodyTooLarge
-            | AdminError::UnreadableBody(_)
+            AdminError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AdminError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            AdminError::UnreadableBody(_)
             | AdminError::InvalidJson(_)
             | AdminError::Invalid(_)
             | AdminError::IdOnPost(_)
             | AdminError::MissingUpstream(_)
             | AdminError::BadSslReference { .. }
             | AdminError::UpstreamInUse { .. } => StatusCode::BAD_REQUEST,
-            AdminError::Conflict { .. } => StatusCode::CONFLICT,
+            AdminError::Conflict { .. } | AdminError::PatchConflict { .. } => StatusCode::CONFLICT,
             AdminError::Seal(_) | AdminError::Unsealable { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -146,7 +160,10 @@ mod tests {
     #[test]
     fn statuses_follow_apisix() {
         assert_eq!(AdminError::Unauthorized.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(AdminError::BodyTooLarge.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            AdminError::BodyTooLarge.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         let unavailable = StoreError::Unavailable {
             endpoints: "http://127.0.0.1:1".into(),
             reason: "connection refused".into(),

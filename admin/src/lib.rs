@@ -22,6 +22,7 @@ mod handlers;
 mod ids;
 mod patch;
 mod response;
+mod scrub;
 mod server;
 mod tls;
 mod write;
@@ -36,7 +37,7 @@ use shared::config::AdminKey;
 use shared::keyring::Keyring;
 use shared::store::Store;
 
-pub use crate::server::{serve, serve_tls};
+pub use crate::server::{serve, serve_tls, Limits};
 pub use crate::tls::AdminTls;
 
 use crate::access::AllowList;

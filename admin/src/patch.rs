@@ -23,6 +23,54 @@ pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
+/// Fields the server sets on every write: never the subject of a conflict.
+const SERVER_FIELDS: [&str; 3] = ["id", "create_time", "update_time"];
+
+/// The field a concurrent write took from `patch`, if any: one that `patch`
+/// sets (or removes) and that changed between `base`, the object the patch
+/// was first merged on, and `current`, to a value other than the patch's.
+/// Merging again on `current` would silently undo that writer's change, so
+/// this is a real conflict; a concurrent change of any other field is not.
+pub(crate) fn conflicting_field(
+    base: &Value,
+    current: &Value,
+    patch: &Map<String, Value>,
+) -> Option<String> {
+    patch
+        .iter()
+        .filter(|(name, _)| !SERVER_FIELDS.contains(&name.as_str()))
+        .find_map(|(name, value)| {
+            let (base, current) = (base.get(name), current.get(name));
+            conflict_at(base, current, value).map(|inner| join(name, &inner))
+        })
+}
+
+/// [`conflicting_field`] one level down: `patch` is what the patch sets at
+/// a field that `base` and `current` hold (or not).
+fn conflict_at(base: Option<&Value>, current: Option<&Value>, patch: &Value) -> Option<String> {
+    match patch {
+        Value::Object(fields) => fields.iter().find_map(|(name, value)| {
+            let (base, current) = (child(base, name), child(current, name));
+            conflict_at(base, current, value).map(|inner| join(name, &inner))
+        }),
+        // Removed by the patch: a conflict only if re-added meanwhile.
+        Value::Null => (base != current && current.is_some()).then(String::new),
+        value => (base != current && current != Some(value)).then(String::new),
+    }
+}
+
+fn child<'a>(value: Option<&'a Value>, name: &str) -> Option<&'a Value> {
+    value.and_then(|value| value.get(name))
+}
+
+fn join(name: &str, inner: &str) -> String {
+    if inner.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}.{inner}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +133,54 @@ mod tests {
         assert_eq!(
             merged(route, patch),
             json!({"uri": "/a", "upstream": {"type": "roundrobin", "nodes": {"127.0.0.1:2": 1}}})
+        );
+    }
+
+    fn object(value: &Value) -> &Map<String, Value> {
+        value.as_object().expect("an object")
+    }
+
+    #[test]
+    fn concurrent_changes_of_other_fields_are_no_conflict() {
+        let base = json!({"uri": "/a", "labels": {"a": "1"}, "update_time": 1});
+        let current = json!({"uri": "/b", "labels": {"a": "1", "b": "2"}, "update_time": 2});
+        for patch in [
+            json!({"labels": {"c": "3"}}),
+            json!({"desc": "x"}),
+            json!({"labels": {"a": null}}),
+            json!({"update_time": 5}),
+            json!({"uri": "/b"}),
+        ] {
+            assert_eq!(
+                conflicting_field(&base, &current, object(&patch)),
+                None,
+                "{patch}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_concurrent_change_of_a_patched_field_is_named() {
+        let base = json!({"uri": "/a", "labels": {"a": "1"}, "plugins": {"x": {"k": 1}}});
+        let current = json!({"uri": "/b", "labels": {"a": "2"}});
+        for (patch, field) in [
+            (json!({"uri": "/c"}), "uri"),
+            (json!({"labels": {"a": "3"}}), "labels.a"),
+            (json!({"labels": {"a": null}}), "labels.a"),
+            (json!({"plugins": {"x": {"k": 2}}}), "plugins.x.k"),
+        ] {
+            assert_eq!(
+                conflicting_field(&base, &current, object(&patch)).as_deref(),
+                Some(field),
+                "{patch}"
+            );
+        }
+        let readded = json!({"labels": {"a": "1"}});
+        let removed = json!({"labels": {}});
+        assert_eq!(
+            conflicting_field(&removed, &readded, object(&json!({"labels": {"a": null}})))
+                .as_deref(),
+            Some("labels.a")
         );
     }
 }

@@ -1,7 +1,7 @@
 //! What the admin API answers: APISIX's body shapes, stripped of every
-//! private key (SSL `key`/`keys`, upstream `tls.client_key`, inline or not),
-//! with SSL objects enriched with what an operator wants to know about their
-//! certificates.
+//! private key (SSL `key`/`keys`, upstream `tls.client_key`, inline or not,
+//! then any key left anywhere, see [`crate::scrub`]), with SSL objects
+//! enriched with what an operator wants to know about their certificates.
 
 use serde_json::{json, Map, Value};
 use shared::keyring::Keyring;
@@ -9,6 +9,8 @@ use shared::store::Entry;
 use shared::validate::{validate, Valid, ValidSsl, ValidationError};
 use shared::x509::redact;
 use shared::Kind;
+
+use crate::scrub::{scrub_private_keys, MARKER};
 
 /// Fields this API computes for SSL objects; never stored, ignored on input.
 pub(crate) const COMPUTED_SSL_FIELDS: [&str; 2] = ["info", "warnings"];
@@ -19,7 +21,7 @@ pub(crate) fn written(key: &str, value: &Value, valid: &Valid) -> Value {
         Valid::Ssl(ssl) => ssl_view(value, Ok(ssl)),
         Valid::Route(_) | Valid::Upstream(_) => redacted(value),
     };
-    json!({ "key": key, "value": shown })
+    json!({ "key": key, "value": scrubbed(shown) })
 }
 
 /// `{"key": ..., "value": ..., "modifiedIndex": ...}`: one stored object.
@@ -39,7 +41,7 @@ pub(crate) fn entry(kind: Kind, entry: &Entry, keyring: &Keyring) -> Value {
     };
     json!({
         "key": entry.key,
-        "value": shown,
+        "value": scrubbed(shown),
         "modifiedIndex": entry.mod_revision,
     })
 }
@@ -59,6 +61,30 @@ pub(crate) fn deleted(key: &str) -> Value {
 fn redacted(value: &Value) -> Value {
     let mut shown = value.clone();
     redact(&mut shown);
+    shown
+}
+
+/// `shown` without any private key left in it, each one replaced by a
+/// marker and named in `warnings`.
+fn scrubbed(mut shown: Value) -> Value {
+    let found = scrub_private_keys(&mut shown);
+    if found.is_empty() {
+        return shown;
+    }
+    if let Value::Object(fields) = &mut shown {
+        let warnings = fields.entry("warnings").or_insert_with(|| json!([]));
+        if !warnings.is_array() {
+            *warnings = json!([]);
+        }
+        if let Value::Array(warnings) = warnings {
+            warnings.extend(found.into_iter().map(|path| {
+                json!(format!(
+                    "{path} holds a private key, shown as {MARKER:?}: private keys belong only \
+                     in the key fields (never returned); store the object again without it"
+                ))
+            }));
+        }
+    }
     shown
 }
 
@@ -207,6 +233,55 @@ mod tests {
             warning.starts_with("the gateway skips this object"),
             "{warning}"
         );
+    }
+
+    #[test]
+    fn a_key_stored_in_any_field_is_replaced_and_warned_about() {
+        let pki = pki();
+        let stored = json!({
+            "id": "1",
+            "sni": "test.com",
+            "cert": format!("{}{}", pki.cert_pem, pki.key_pem),
+            "key": pki.key_pem,
+            "desc": pki.key_pem,
+        });
+        let body = entry(Kind::Ssls, &ssl_entry(stored), &Keyring::default());
+        assert!(!body.to_string().contains("PRIVATE KEY"), "{body}");
+        let value = &body["value"];
+        assert_eq!(value["cert"], format!("{}{MARKER}\n", pki.cert_pem));
+        let warnings: Vec<&str> = value["warnings"]
+            .as_array()
+            .expect("warnings")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(warnings[0].starts_with("the gateway skips this object"));
+        assert!(
+            warnings[1].starts_with("cert holds a private key"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[2].starts_with("desc holds a private key"),
+            "{warnings:?}"
+        );
+
+        let route = json!({"id": "1", "uri": "/", "upstream_id": "1"});
+        let valid = validate(Kind::Routes, "1", &route).expect("valid");
+        let mut route = route;
+        route["labels"] = json!({"k": pki.key_pem});
+        for body in [
+            written("/p/routes/1", &route, &valid),
+            entry_body(&Entry {
+                id: "1".into(),
+                key: "/p/routes/1".into(),
+                value: route.clone(),
+                mod_revision: 1,
+            }),
+        ] {
+            assert!(!body.to_string().contains("PRIVATE KEY"), "{body}");
+            assert_eq!(body["value"]["labels"]["k"], format!("{MARKER}\n"));
+            assert_eq!(body["value"]["warnings"].as_array().map(Vec::len), Some(1));
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! Validation sees plaintext; private keys are sealed with the keyring only
 //! in the copy written to etcd (and opened again before a PATCH merges).
 
+use std::time::Duration;
+
 use serde_json::{Map, Value};
 use shared::keyring::Keyring;
 use shared::store::{Entry, Store};
@@ -17,11 +19,15 @@ use shared::Kind;
 
 use crate::error::AdminError;
 use crate::ids::unix_seconds;
-use crate::patch::merge_patch;
+use crate::patch::{conflicting_field, merge_patch};
 use crate::response::COMPUTED_SSL_FIELDS;
 
 /// How many times a write that lost a race is retried before answering 409.
 const ATTEMPTS: usize = 5;
+/// How many times a PATCH is merged again on a fresh value after losing
+/// the compare-and-swap to a write of other fields: enough for a burst of
+/// a few dozen concurrent PATCHes of one object.
+const PATCH_ATTEMPTS: u32 = 32;
 
 /// A validated object, ready to be written.
 pub(crate) struct Prepared {
@@ -49,24 +55,35 @@ pub(crate) async fn put(
     let now = unix_seconds();
     let mut prepared = prepare(kind, id, body, now, now)?;
     check_references(store, &prepared.valid).await?;
+    let mut sent: Option<(Value, Value, Written)> = None;
     for _ in 0..ATTEMPTS {
-        let written = match store.get(kind, id).await? {
-            None => store
-                .create(kind, id, &sealed(keyring, kind, &prepared.value)?)
-                .await?
-                .then_some(Written::Created),
+        let existing = store.get(kind, id).await?;
+        if let Some((_, shown, written)) = sent
+            .take()
+            .filter(|(stored, ..)| is_stored(existing.as_ref(), stored))
+        {
+            prepared.value = shown;
+            return Ok((written, prepared));
+        }
+        let (value, attempted, applied) = match existing {
+            None => {
+                let value = sealed(keyring, kind, &prepared.value)?;
+                let created = store.create(kind, id, &value).await?;
+                (value, Written::Created, created)
+            }
             Some(existing) => {
                 set_times(&mut prepared.value, create_time(&existing, now), now);
                 let value = sealed(keyring, kind, &prepared.value)?;
-                store
+                let replaced = store
                     .compare_and_put(kind, id, &value, existing.mod_revision)
-                    .await?
-                    .then_some(Written::Replaced)
+                    .await?;
+                (value, Written::Replaced, replaced)
             }
         };
-        if let Some(written) = written {
-            return Ok((written, prepared));
+        if applied {
+            return Ok((attempted, prepared));
         }
+        sent = Some((value, prepared.value.clone(), attempted));
     }
     Err(conflict(kind, id))
 }
@@ -87,9 +104,9 @@ pub(crate) async fn post(
     let mut prepared = prepare(kind, &id, body, now, now)?;
     check_references(store, &prepared.valid).await?;
     for _ in 0..ATTEMPTS {
-        if store
-            .create(kind, &id, &sealed(keyring, kind, &prepared.value)?)
-            .await?
+        let value = sealed(keyring, kind, &prepared.value)?;
+        if store.create(kind, &id, &value).await?
+            || is_stored(store.get(kind, &id).await?.as_ref(), &value)
         {
             return Ok((id, prepared));
         }
@@ -104,6 +121,11 @@ pub(crate) async fn post(
 /// then validates the result as if it had been `PUT`. Sealed private keys
 /// are opened first, so that the merged object validates and is sealed
 /// again (under the keyring's current first key).
+///
+/// Concurrent PATCHes of one object race for the compare-and-swap; the
+/// loser merges again on the winner's value and retries, after a short
+/// random pause that spreads a burst out, unless the winner changed a field
+/// this patch sets: that is a real conflict (409, naming the field).
 pub(crate) async fn patch(
     store: &Store,
     keyring: &Keyring,
@@ -112,19 +134,30 @@ pub(crate) async fn patch(
     patch: Map<String, Value>,
 ) -> Result<Prepared, AdminError> {
     let patch = Value::Object(patch);
-    for _ in 0..ATTEMPTS {
-        let existing = store
-            .get(kind, id)
-            .await?
-            .ok_or_else(|| not_found(kind, id))?;
-        let mut merged = existing.value.clone();
-        keyring
-            .open_object(kind, &mut merged)
-            .map_err(|source| AdminError::Unsealable {
+    let mut base: Option<Value> = None;
+    let mut sent: Option<(Value, Prepared)> = None;
+    for attempt in 0..PATCH_ATTEMPTS {
+        let existing = store.get(kind, id).await?;
+        if let Some((_, prepared)) = sent
+            .take()
+            .filter(|(stored, _)| is_stored(existing.as_ref(), stored))
+        {
+            return Ok(prepared);
+        }
+        let existing = existing.ok_or_else(|| not_found(kind, id))?;
+        let current = opened(keyring, kind, id, &existing)?;
+        let base = base.get_or_insert_with(|| current.clone());
+        if let Some(field) = patch
+            .as_object()
+            .and_then(|fields| conflicting_field(base, &current, fields))
+        {
+            return Err(AdminError::PatchConflict {
                 kind,
                 id: id.to_owned(),
-                source,
-            })?;
+                field,
+            });
+        }
+        let mut merged = current;
         merge_patch(&mut merged, &patch);
         let Value::Object(merged) = merged else {
             return Err(AdminError::InvalidJson(
@@ -141,8 +174,44 @@ pub(crate) async fn patch(
         {
             return Ok(prepared);
         }
+        sent = Some((value, prepared));
+        contention_pause(attempt).await;
     }
     Err(conflict(kind, id))
+}
+
+/// Whether `existing` holds exactly `sent`, a value this request wrote
+/// whose compare-and-swap then failed: the store retried an attempt that
+/// was applied after all (its answer lost in an etcd election). Sealed keys
+/// carry a random nonce, and times are set per write, so another writer's
+/// value is not mistaken for ours; if it were identical, the outcome is the
+/// same anyway.
+fn is_stored(existing: Option<&Entry>, sent: &Value) -> bool {
+    existing.is_some_and(|existing| existing.value == *sent)
+}
+
+/// The stored object with its sealed private keys opened.
+fn opened(keyring: &Keyring, kind: Kind, id: &str, existing: &Entry) -> Result<Value, AdminError> {
+    let mut value = existing.value.clone();
+    keyring
+        .open_object(kind, &mut value)
+        .map_err(|source| AdminError::Unsealable {
+            kind,
+            id: id.to_owned(),
+            source,
+        })?;
+    Ok(value)
+}
+
+/// A random pause before retrying a lost compare-and-swap, growing with
+/// `attempt` (up to 128 ms): writers that collided do not collide again.
+async fn contention_pause(attempt: u32) {
+    use std::hash::{BuildHasher, Hasher};
+    let cap_ms = 2u64 << attempt.min(6);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    tokio::time::sleep(Duration::from_millis(random % cap_ms)).await;
 }
 
 /// `DELETE /{kind}/{id}`; an upstream still used by a route is kept unless

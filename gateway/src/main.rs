@@ -120,10 +120,11 @@ async fn start_admin(
         .with_allow(admin.allow.clone())
         .with_keyring(keyring);
     let tls = admin.tls.as_ref().map(admin::AdminTls::load).transpose()?;
+    let limits = admin::Limits::of(admin);
     tasks.spawn(async move {
         let served = match tls {
-            Some(tls) => admin::serve_tls(socket, state, tls, shutdown.fired()).await,
-            None => admin::serve(socket, state, shutdown.fired()).await,
+            Some(tls) => admin::serve_tls(socket, state, tls, limits, shutdown.fired()).await,
+            None => admin::serve(socket, state, limits, shutdown.fired()).await,
         };
         if let Err(err) = served {
             tracing::error!(%err, "admin API stopped");

@@ -231,10 +231,63 @@ pub struct AdminConfig {
     /// with `client_ca`).
     #[serde(default)]
     pub tls: Option<AdminTls>,
-    /// Source addresses allowed to use the admin API; others get 403.
+    /// Source addresses allowed to use the admin API; connections from
+    /// others are closed at accept, before any TLS or HTTP work.
     /// Absent: every address. Bare addresses mean a single host.
     #[serde(default, deserialize_with = "allow_list")]
     pub allow: Option<Vec<IpNet>>,
+    #[serde(default)]
+    pub timeouts: AdminTimeouts,
+    /// Concurrent admin connections; beyond it, new connections wait in
+    /// the listen backlog until one closes.
+    #[serde(default = "default_admin_max_connections")]
+    pub max_connections: usize,
+}
+
+/// `deployment.admin.timeouts`, in seconds (fractions allowed).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTimeouts {
+    /// From accept to the end of the TLS handshake.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake: f64,
+    /// For a client to send a request's headers (also the wait for the
+    /// next request on a keep-alive HTTP/1.1 connection), and again for its
+    /// body.
+    #[serde(default = "default_admin_header_read_timeout")]
+    pub header_read: f64,
+    /// A connection on which nothing is received or sent for this long is
+    /// closed (an HTTP/2 connection without requests, a stalled body, a
+    /// client that stops reading).
+    #[serde(default = "default_admin_idle_timeout")]
+    pub idle: f64,
+}
+
+impl Default for AdminTimeouts {
+    fn default() -> Self {
+        AdminTimeouts {
+            handshake: default_handshake_timeout(),
+            header_read: default_admin_header_read_timeout(),
+            idle: default_admin_idle_timeout(),
+        }
+    }
+}
+
+impl AdminTimeouts {
+    /// Valid after [`Config::check`].
+    pub fn handshake(&self) -> Duration {
+        seconds(self.handshake)
+    }
+
+    /// Valid after [`Config::check`].
+    pub fn header_read(&self) -> Duration {
+        seconds(self.header_read)
+    }
+
+    /// Valid after [`Config::check`].
+    pub fn idle(&self) -> Duration {
+        seconds(self.idle)
+    }
 }
 
 /// `deployment.admin.tls`: PEM file paths, re-read when they change.
@@ -364,9 +417,6 @@ impl Default for ProxyTimeouts {
 }
 
 impl ProxyTimeouts {
-    /// The longest timeout accepted: anything longer is a typo.
-    const MAX_SECONDS: f64 = 86_400.0;
-
     /// Valid after [`Config::check`].
     pub fn handshake(&self) -> Duration {
         seconds(self.handshake)
@@ -378,19 +428,28 @@ impl ProxyTimeouts {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        for (name, value) in [
-            ("handshake", self.handshake),
-            ("header_read", self.header_read),
-        ] {
-            if !(value > 0.0 && value <= Self::MAX_SECONDS) {
-                return Err(ConfigError::Invalid(format!(
-                    "proxy.timeouts.{name}: {value} is not a number of seconds between 0 (excluded) and {}",
-                    Self::MAX_SECONDS
-                )));
-            }
-        }
-        Ok(())
+        check_seconds(
+            "proxy.timeouts",
+            &[
+                ("handshake", self.handshake),
+                ("header_read", self.header_read),
+            ],
+        )
     }
+}
+
+/// The longest timeout accepted: anything longer is a typo.
+const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
+
+fn check_seconds(section: &str, timeouts: &[(&str, f64)]) -> Result<(), ConfigError> {
+    for (name, value) in timeouts {
+        if !(*value > 0.0 && *value <= MAX_TIMEOUT_SECONDS) {
+            return Err(ConfigError::Invalid(format!(
+                "{section}.{name}: {value} is not a number of seconds between 0 (excluded) and {MAX_TIMEOUT_SECONDS}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Out-of-range values (refused by `check`) fall back to one second rather
@@ -453,6 +512,21 @@ impl Config {
                     "deployment.admin.allow is empty, which would refuse every client: list the allowed networks, or remove the key to allow all",
                 ));
             }
+            let t = &admin.timeouts;
+            check_seconds(
+                "deployment.admin.timeouts",
+                &[
+                    ("handshake", t.handshake),
+                    ("header_read", t.header_read),
+                    ("idle", t.idle),
+                ],
+            )?;
+            if !(1..=MAX_CONNECTIONS_LIMIT).contains(&admin.max_connections) {
+                return Err(ConfigError::Invalid(format!(
+                    "deployment.admin.max_connections: {} is not between 1 and {MAX_CONNECTIONS_LIMIT}",
+                    admin.max_connections
+                )));
+            }
         }
         d.etcd.check_tls()?;
         if d.role.serves_traffic()
@@ -494,6 +568,18 @@ fn default_prefix() -> String {
 
 fn default_etcd_timeout() -> u64 {
     5
+}
+
+fn default_admin_max_connections() -> usize {
+    128
+}
+
+fn default_admin_header_read_timeout() -> f64 {
+    10.0
+}
+
+fn default_admin_idle_timeout() -> f64 {
+    60.0
 }
 
 fn default_admin_listen() -> String {
@@ -560,6 +646,37 @@ proxy:
         .expect("valid");
         assert_eq!(config.deployment.role, Role::Traditional);
         assert_eq!(config.deployment.etcd.prefix, "/portcullis");
+    }
+
+    #[test]
+    fn admin_limits_have_defaults_and_ranges() {
+        let keys = "keys: [{name: a, key: k}]";
+        let config = parse(&format!("deployment: {{admin: {{{keys}}}}}")).expect("defaults");
+        let admin = config.deployment.admin.expect("admin");
+        assert_eq!(admin.timeouts.handshake(), Duration::from_secs(10));
+        assert_eq!(admin.timeouts.header_read(), Duration::from_secs(10));
+        assert_eq!(admin.timeouts.idle(), Duration::from_secs(60));
+        assert_eq!(admin.max_connections, 128);
+        let set = format!(
+            "deployment: {{admin: {{{keys}, timeouts: {{idle: 0.5}}, max_connections: 2}}}}"
+        );
+        let admin = parse(&set).expect("set").deployment.admin.expect("admin");
+        assert_eq!(admin.timeouts.idle(), Duration::from_millis(500));
+        assert_eq!(admin.max_connections, 2);
+        for (bad, named) in [
+            (
+                "timeouts: {header_read: 0}",
+                "deployment.admin.timeouts.header_read",
+            ),
+            (
+                "timeouts: {handshake: -1}",
+                "deployment.admin.timeouts.handshake",
+            ),
+            ("max_connections: 0", "deployment.admin.max_connections"),
+        ] {
+            let err = parse(&format!("deployment: {{admin: {{{keys}, {bad}}}}}")).unwrap_err();
+            assert!(err.to_string().contains(named), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Only the admin API writes. Every call is bounded by the configured request
 //! timeout, so an unreachable etcd surfaces as [`StoreError::Unavailable`]
-//! (HTTP 503 on the admin API) instead of a hang.
+//! (HTTP 503 on the admin API) instead of a hang; within it, a call that
+//! fails during a leader election is tried again (`retry`).
 //!
 //! With `deployment.etcd.tls` the client speaks TLS (and presents a client
 //! certificate to an etcd running `--client-cert-auth`); when those files
@@ -12,6 +13,7 @@
 
 mod failover;
 mod probe;
+mod retry;
 mod tls;
 
 use std::future::Future;
@@ -274,16 +276,17 @@ impl Store {
         self.put_when(unchanged, key, value).await
     }
 
-    /// Deletes; `false` when there was nothing to delete.
+    /// Deletes; `false` when there was nothing to delete. (After an attempt
+    /// that may have deleted it, nothing left counts as deleted.)
     pub async fn delete(&self, kind: Kind, id: &str) -> Result<bool, StoreError> {
         let key = self.layout.object(kind, id);
-        let resp = self
-            .bounded(|mut client| {
+        let (resp, retried) = self
+            .bounded_attempts(|mut client| {
                 let key = key.clone();
                 async move { client.delete(key, None).await }
             })
             .await?;
-        Ok(resp.deleted() > 0)
+        Ok(resp.deleted() > 0 || retried)
     }
 
     /// Every key under the prefix, with the revision they were read at.
@@ -385,8 +388,19 @@ impl Store {
 
     /// Bounds an etcd call by the request timeout and maps its failure.
     /// `call` gets the newest client; it is sent again when it could not
-    /// reach the member the client picked (see [`failover`]).
-    async fn bounded<T, F, Fut>(&self, mut call: F) -> Result<T, StoreError>
+    /// reach the member the client picked (see [`failover`]), and when etcd
+    /// could not serve it during an election (see [`retry`]).
+    async fn bounded<T, F, Fut>(&self, call: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        Ok(self.bounded_attempts(call).await?.0)
+    }
+
+    /// [`Store::bounded`], also saying whether an attempt failed after it
+    /// may have reached etcd (and so may have been applied).
+    async fn bounded_attempts<T, F, Fut>(&self, mut call: F) -> Result<(T, bool), StoreError>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
@@ -395,11 +409,17 @@ impl Store {
             endpoints: self.endpoints.clone(),
             reason,
         };
-        let call = failover::until_sent(|| call(self.client()));
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(unavailable(describe(&err))),
-            Err(_) => Err(unavailable(format!("no answer within {:?}", self.timeout))),
+        let mut attempts = retry::Attempts::within(self.timeout);
+        loop {
+            let attempt = failover::until_sent(|| call(self.client()));
+            match tokio::time::timeout(attempts.remaining(), attempt).await {
+                Ok(Ok(value)) => return Ok((value, attempts.retried)),
+                Ok(Err(err)) if retry::is_transient(&err) && attempts.pause().await => {
+                    tracing::debug!(reason = %describe(&err), "etcd call failed during an election; trying again");
+                }
+                Ok(Err(err)) => return Err(unavailable(describe(&err))),
+                Err(_) => return Err(unavailable(format!("no answer within {:?}", self.timeout))),
+            }
         }
     }
 }

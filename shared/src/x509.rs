@@ -144,15 +144,19 @@ pub(crate) fn parse_certs_beside_key(pem: &str) -> Result<Vec<CertificateDer<'st
 /// SEC1, OpenSSH... The PEM parsers skip sections they do not read, so such
 /// a key would otherwise be kept, in clear, with the certificates.
 pub(crate) fn refuse_private_keys(pem: &str, what: &'static str) -> Result<(), X509Error> {
-    const MARKER: &[u8] = b"PRIVATE KEY-----";
-    let holds_key = pem
-        .as_bytes()
-        .windows(MARKER.len())
-        .any(|window| window.eq_ignore_ascii_case(MARKER));
-    if holds_key {
+    if holds_private_key(pem) {
         return Err(X509Error::PrivateKey(what));
     }
     Ok(())
+}
+
+/// Whether `text` holds a line of a private key PEM section of any kind
+/// (`-----BEGIN RSA PRIVATE KEY-----`, `...ENCRYPTED PRIVATE KEY-----`, ...).
+pub fn holds_private_key(text: &str) -> bool {
+    const MARKER: &[u8] = b"PRIVATE KEY-----";
+    text.as_bytes()
+        .windows(MARKER.len())
+        .any(|window| window.eq_ignore_ascii_case(MARKER))
 }
 
 /// The first private key in `pem` (PKCS#8, PKCS#1 RSA or SEC1 EC).

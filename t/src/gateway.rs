@@ -42,6 +42,9 @@ pub struct GatewayOptions {
     pub admin_tls: Option<AdminTlsFiles>,
     /// `deployment.admin.allow`; `None` leaves it out (every address).
     pub admin_allow: Option<Vec<String>>,
+    /// Extra lines under `deployment.admin:`, indented by four spaces, e.g.
+    /// `"    max_connections: 2\n"`.
+    pub admin_yaml: String,
     /// `deployment.data_encryption.keyring` (base64 keys); empty leaves it out.
     pub keyring: Vec<String>,
     /// `deployment.status.listen` on a free port (see [`Gateway::status_addr`]).
@@ -68,6 +71,7 @@ impl Default for GatewayOptions {
             etcd_tls: None,
             admin_tls: None,
             admin_allow: None,
+            admin_yaml: String::new(),
             keyring: Vec::new(),
             status: false,
             cache_dir: None,
@@ -357,6 +361,7 @@ fn render_config(opts: &GatewayOptions, etcd_endpoints: &[String], ports: Ports)
             key = q(&opts.admin_key),
         );
         yaml += &admin_access_yaml(opts);
+        yaml += &opts.admin_yaml;
     }
     yaml += &format!(
         "proxy:\n  http_listen: [{http}]\n  https_listen: [{https}]\n  worker_threads: {workers}\n",

@@ -426,3 +426,53 @@ async fn restoring_etcd_from_a_snapshot_takes_the_data_planes_back_to_it() -> ha
     until_served_by(&fleet.data[0], "/four", &b).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn admin_writes_ride_out_an_etcd_leader_election() -> harness::Result<()> {
+    let mut fleet = Fleet::start(1).await?;
+    let echo = EchoServer::start().await?;
+    let admin = fleet.admin();
+    until_etcd_connected(&fleet.data[0], "the data plane").await?;
+
+    let mut writes = Vec::new();
+    let mut killed = None;
+    for i in 0..20 {
+        if i == 5 {
+            let leader = fleet.etcd.leader()?;
+            fleet.etcd.kill(leader);
+            killed = Some((leader, Instant::now()));
+        }
+        let uri = format!("/e/{i}");
+        let began = Instant::now();
+        let reply = admin
+            .put(
+                &format!("/apisix/admin/routes/e-{i}"),
+                route_to(&uri, &echo),
+            )
+            .await?;
+        writes.push(Write {
+            uri,
+            status: reply.status,
+            took: began.elapsed(),
+        });
+        assert!(
+            matches!(reply.status, 200 | 201),
+            "PUT {i} during the election: {}",
+            reply.text
+        );
+    }
+    let (leader, at) = killed.expect("killed");
+    let new_leader = fleet.etcd.wait_for_leader(Duration::from_secs(15)).await?;
+    let slowest = writes.iter().map(|w| w.took).max().unwrap_or_default();
+    eprintln!(
+        "leader (member {leader}) SIGKILLed before PUT 5; member {new_leader} leads; \
+         20 of 20 PUTs acknowledged in {:?}, slowest {slowest:?}",
+        at.elapsed()
+    );
+    for write in &writes {
+        fleet
+            .until_all_answer(&write.uri, 200, PROPAGATION_TIMEOUT)
+            .await?;
+    }
+    Ok(())
+}

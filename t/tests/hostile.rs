@@ -312,7 +312,7 @@ async fn oversized_headers_get_431_and_a_flood_is_cut() -> harness::Result<()> {
         &["--http1.1", "-H", &header],
     )?;
     assert_eq!(h1.status, 431, "{h1:?}");
-    let h2 = h2_status_with_header(site.gw.http_addr(), &"d".repeat(70 * 1024)).await?;
+    let h2 = h2_status(site.gw.http_addr(), &[("x-big", &"d".repeat(70 * 1024))]).await?;
     eprintln!("70 KiB header: HTTP/1.1 -> {}, HTTP/2 -> {h2}", h1.status);
     assert_eq!(h2, "431", "HTTP/2 refuses the header list too");
 
@@ -394,14 +394,57 @@ async fn an_idle_http2_connection_is_closed() -> harness::Result<()> {
     site.assert_serving("an idle HTTP/2 connection").await
 }
 
+/// The status line of the raw HTTP/1.1 `request`'s answer.
+async fn raw_status_line(addr: SocketAddr, request: &str) -> harness::Result<String> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(request.as_bytes()).await?;
+    let (received, _) = until_closed(&mut stream, Duration::from_secs(5)).await?;
+    let text = String::from_utf8_lossy(&received);
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn two_host_headers_get_400() -> harness::Result<()> {
+    let site = Site::start(PROXY_YAML).await?;
+    let hits = site.echo.hits();
+    for hosts in [
+        "Host: test.com\r\nHost: other.test\r\n",
+        "Host: test.com\r\nHost: test.com\r\n",
+    ] {
+        let request = format!("GET /anything HTTP/1.1\r\n{hosts}Connection: close\r\n\r\n");
+        let status = raw_status_line(site.gw.http_addr(), &request).await?;
+        assert!(status.starts_with("HTTP/1.1 400"), "{hosts:?}: {status}");
+    }
+    assert_eq!(site.echo.hits(), hits, "refused before the upstream");
+    let one = "GET /anything HTTP/1.1\r\nHost: test.com\r\nConnection: close\r\n\r\n";
+    let status = raw_status_line(site.gw.http_addr(), one).await?;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn http2_authority_and_host_must_agree() -> harness::Result<()> {
+    let site = Site::start(PROXY_YAML).await?;
+    let addr = site.gw.http_addr();
+    let hits = site.echo.hits();
+    assert_eq!(h2_status(addr, &[("host", "other.test")]).await?, "400");
+    assert_eq!(h2_status(addr, &[("host", "test.com:1")]).await?, "400");
+    assert_eq!(site.echo.hits(), hits, "refused before the upstream");
+    assert_eq!(h2_status(addr, &[("host", "TEST.com")]).await?, "200");
+    assert_eq!(h2_status(addr, &[]).await?, "200");
+    Ok(())
+}
+
 /// The response status (or the error) of one HTTP/2 request (prior
-/// knowledge, plain TCP) carrying an `x-big` header of `value`.
-async fn h2_status_with_header(addr: SocketAddr, value: &str) -> harness::Result<String> {
+/// knowledge, plain TCP) to `http://test.com/anything` with `headers`.
+async fn h2_status(addr: SocketAddr, headers: &[(&str, &str)]) -> harness::Result<String> {
     let (client, connection) = h2::client::handshake(TcpStream::connect(addr).await?).await?;
     let driver = tokio::spawn(connection);
-    let request = http::Request::get("http://test.com/anything")
-        .header("x-big", value)
-        .body(())?;
+    let mut request = http::Request::get("http://test.com/anything");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(())?;
     let mut client = client.ready().await?;
     let outcome = match client.send_request(request, true) {
         Ok((response, _)) => match tokio::time::timeout(Duration::from_secs(5), response).await? {
@@ -689,5 +732,112 @@ async fn rolling_restart_on_the_same_ports_loses_no_request() -> harness::Result
         "the successor alone serves the port: {out:?}"
     );
     assert!(successor.log().contains("proxy listening"));
+    Ok(())
+}
+
+/// Short admin limits, so that the tests measure them quickly.
+const ADMIN_YAML: &str = "    timeouts: {header_read: 1, idle: 2}\n    max_connections: 3\n";
+
+async fn admin_gateway(etcd: &Etcd) -> harness::Result<Gateway> {
+    let opts = GatewayOptions {
+        admin_yaml: ADMIN_YAML.to_owned(),
+        ..GatewayOptions::default()
+    };
+    Gateway::start_with(etcd, opts).await
+}
+
+/// Writes `bytes` one every 100 ms until the peer closes (or 10 s pass);
+/// returns how long the peer put up with it.
+fn dribble(mut stream: TcpStream, bytes: &'static [u8]) -> tokio::task::JoinHandle<Duration> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        for byte in bytes.iter().cycle() {
+            let cut = stream.write_all(&[*byte]).await.is_err();
+            if cut || started.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        started.elapsed()
+    })
+}
+
+#[tokio::test]
+async fn slow_and_silent_admin_clients_are_cut_and_others_wait_for_a_slot() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = admin_gateway(&etcd).await?;
+    let addr = gw.admin_addr();
+
+    // The three slots: silent, headers a byte at a time, a body a byte at a time.
+    let mut silent = TcpStream::connect(addr).await?;
+    let mut headers = TcpStream::connect(addr).await?;
+    headers
+        .write_all(b"GET /apisix/admin/routes HTTP/1.1\r\nHost: x\r\n")
+        .await?;
+    let headers = dribble(headers, b"X");
+    let mut body = TcpStream::connect(addr).await?;
+    body.write_all(b"PUT /apisix/admin/upstreams/1 HTTP/1.1\r\nHost: x\r\nX-API-KEY: test-admin-key\r\nContent-Length: 100000\r\n\r\n{").await?;
+    let (mut body_reader, body_writer) = body.into_split();
+    let body_dribble = tokio::spawn(async move {
+        let mut body_writer = body_writer;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10)
+            && body_writer.write_all(b" ").await.is_ok()
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    // A fourth client waits in the backlog until a timeout frees a slot.
+    let started = Instant::now();
+    let listed = gw.admin().get("/apisix/admin/routes").await?;
+    let waited = started.elapsed();
+    assert_eq!(listed.status, 200, "{}", listed.text);
+
+    let (_, silent_after) = until_closed(&mut silent, Duration::from_secs(10)).await?;
+    let headers_for = headers.await?;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(10),
+        body_reader.read_to_end(&mut answer),
+    )
+    .await;
+    body_dribble.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    eprintln!("admin header_read 1 s, idle 2 s, 3 slots: silent closed after {silent_after:?}, header dribble cut after {headers_for:?}, fourth client served after {waited:?}; slow body: {}", answer.lines().next().unwrap_or_default());
+    assert!(silent_after < Duration::from_secs(4), "{silent_after:?}");
+    assert!(
+        headers_for < Duration::from_secs(5),
+        "trickled header bytes must not extend the deadline: {headers_for:?}"
+    );
+    assert!(read.is_ok(), "the slow body's connection is still open");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+        "served once a slot was freed: {waited:?}"
+    );
+    assert_eq!(
+        gw.admin().get("/apisix/admin/upstreams/1").await?.status,
+        404,
+        "the cut body wrote nothing"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_idle_http2_admin_connection_is_closed() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = admin_gateway(&etcd).await?;
+    let (_client, connection) =
+        h2::client::handshake(TcpStream::connect(gw.admin_addr()).await?).await?;
+    let started = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(10), connection).await;
+    let after = started.elapsed();
+    eprintln!("admin idle 2 s: HTTP/2 connection without requests closed after {after:?}");
+    assert!(ended.is_ok(), "still open after 10 s");
+    assert!(
+        after >= Duration::from_millis(1500) && after < Duration::from_secs(5),
+        "{after:?}"
+    );
     Ok(())
 }

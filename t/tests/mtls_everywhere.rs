@@ -251,19 +251,17 @@ async fn admin_api_refuses_addresses_outside_the_allow_list() -> harness::Result
         },
     )
     .await?;
+    // Closed at accept, before the TLS handshake: it costs the gateway nothing.
     let refused = pki.admin(&gw, AdminCall::get("/apisix/admin/routes"))?;
     assert_eq!(
-        refused.status, 403,
+        refused.status, 0,
         "127.0.0.1 is outside 10.0.0.0/8: {refused:?}"
     );
-    let msg = json(&refused)["error_msg"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        msg.contains("127.0.0.1") && msg.contains("deployment.admin.allow"),
-        "{msg}"
-    );
+    harness::wait_until("the refusal is logged", Duration::from_secs(5), || async {
+        let log = gw.log();
+        log.contains("127.0.0.1") && log.contains("outside deployment.admin.allow")
+    })
+    .await?;
     Ok(())
 }
 

@@ -45,6 +45,16 @@ impl SkipMtls {
         })
     }
 
+    /// Started, and serving the skip list without a client certificate.
+    async fn serving() -> harness::Result<SkipMtls> {
+        let s = SkipMtls::start().await?;
+        eventually_status("/anything/foobar without a cert", 200, || {
+            s.curl("/anything/foobar", &[])
+        })
+        .await?;
+        Ok(s)
+    }
+
     /// The doc's curl: `--resolve admin.apisix.dev:PORT:127.0.0.1 --cacert mtls_ca.crt`.
     fn curl(&self, path: &str, extra: &[&str]) -> harness::Result<harness::CurlOutput> {
         let port = self.gw.https_addr().port();
@@ -59,11 +69,7 @@ impl SkipMtls {
 
 #[tokio::test]
 async fn skip_mtls_uri_regex_answers_400_off_the_list_and_serves_the_list() -> harness::Result<()> {
-    let s = SkipMtls::start().await?;
-    eventually_status("/anything/foobar without a cert", 200, || {
-        s.curl("/anything/foobar", &[])
-    })
-    .await?;
+    let s = SkipMtls::serving().await?;
 
     let out = s.curl("/uuid", &[])?;
     assert_eq!(out.status, 400, "no cert off the skip list: {out:?}");
@@ -88,11 +94,7 @@ async fn skip_mtls_uri_regex_answers_400_off_the_list_and_serves_the_list() -> h
 
 #[tokio::test]
 async fn skip_mtls_uri_regex_never_accepts_an_untrusted_cert_off_the_list() -> harness::Result<()> {
-    let s = SkipMtls::start().await?;
-    eventually_status("/anything/foobar without a cert", 200, || {
-        s.curl("/anything/foobar", &[])
-    })
-    .await?;
+    let s = SkipMtls::serving().await?;
     let hits = s.echo.hits();
     let (cert, key) = Ca::new("ca.apisix.dev")
         .client("CLIENT")
@@ -106,6 +108,34 @@ async fn skip_mtls_uri_regex_never_accepts_an_untrusted_cert_off_the_list() -> h
         s.echo.hits(),
         hits,
         "the refused request must not reach the upstream"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn backslash_paths_cannot_ride_the_skip_list() -> harness::Result<()> {
+    let s = SkipMtls::serving().await?;
+    let hits = s.echo.hits();
+    // Upstreams that read `\` as `/` would resolve these to `/uuid`.
+    for path in [
+        "/anything\\..\\uuid",
+        "/anything\\uuid",
+        "/anything%5c..%5cuuid",
+        "/anything%5C..%5Cuuid",
+    ] {
+        let out = s.curl(path, &["--path-as-is"])?;
+        assert_eq!(out.status, 400, "{path}: {out:?}");
+        assert!(out.body.contains("invalid request path"), "{path}: {out:?}");
+    }
+    assert_eq!(
+        s.echo.hits(),
+        hits,
+        "no refused request reaches the upstream"
+    );
+    let out = s.curl("/anything/a%5cb", &[])?;
+    assert_eq!(
+        out.status, 200,
+        "an encoded `\\` alone is no dot-segment: {out:?}"
     );
     Ok(())
 }

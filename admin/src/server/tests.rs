@@ -97,7 +97,13 @@ async fn start(dir: &Path, client_ca: bool, allow: Option<&str>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(serve_tls(listener, state, tls, async {
+    let limits = Limits {
+        handshake: Duration::from_secs(1),
+        header_read: Duration::from_secs(1),
+        idle: Duration::from_secs(2),
+        max_connections: 4,
+    };
+    tokio::spawn(serve_tls(listener, state, tls, limits, async {
         let _ = stopped.await;
     }));
     Server { addr, _stop: stop }
@@ -213,14 +219,15 @@ async fn without_client_ca_any_tls_client_reaches_the_key_check() {
 }
 
 #[tokio::test]
-async fn addresses_outside_the_allow_list_get_403_before_the_key_check() {
+async fn addresses_outside_the_allow_list_are_closed_before_the_handshake() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = Ca::new("Admin CA");
     write(dir.path(), &ca, &ca.leaf("admin server"));
     let operator = ca.leaf("operator");
     let outside = start(dir.path(), true, Some("10.0.0.0/8")).await;
     let refused = request(outside.addr, &client(&ca, Some(&operator)), API_KEY).await;
-    assert_eq!(refused.response.as_deref(), Ok("HTTP/1.1 403 Forbidden"));
+    let err = refused.response.expect_err("closed at accept");
+    assert!(refused.server_cert.is_none(), "no handshake: {err}");
     let inside = start(dir.path(), true, Some("127.0.0.0/8")).await;
     let allowed = request(inside.addr, &client(&ca, Some(&operator)), "nope").await;
     assert_eq!(allowed.response.as_deref(), Ok("HTTP/1.1 401 Unauthorized"));
@@ -256,5 +263,34 @@ async fn new_handshakes_use_a_rotated_certificate() {
             "the rotated certificate was never served"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn silent_clients_are_cut_and_others_wait_for_a_slot() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = Ca::new("Admin CA");
+    write(dir.path(), &ca, &ca.leaf("admin server"));
+    let server = start(dir.path(), false, None).await;
+    // As many silent clients as there are slots (4): never a ClientHello.
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(TcpStream::connect(server.addr).await.expect("connect"));
+    }
+    let started = tokio::time::Instant::now();
+    let waited = request(server.addr, &client(&ca, None), "nope").await;
+    let elapsed = started.elapsed();
+    assert_eq!(waited.response.as_deref(), Ok("HTTP/1.1 401 Unauthorized"));
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(5),
+        "served once the 1 s handshake timeout freed a slot: {elapsed:?}"
+    );
+    for mut stream in silent {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0) | Err(_))),
+            "closed by the handshake timeout"
+        );
     }
 }

@@ -17,6 +17,10 @@ use crate::upstream::SendError;
 pub(crate) enum ProxyError {
     #[error("invalid request path: {0}")]
     BadPath(#[from] PathError),
+    #[error("the request has more than one Host header (RFC 9112 §3.2)")]
+    MultipleHosts,
+    #[error("HTTP/2 :authority {authority:?} and Host {host:?} name different servers (malformed, RFC 9113 §8.3.1)")]
+    AuthorityMismatch { authority: String, host: String },
     #[error("SSL object {ssl_id} requires a verified client certificate for {path:?} (client certificate: {presented})")]
     ClientCertRequired {
         ssl_id: String,
@@ -63,9 +67,10 @@ pub(crate) enum ProxyError {
 impl ProxyError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadPath(_) | ProxyError::ClientCertRequired { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            ProxyError::BadPath(_)
+            | ProxyError::MultipleHosts
+            | ProxyError::AuthorityMismatch { .. }
+            | ProxyError::ClientCertRequired { .. } => StatusCode::BAD_REQUEST,
             ProxyError::Misdirected { .. }
             | ProxyError::PlaintextToMtlsHost { .. }
             | ProxyError::PolicyChanged { .. } => StatusCode::MISDIRECTED_REQUEST,
@@ -85,6 +90,8 @@ impl ProxyError {
     fn public_message(&self) -> &'static str {
         match self {
             ProxyError::BadPath(reason) => reason.public_message(),
+            ProxyError::MultipleHosts => "invalid request: more than one Host header",
+            ProxyError::AuthorityMismatch { .. } => "invalid request: :authority and Host disagree",
             ProxyError::ClientCertRequired { .. } => "client certificate required: this path needs a verified client certificate",
             ProxyError::Misdirected { .. } => {
                 "misdirected request: the Host header names another server than the TLS server name (SNI)"
@@ -110,7 +117,10 @@ impl ProxyError {
     fn log(&self) {
         let status = self.status().as_u16();
         match self {
-            ProxyError::RouteNotFound | ProxyError::BadPath(_) => {
+            ProxyError::RouteNotFound
+            | ProxyError::BadPath(_)
+            | ProxyError::MultipleHosts
+            | ProxyError::AuthorityMismatch { .. } => {
                 tracing::debug!(status, reason = %self, "request refused")
             }
             ProxyError::ClientCertRequired { .. }

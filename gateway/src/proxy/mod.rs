@@ -34,7 +34,7 @@ use bytes::Bytes;
 use http::header::HOST;
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Incoming;
@@ -168,13 +168,7 @@ struct Target {
 
 impl Target {
     fn of(parts: &Parts) -> Result<Target, ProxyError> {
-        let host_header = match parts.uri.authority() {
-            Some(authority) => {
-                let without_userinfo = authority.as_str().rsplit('@').next().unwrap_or_default();
-                HeaderValue::from_str(without_userinfo).ok()
-            }
-            None => parts.headers.get(HOST).cloned(),
-        };
+        let host_header = host_header(parts)?;
         let host = host_header
             .as_ref()
             .and_then(|value| value.to_str().ok())
@@ -190,6 +184,34 @@ impl Target {
             host_header,
             host,
         })
+    }
+}
+
+/// The server the request names. Two `Host` headers, or an HTTP/2
+/// `:authority` and `Host` naming different servers, are refused: the
+/// gateway and the upstream could each pick another one. (An HTTP/1.1
+/// absolute-form target overrides `Host`, RFC 9112 §3.2.2.)
+fn host_header(parts: &Parts) -> Result<Option<HeaderValue>, ProxyError> {
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::MultipleHosts);
+    }
+    let Some(authority) = parts.uri.authority() else {
+        return Ok(host.cloned());
+    };
+    let authority = authority.as_str().rsplit('@').next().unwrap_or_default();
+    match host {
+        Some(host)
+            if parts.version == Version::HTTP_2
+                && !host.as_bytes().eq_ignore_ascii_case(authority.as_bytes()) =>
+        {
+            Err(ProxyError::AuthorityMismatch {
+                authority: authority.to_owned(),
+                host: String::from_utf8_lossy(host.as_bytes()).into_owned(),
+            })
+        }
+        _ => Ok(HeaderValue::from_str(authority).ok()),
     }
 }
 

@@ -582,3 +582,59 @@ async fn client_cert_headers_are_removed_on_routes_without_forward_client_cert()
     }
     assert_eq!(echo["headers"]["x-kept"][0], "yes");
 }
+
+fn request_parts(version: http::Version, uri: &str, hosts: &[&str]) -> Parts {
+    let mut builder = http::Request::builder().version(version).uri(uri);
+    for host in hosts {
+        builder = builder.header(HOST, *host);
+    }
+    builder.body(()).expect("request").into_parts().0
+}
+
+#[test]
+fn one_host_header_at_most() {
+    use http::Version;
+    let host = |version, uri, hosts: &[&str]| {
+        host_header(&request_parts(version, uri, hosts))
+            .map(|h| h.map(|h| h.to_str().unwrap().to_owned()))
+    };
+    assert_eq!(
+        host(Version::HTTP_11, "/", &["a.test"]).unwrap().as_deref(),
+        Some("a.test")
+    );
+    assert!(matches!(
+        host(Version::HTTP_11, "/", &["a.test", "b.test"]),
+        Err(ProxyError::MultipleHosts)
+    ));
+    assert!(matches!(
+        host(Version::HTTP_11, "/", &["a.test", "a.test"]),
+        Err(ProxyError::MultipleHosts)
+    ));
+    // HTTP/1.1 absolute-form: the target's authority wins.
+    let absolute = host(Version::HTTP_11, "http://a.test/", &["b.test"]).unwrap();
+    assert_eq!(absolute.as_deref(), Some("a.test"));
+}
+
+#[test]
+fn http2_authority_and_host_must_agree() {
+    use http::Version;
+    let host = |hosts: &[&str]| {
+        host_header(&request_parts(
+            Version::HTTP_2,
+            "https://a.test:8443/",
+            hosts,
+        ))
+        .map(|h| h.map(|h| h.to_str().unwrap().to_owned()))
+    };
+    assert_eq!(host(&[]).unwrap().as_deref(), Some("a.test:8443"));
+    assert_eq!(
+        host(&["A.TEST:8443"]).unwrap().as_deref(),
+        Some("a.test:8443")
+    );
+    for other in ["b.test:8443", "a.test", "a.test:9443"] {
+        assert!(
+            matches!(host(&[other]), Err(ProxyError::AuthorityMismatch { .. })),
+            "{other}"
+        );
+    }
+}

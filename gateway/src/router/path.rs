@@ -8,9 +8,11 @@
 //! with a `.` or `..` segment (RFC 3986 clients resolve them before
 //! sending), in any encoding and in the servlet forms `..;x` and `.;x`, are
 //! therefore refused rather than resolved; so is a path starting with `//`,
-//! which URL parsers read as `//host/path`. Merging an inner `//` keeps
-//! every segment, so the routed path and the sent one name the same
-//! resource to any upstream.
+//! which URL parsers read as `//host/path`. WHATWG URL parsers and IIS read
+//! `\` as `/`: a raw `\` is not an RFC 3986 character and is refused, and
+//! an encoded one (`%5c`) separates segments when looking for dot-segments.
+//! Merging an inner `//` keeps every segment, so the routed path and the
+//! sent one name the same resource to any upstream.
 
 use std::borrow::Cow;
 
@@ -28,6 +30,8 @@ pub(crate) enum PathError {
     DotSegment,
     #[error("the request path starts with `//`, which URL parsers read as a host name")]
     LeadingDoubleSlash,
+    #[error("the request path contains a raw `\\` (not an RFC 3986 character; some upstreams read it as `/`)")]
+    Backslash,
 }
 
 impl PathError {
@@ -38,6 +42,7 @@ impl PathError {
             PathError::Nul => "invalid request path: encoded NUL byte",
             PathError::DotSegment => "invalid request path: `.` or `..` segment",
             PathError::LeadingDoubleSlash => "invalid request path: starts with `//`",
+            PathError::Backslash => "invalid request path: raw `\\`",
         }
     }
 }
@@ -52,13 +57,16 @@ pub(crate) fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if raw.starts_with("//") {
         return Err(PathError::LeadingDoubleSlash);
     }
+    if raw.contains('\\') {
+        return Err(PathError::Backslash);
+    }
     let decoded = percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| PathError::NotUtf8)?;
     if decoded.contains('\0') {
         return Err(PathError::Nul);
     }
-    if decoded.as_bytes().split(|&b| b == b'/').any(is_dot_segment) {
+    if any_dot_segment(decoded.as_bytes()) {
         return Err(PathError::DotSegment);
     }
     if !decoded.contains("//") {
@@ -70,7 +78,7 @@ pub(crate) fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
 /// The common case, checked without allocating: nothing to decode, merge or
 /// refuse (a dot-segment starts after a `/`).
 fn is_normal(path: &str) -> bool {
-    !path.contains('%') && !path.contains("//") && !path.contains("/.")
+    !path.contains(['%', '\\']) && !path.contains("//") && !path.contains("/.")
 }
 
 /// Whether `path` (percent-encoded or not) has a `.` or `..` segment once
@@ -78,7 +86,15 @@ fn is_normal(path: &str) -> bool {
 /// another path than the one the gateway judged.
 pub(crate) fn has_dot_segment(path: &str) -> bool {
     let decoded: Cow<'_, [u8]> = percent_decode_str(path).into();
-    decoded.split(|&b| b == b'/').any(is_dot_segment)
+    any_dot_segment(&decoded)
+}
+
+/// Whether a decoded path has a dot-segment, split as the most lenient
+/// upstream splits it: `\` separates segments too.
+fn any_dot_segment(decoded: &[u8]) -> bool {
+    decoded
+        .split(|&b| matches!(b, b'/' | b'\\'))
+        .any(is_dot_segment)
 }
 
 /// `.` or `..`, alone or with servlet path parameters (`..;jsessionid=x`),
@@ -157,6 +173,10 @@ mod tests {
             "/public/.;x/admin",
             "/public/%2e%2e%3bx/admin",
             "/a//../b",
+            "/anything%5c..%5cuuid",
+            "/anything%5C..%5Cuuid",
+            "/a/..%5cb",
+            "/a%5c.%5cb",
         ] {
             assert_eq!(normalize_path(raw), Err(PathError::DotSegment), "{raw}");
         }
@@ -171,12 +191,21 @@ mod tests {
             "/a/..%3Bx/b",
             "/a/.;x",
             "/a%2F.%2Fb",
+            "/a%5c..%5cb",
         ] {
             assert!(has_dot_segment(path), "{path}");
         }
         for path in ["/a/b", "/a/..b/c", "/a/%252e%252e/b", "/a/.../b", "/a/%ff"] {
             assert!(!has_dot_segment(path), "{path}");
         }
+    }
+
+    #[test]
+    fn refuses_a_raw_backslash() {
+        for raw in ["/anything\\..\\uuid", "/a\\b", "/\\", "/a%20\\b"] {
+            assert_eq!(normalize_path(raw), Err(PathError::Backslash), "{raw}");
+        }
+        assert_eq!(norm("/a%5cb"), "/a\\b", "encoded: judged as decoded");
     }
 
     #[test]

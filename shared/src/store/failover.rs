@@ -49,7 +49,7 @@ const DNS_FAILURE: &str = "dns error";
 
 /// Whether `err` failed before a connection existed (refused, unreachable,
 /// unresolvable): the request was never sent.
-fn never_sent(err: &etcd_client::Error) -> bool {
+pub(super) fn never_sent(err: &etcd_client::Error) -> bool {
     let mut cause: Option<&(dyn StdError + 'static)> = probe::inner(err);
     while let Some(current) = cause {
         if let Some(io) = current.downcast_ref::<io::Error>() {
