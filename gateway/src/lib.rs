@@ -6,7 +6,7 @@
 //! pre-built configuration, [`proxy`] runs each request through the phases
 //! (mTLS gate, [`router`], [`plugins`], [`upstream`]). All configuration comes
 //! from one immutable [`snapshot::Snapshot`], rebuilt off the hot path when
-//! etcd changes and swapped whole. [`status`] serves `/healthz`, `/readyz`
+//! etcd (or a standalone file, see [`source`]) changes and swapped whole. [`status`] serves `/healthz`, `/readyz`
 //! and `/status` on a listener of its own.
 
 pub mod context;
@@ -15,6 +15,7 @@ pub mod plugins;
 pub mod proxy;
 pub mod router;
 pub mod snapshot;
+pub mod source;
 pub mod status;
 pub mod tls;
 pub mod upstream;

@@ -1,18 +1,19 @@
 //! `gateway`: the Portcullis process. Depending on `deployment.role` it runs
 //! the admin API (control plane), the proxy (data plane), or both.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use gateway::listener::{ConnectionLimit, Listener, Protocol, Server, ShutdownSignal, Workers};
 use gateway::proxy::Proxy;
 use gateway::snapshot::{self, Snapshot};
+use gateway::source::ConfigSource;
 use gateway::status::{DataPlaneStatus, StatusServer, StatusSources};
-use shared::cache::Cache;
-use shared::config::{AdminConfig, Config, DataEncryption, Role, StatusConfig};
+use shared::config::{AdminConfig, Config, ConfigProvider, DataEncryption, Role, StatusConfig};
 use shared::keyring::Keyring;
 use shared::store::Store;
 use tokio::task::JoinSet;
@@ -27,16 +28,68 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(version, about)]
 struct Args {
     /// Path to config.yaml.
-    #[arg(short = 'c', long = "config", default_value = "conf/config.yaml")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        default_value = "conf/config.yaml",
+        global = true
+    )]
     config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Checks a standalone configuration file offline and prints every
+    /// problem with its path (e.g. `routes[3].upstream.nodes`); exits 1 on
+    /// any. For CI pipelines.
+    Validate {
+        /// The file; default: `deployment.standalone.file` of the config.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Reads a PEM private key on standard input and prints it sealed with
+    /// the keyring (`deployment.data_encryption.keyring`), for a standalone
+    /// file.
+    SealKey,
+}
+
+fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     init_tracing();
     let config = Config::load(&args.config)?;
-    let runtime = runtime()?;
-    runtime.block_on(run(config))
+    match args.command {
+        Some(Command::Validate { file }) => validate(&config, &args.config, file.as_deref()),
+        Some(Command::SealKey) => {
+            let keyring = Keyring::from_base64(&config.deployment.data_encryption.keyring)?;
+            println!(
+                "{}",
+                gateway::source::seal_key(&keyring, &mut std::io::stdin())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let runtime = runtime()?;
+            runtime.block_on(run(config, &args.config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `gateway validate`: exit code 1 when the file has any problem.
+fn validate(config: &Config, config_path: &Path, file: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let path = file.map_or_else(
+        || config.deployment.standalone.path(config_path),
+        Path::to_owned,
+    );
+    let keyring = Keyring::from_base64(&config.deployment.data_encryption.keyring)?;
+    let ok = gateway::source::validate_file(&path, &keyring, &mut std::io::stdout().lock())?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn init_tracing() {
@@ -60,20 +113,30 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     let role = config.deployment.role;
-    let keyring = load_keyring(&config.deployment.data_encryption)?;
-    let store = Store::connect(&config.deployment.etcd).await?;
-    probe_etcd(&store).await?;
+    let keyring = load_keyring(
+        &config.deployment.data_encryption,
+        config.deployment.config_provider,
+    )?;
+    // Standalone (`config_provider: yaml`) needs no etcd at all.
+    let store = match config.deployment.config_provider {
+        ConfigProvider::Etcd => {
+            let store = Store::connect(&config.deployment.etcd).await?;
+            probe_etcd(&store).await?;
+            Some(store)
+        }
+        ConfigProvider::Yaml => None,
+    };
     let (trigger, shutdown) = ShutdownSignal::new();
     let mut tasks = JoinSet::new();
 
-    if let Some(admin) = config
+    let admin = config
         .deployment
         .admin
         .as_ref()
-        .filter(|_| role.serves_admin())
-    {
+        .filter(|_| role.serves_admin());
+    if let (Some(admin), Some(store)) = (admin, &store) {
         start_admin(
             admin,
             store.clone(),
@@ -83,9 +146,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )
         .await?;
     }
-    let data_plane = role
-        .serves_traffic()
-        .then(|| start_data_plane(&config, store, keyring));
+    let data_plane = if role.serves_traffic() {
+        let source = match store {
+            Some(store) => ConfigSource::etcd(&config, store, keyring),
+            None => {
+                let file = config.deployment.standalone.path(config_path);
+                ConfigSource::standalone(&file, keyring).await?
+            }
+        };
+        Some(start_data_plane(&config, source))
+    } else {
+        None
+    };
     if let Some(status) = &config.deployment.status {
         let data_plane = data_plane.as_ref().map(|(status, _)| status.clone());
         start_status(status, role, data_plane, shutdown.clone(), &mut tasks).await?;
@@ -149,8 +221,13 @@ fn warn_sample_keys(admin: &AdminConfig) {
 const SAMPLE_ADMIN_KEY: &str = "change-me";
 
 /// `deployment.data_encryption.keyring`; a malformed key stops the start.
-fn load_keyring(config: &DataEncryption) -> anyhow::Result<Keyring> {
+fn load_keyring(config: &DataEncryption, provider: ConfigProvider) -> anyhow::Result<Keyring> {
     let keyring = Keyring::from_base64(&config.keyring)?;
+    if provider == ConfigProvider::Yaml {
+        // A standalone file holds its keys as the operator wrote them; the
+        // keyring only opens the sealed ones.
+        return Ok(keyring);
+    }
     if keyring.is_enabled() {
         tracing::info!(
             keys = config.keyring.len(),
@@ -177,26 +254,15 @@ async fn probe_etcd(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts following etcd and building snapshots; the listeners open later,
-/// once the first configuration is applied (see
+/// Starts building snapshots from the configuration source; the listeners
+/// open later, once the first configuration is applied (see
 /// [`DataPlaneStatus::first_load`]).
-fn start_data_plane(
-    config: &Config,
-    store: Store,
-    keyring: Keyring,
-) -> (DataPlaneStatus, Arc<Server>) {
+fn start_data_plane(config: &Config, source: ConfigSource) -> (DataPlaneStatus, Arc<Server>) {
     let fallback_sni = config.proxy.fallback_sni.clone();
     let current = Arc::new(ArcSwap::from_pointee(Snapshot::empty(
         fallback_sni.as_deref(),
     )));
-    let cache = config
-        .deployment
-        .etcd
-        .cache_dir
-        .as_ref()
-        .map(|dir| Cache::new(dir, store.layout()));
-    let cache_path = cache.as_ref().map(|c| c.path().to_owned());
-    let watch = shared::watch::spawn(store, keyring, cache);
+    let watch = source.watch;
     let (tls_changed, tls_changes) = tokio::sync::watch::channel(());
     tokio::spawn(snapshot::follow(
         watch.states.clone(),
@@ -219,7 +285,8 @@ fn start_data_plane(
         sync: watch.status,
         snapshot: current,
         connections: limit,
-        cache_path,
+        cache_path: source.cache_path,
+        standalone_file: source.standalone_file,
     };
     (status, server)
 }

@@ -50,6 +50,8 @@ pub struct DataPlaneStatus {
     pub connections: Arc<ConnectionLimit>,
     /// The last-known-good cache file, when `deployment.etcd.cache_dir` is set.
     pub cache_path: Option<PathBuf>,
+    /// The file followed in standalone mode (no etcd).
+    pub standalone_file: Option<PathBuf>,
 }
 
 /// Everything the status endpoints report on.
@@ -146,6 +148,14 @@ impl DataPlaneStatus {
             "last_sync_age_seconds": sync.last_sync.map(age_seconds),
             "last_error": sync.last_error,
         });
+        if let Some(path) = &self.standalone_file {
+            report["etcd"] = Value::Null;
+            report["standalone"] = json!({
+                "path": path.display().to_string(),
+                "last_load": sync.last_sync.map(rfc3339),
+                "last_error": sync.last_error,
+            });
+        }
         if let Some(path) = &self.cache_path {
             report["cache"] = json!({
                 "path": path.display().to_string(),
@@ -305,6 +315,7 @@ mod tests {
                 snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
                 connections: ConnectionLimit::new(5),
                 cache_path: Some(PathBuf::from("/var/cache/p.json")),
+                standalone_file: None,
             }),
         }
     }
@@ -375,6 +386,34 @@ mod tests {
             .as_str()
             .expect("time")
             .ends_with('Z'));
+    }
+
+    #[test]
+    fn a_standalone_data_plane_reports_its_file_not_etcd() {
+        let sync = SyncStatus {
+            source: Some(Source::File),
+            revision: 2,
+            last_sync: Some(SystemTime::now()),
+            last_error: Some("apisix.yaml: missing valid end flag".into()),
+            ..SyncStatus::default()
+        };
+        let mut sources = data_plane(sync, Some(ConfigState::default()), 2);
+        if let Some(dp) = sources.data_plane.as_mut() {
+            dp.cache_path = None;
+            dp.standalone_file = Some(PathBuf::from("/etc/portcullis/apisix.yaml"));
+        }
+        let report = sources.report();
+        assert_eq!(report["etcd"], Value::Null);
+        assert_eq!(report["config"]["source"], "file");
+        assert_eq!(report["standalone"]["path"], "/etc/portcullis/apisix.yaml");
+        assert_eq!(
+            report["standalone"]["last_error"],
+            "apisix.yaml: missing valid end flag"
+        );
+        assert_eq!(
+            report["stale"], true,
+            "the file's latest version is refused"
+        );
     }
 
     #[test]

@@ -56,6 +56,45 @@ pub struct Deployment {
     /// `/healthz`, `/readyz` and `/status` on their own listener.
     #[serde(default)]
     pub status: Option<StatusConfig>,
+    /// Where a data plane reads its routes, upstreams and SSL objects.
+    #[serde(default)]
+    pub config_provider: ConfigProvider,
+    /// `deployment.standalone`, for `config_provider: yaml`.
+    #[serde(default)]
+    pub standalone: StandaloneConfig,
+}
+
+/// `deployment.config_provider`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigProvider {
+    /// Objects written by the admin API to etcd.
+    #[default]
+    Etcd,
+    /// One file (APISIX's `apisix.yaml` layout, or JSON), re-read when it
+    /// changes; no etcd. See [`crate::standalone`].
+    Yaml,
+}
+
+/// `deployment.standalone`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandaloneConfig {
+    /// The file; relative paths are taken from the directory of
+    /// `config.yaml`. Default: `apisix.yaml` beside `config.yaml`.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+impl StandaloneConfig {
+    /// The file's path, for the `config.yaml` at `config_path`.
+    pub fn path(&self, config_path: &Path) -> PathBuf {
+        let dir = config_path.parent().unwrap_or(Path::new(""));
+        match &self.file {
+            Some(file) => dir.join(file),
+            None => dir.join("apisix.yaml"),
+        }
+    }
 }
 
 /// `deployment.status`: the status endpoints' listener.
@@ -529,6 +568,11 @@ impl Config {
             }
         }
         d.etcd.check_tls()?;
+        if d.config_provider == ConfigProvider::Yaml && d.role != Role::DataPlane {
+            return Err(invalid(
+                "deployment.config_provider: yaml needs deployment.role: data_plane (a file has no admin API to write it)",
+            ));
+        }
         if d.role.serves_traffic()
             && self.proxy.http_listen.is_empty()
             && self.proxy.https_listen.is_empty()
@@ -726,6 +770,40 @@ proxy:
         let err = parse("deployment: {role: data_plane}\nproxy: {worker_threads: 100000}")
             .expect_err("too many threads");
         assert!(err.to_string().contains("proxy.worker_threads"), "{err}");
+    }
+
+    #[test]
+    fn standalone_is_a_data_plane_with_a_file() {
+        let config = parse("deployment: {role: data_plane, config_provider: yaml}").expect("valid");
+        let d = &config.deployment;
+        assert_eq!(d.config_provider, ConfigProvider::Yaml);
+        let conf = Path::new("/etc/portcullis/config.yaml");
+        assert_eq!(
+            d.standalone.path(conf),
+            Path::new("/etc/portcullis/apisix.yaml")
+        );
+        let config = parse(
+            "deployment: {role: data_plane, config_provider: yaml, standalone: {file: routes/apisix.json}}",
+        )
+        .expect("valid");
+        assert_eq!(
+            config.deployment.standalone.path(conf),
+            Path::new("/etc/portcullis/routes/apisix.json")
+        );
+        let config = parse("deployment: {role: data_plane, standalone: {file: /srv/a.yaml}}")
+            .expect("valid");
+        assert_eq!(
+            config.deployment.standalone.path(conf),
+            Path::new("/srv/a.yaml")
+        );
+        assert_eq!(config.deployment.config_provider, ConfigProvider::Etcd);
+        let err = parse("deployment: {config_provider: yaml, admin: {keys: [{name: a, key: k}]}}")
+            .expect_err("traditional");
+        assert!(
+            err.to_string()
+                .contains("needs deployment.role: data_plane"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //! * [`config`]: the `config.yaml` file types;
 //! * [`certfile`]: certificates and keys named by path in `config.yaml`
 //!   (admin API TLS, etcd TLS), re-read when the files are rotated;
-//! * [`keyring`]: private keys sealed at rest with the operator's keyring.
+//! * [`keyring`]: private keys sealed at rest with the operator's keyring;
+//! * [`standalone`]: the configuration read from a file instead of etcd.
 
 pub mod cache;
 pub mod certfile;
@@ -29,6 +30,7 @@ pub mod keyring;
 pub mod keys;
 pub mod resource;
 pub mod schema;
+pub mod standalone;
 pub mod state;
 pub mod store;
 pub mod validate;

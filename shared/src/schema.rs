@@ -251,6 +251,14 @@ fn ssl_schema() -> Value {
             "items": {"enum": ["TLSv1.2", "TLSv1.3"]},
             "minItems": 1,
             "uniqueItems": true
+        },
+        "ocsp_stapling": {
+            "type": "object",
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "cache_ttl": {"type": "integer", "minimum": 60, "maximum": 604800}
+            },
+            "additionalProperties": false
         }
     });
     object(common, extra, &["cert", "key"])

@@ -152,7 +152,7 @@ impl ConfigState {
         entries
     }
 
-    fn insert(&mut self, kind: Kind, id: String, raw: &RawEntry, valid: Valid) {
+    pub(crate) fn insert(&mut self, kind: Kind, id: String, raw: &RawEntry, valid: Valid) {
         let (mod_revision, raw) = (raw.mod_revision, Arc::from(raw.value.as_slice()));
         match valid {
             Valid::Ssl(value) => {

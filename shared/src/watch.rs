@@ -50,6 +50,8 @@ pub enum Source {
     /// The last-known-good cache file, read because etcd was unreachable at
     /// startup.
     Cache,
+    /// A standalone file (`deployment.config_provider: yaml`).
+    File,
 }
 
 impl Source {
@@ -57,6 +59,7 @@ impl Source {
         match self {
             Source::Etcd => "etcd",
             Source::Cache => "cache",
+            Source::File => "file",
         }
     }
 }

@@ -10,6 +10,7 @@
 mod crl;
 mod dn;
 mod key;
+mod locations;
 #[cfg(test)]
 pub(crate) mod test_pki;
 #[cfg(test)]
@@ -30,6 +31,7 @@ use x509_parser::prelude::FromDer;
 
 pub use crl::{parse_crls, CrlSummary};
 pub use key::key_matches_cert;
+pub use locations::ocsp_urls;
 
 /// Why a PEM or certificate could not be used.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]

@@ -58,6 +58,12 @@ pub struct GatewayOptions {
     pub etcd_timeout: u64,
     /// `proxy.worker_threads` (default 2: connections spread over threads).
     pub worker_threads: usize,
+    /// Standalone mode: `deployment.config_provider: yaml` with this
+    /// `deployment.standalone.file`, and no etcd (see
+    /// [`Gateway::start_standalone`]).
+    pub standalone_file: Option<PathBuf>,
+    /// Extra environment variables of the process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for GatewayOptions {
@@ -78,6 +84,8 @@ impl Default for GatewayOptions {
             proxy_yaml: String::new(),
             etcd_timeout: 3,
             worker_threads: 2,
+            standalone_file: None,
+            env: Vec::new(),
         }
     }
 }
@@ -127,6 +135,19 @@ impl Gateway {
     /// Starts a gateway and waits until its listeners accept.
     pub async fn start_with(etcd: &Etcd, opts: GatewayOptions) -> crate::Result<Gateway> {
         Gateway::start_on(&[etcd.endpoint()], opts).await
+    }
+
+    /// Starts a standalone data plane (no etcd) serving
+    /// `opts.standalone_file`, and waits until its listeners accept.
+    pub async fn start_standalone(opts: GatewayOptions) -> crate::Result<Gateway> {
+        if opts.standalone_file.is_none() {
+            bail!("a standalone gateway needs GatewayOptions::standalone_file");
+        }
+        let opts = GatewayOptions {
+            role: "data_plane",
+            ..opts
+        };
+        Gateway::start_on(&[], opts).await
     }
 
     /// Starts a gateway whose `deployment.etcd.endpoints` are `endpoints`
@@ -272,6 +293,7 @@ impl Gateway {
     async fn launch(&mut self) -> crate::Result<()> {
         let mut cmd = Command::new(gateway_bin()?);
         cmd.arg("-c").arg(&self.config);
+        cmd.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
@@ -334,18 +356,30 @@ async fn all_accept(addrs: Vec<SocketAddr>) -> bool {
 /// The config file for `opts`; the shape of `conf/config.yaml`.
 fn render_config(opts: &GatewayOptions, etcd_endpoints: &[String], ports: Ports) -> String {
     let q = |s: &str| serde_json::Value::from(s).to_string();
-    let mut yaml = format!(
-        "deployment:\n  role: {role}\n  etcd:\n    endpoints: {etcd}\n    prefix: {prefix}\n    timeout: {timeout}\n",
-        role = opts.role,
-        etcd = serde_json::Value::from(etcd_endpoints.to_vec()),
-        prefix = q(&opts.prefix),
-        timeout = opts.etcd_timeout,
-    );
-    if let Some(tls) = &opts.etcd_tls {
-        yaml += &etcd_tls_yaml(tls);
+    let mut yaml = format!("deployment:\n  role: {role}\n", role = opts.role);
+    match &opts.standalone_file {
+        Some(file) => {
+            yaml += &format!(
+                "  config_provider: yaml\n  standalone:\n    file: {}\n",
+                yaml_path(file)
+            );
+        }
+        None => {
+            yaml += &format!(
+                "  etcd:\n    endpoints: {etcd}\n    prefix: {prefix}\n    timeout: {timeout}\n",
+                etcd = serde_json::Value::from(etcd_endpoints.to_vec()),
+                prefix = q(&opts.prefix),
+                timeout = opts.etcd_timeout,
+            );
+        }
     }
-    if let Some(dir) = &opts.cache_dir {
-        yaml += &format!("    cache_dir: {}\n", yaml_path(dir));
+    if opts.standalone_file.is_none() {
+        if let Some(tls) = &opts.etcd_tls {
+            yaml += &etcd_tls_yaml(tls);
+        }
+        if let Some(dir) = &opts.cache_dir {
+            yaml += &format!("    cache_dir: {}\n", yaml_path(dir));
+        }
     }
     if opts.status {
         yaml += &format!("  status:\n    listen: {}\n", q(&ports.status.to_string()));

@@ -19,6 +19,7 @@ mod gateway;
 mod http;
 pub mod load;
 mod net;
+pub mod ocsp;
 pub mod pki;
 mod process;
 mod server_thread;

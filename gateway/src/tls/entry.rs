@@ -69,6 +69,9 @@ impl Entry {
         if resolver.is_empty() {
             return Err(EntryError::NoCertificate);
         }
+        if let Some(stapling) = &ssl.ocsp_stapling {
+            super::stapling::start(&id, stapling, &ssl.pairs, resolver.slots());
+        }
         let verifier = match (&ssl.client, route_names) {
             (None, None) => None,
             (auth, names) => Some(Arc::new(ClientVerifier::new(

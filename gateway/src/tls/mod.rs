@@ -23,6 +23,9 @@
 //! * `requests`: which handshakes ask for a certificate on behalf of routes
 //!   that verify it themselves;
 //! * `signature`: handshake signatures by v1 or v3 certificates;
+//! * `ocsp` and `stapling`: OCSP requests and response checks, and the
+//!   stapling of each server certificate's response (fetched on the control
+//!   runtime, swapped into the certificate, never fetched by a handshake);
 //! * `policy`: the identity of an object's client-certificate policy, by
 //!   which a request tells whether its connection's handshake was judged
 //!   under the current one;
@@ -30,12 +33,14 @@
 
 mod accept;
 mod entry;
+mod ocsp;
 mod policy;
 mod requests;
 mod resolve;
 mod revocation;
 // Also checks upstream handshake signatures under `tls.verify: false`.
 pub(crate) mod signature;
+mod stapling;
 mod table;
 mod trust;
 mod v1;

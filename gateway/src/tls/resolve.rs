@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -16,12 +17,16 @@ use rustls::sign::CertifiedKey;
 use rustls::SignatureScheme;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::stapling::KeySlot;
+
 /// Presents the first of its certificates whose key can make a signature the
 /// peer accepts: with an RSA and an ECDSA pair, an ECDSA-only peer gets the
 /// ECDSA certificate.
 #[derive(Debug)]
 pub(crate) struct CertResolver {
-    keys: Vec<Arc<CertifiedKey>>,
+    /// Swappable, so that a stapled OCSP response can be replaced without
+    /// rebuilding the configuration (see `stapling`).
+    keys: Vec<KeySlot>,
 }
 
 impl CertResolver {
@@ -39,7 +44,10 @@ impl CertResolver {
                     .key_provider
                     .load_private_key(key.clone_key())
                     .map_err(|e| (index, e))?;
-                Ok(Arc::new(CertifiedKey::new(chain.to_vec(), key)))
+                Ok(Arc::new(ArcSwap::from_pointee(CertifiedKey::new(
+                    chain.to_vec(),
+                    key,
+                ))))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(CertResolver { keys })
@@ -49,11 +57,16 @@ impl CertResolver {
         self.keys.is_empty()
     }
 
+    /// The certificates, in the order of the pairs.
+    pub(crate) fn slots(&self) -> &[KeySlot] {
+        &self.keys
+    }
+
     fn choose(&self, offered: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
         self.keys
             .iter()
+            .map(|slot| slot.load_full())
             .find(|key| key.key.choose_scheme(offered).is_some())
-            .cloned()
     }
 }
 

@@ -192,6 +192,13 @@ impl WalkthroughPki {
         pki
     }
 
+    /// An empty directory, for PKIs made by scripts of one's own ([`Self::run`]).
+    pub(crate) fn scratch() -> WalkthroughPki {
+        WalkthroughPki {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     /// Runs the `openssl` commands of `script` in the PKI's directory.
     pub(crate) fn run(&self, script: &str) {
         let out = Command::new("sh")
@@ -244,6 +251,7 @@ pub(crate) fn valid_ssl(
         pairs: pairs.iter().map(|identity| pair(identity)).collect(),
         client,
         protocols: Vec::new(),
+        ocsp_stapling: None,
         warnings: Vec::new(),
     }
 }

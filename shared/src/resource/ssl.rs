@@ -38,6 +38,9 @@ pub struct Ssl {
     pub status: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl_protocols: Option<Vec<String>>,
+    /// OCSP stapling of the server certificates (APISIX's field names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocsp_stapling: Option<OcspStaplingSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_time: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +68,7 @@ impl fmt::Debug for Ssl {
             .field("client", &self.client)
             .field("status", &self.status)
             .field("ssl_protocols", &self.ssl_protocols)
+            .field("ocsp_stapling", &self.ocsp_stapling)
             .field("create_time", &self.create_time)
             .field("update_time", &self.update_time)
             .finish()
@@ -100,6 +104,18 @@ pub struct ClientSettings {
     pub crl_mode: Option<CrlMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_status: Option<UnknownStatus>,
+}
+
+/// `ocsp_stapling`: the gateway fetches the OCSP response for its own
+/// certificate and sends it in the handshake.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OcspStaplingSettings {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Seconds a response is used before it is fetched again (sooner when
+    /// its `nextUpdate` comes first). Default 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ttl: Option<u64>,
 }
 
 /// How much of a client's chain the CRLs are checked against (`crl_mode`).

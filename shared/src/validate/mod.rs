@@ -11,6 +11,7 @@
 
 mod client_cert_auth;
 mod error;
+mod ocsp_stapling;
 mod pattern;
 mod plugin_configs;
 mod plugins;
@@ -28,6 +29,7 @@ pub use client_cert_auth::{
     CertEncoding, CertHeader, ClientCertAuth, Requirement, CLIENT_CERT_AUTH,
 };
 pub use error::ValidationError;
+pub use ocsp_stapling::OcspStapling;
 pub use pattern::{normalize_host, HostPattern, UriPattern};
 pub use plugin_configs::{PluginConfig, PluginConfigs};
 pub use plugins::check_mtls_auth;

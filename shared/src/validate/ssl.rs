@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::revocation::{revocation, verify_depth, Revocation, RevocationSpec};
-use super::{deserialize, one_or_many, HostPattern, ValidationError};
+use super::{deserialize, one_or_many, HostPattern, OcspStapling, ValidationError};
 use crate::resource::{ClientSettings, Ssl, SslType};
 use crate::x509::{self, CertSummary};
 
@@ -35,6 +35,8 @@ pub struct ValidSsl {
     pub client: Option<ClientAuth>,
     /// From `ssl_protocols`; empty means the default (TLS 1.2 and 1.3).
     pub protocols: Vec<TlsVersion>,
+    /// `ocsp_stapling` when enabled.
+    pub ocsp_stapling: Option<OcspStapling>,
     /// Things an operator should know that do not make the object invalid
     /// (e.g. "X.509 v1 certificate").
     pub warnings: Vec<String>,
@@ -84,6 +86,12 @@ pub(super) fn validate(id: &str, value: &Value) -> Result<ValidSsl, ValidationEr
         .map(|c| client_auth(c, &mut notes))
         .transpose()?;
     let protocols = protocols(spec.ssl_protocols.as_deref().unwrap_or_default())?;
+    let ocsp_stapling = spec
+        .ocsp_stapling
+        .as_ref()
+        .filter(|s| s.enabled && spec.kind == SslType::Server)
+        .map(|s| OcspStapling::new(s, &pairs))
+        .transpose()?;
     Ok(ValidSsl {
         id: id.to_owned(),
         kind: spec.kind,
@@ -92,6 +100,7 @@ pub(super) fn validate(id: &str, value: &Value) -> Result<ValidSsl, ValidationEr
         pairs,
         client,
         protocols,
+        ocsp_stapling,
         warnings: notes.warnings,
     })
 }
