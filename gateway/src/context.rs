@@ -66,6 +66,8 @@ pub struct TlsInfo {
     pub ssl_id: Arc<str>,
     /// `TLSv1.2` or `TLSv1.3`, as nginx `$ssl_protocol`.
     pub protocol: &'static str,
+    /// The session was resumed (nginx `$ssl_session_reused`).
+    pub resumed: bool,
     pub client_cert: ClientCert,
     /// What that SSL object demands of client certificates.
     pub mtls: MtlsPolicy,

@@ -7,10 +7,13 @@
 //! (mTLS gate, [`router`], [`plugins`], [`upstream`]). All configuration comes
 //! from one immutable [`snapshot::Snapshot`], rebuilt off the hot path when
 //! etcd changes and swapped whole. [`status`] serves `/healthz`, `/readyz`
-//! and `/status` on a listener of its own.
+//! and `/status` on a listener of its own, with the Prometheus [`metrics`];
+//! [`access_log`] writes one line per request.
 
+pub mod access_log;
 pub mod context;
 pub mod listener;
+pub mod metrics;
 pub mod plugins;
 pub mod proxy;
 pub mod router;

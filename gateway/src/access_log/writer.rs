@@ -1,0 +1,142 @@
+//! The access-log writer thread: formats lines, writes them in batches,
+//! flushes whenever the channel runs dry.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use shared::config::{AccessLogConfig, AccessLogFormat};
+
+use super::Line;
+use crate::metrics::metrics;
+
+/// How often a file that cannot be opened is tried again.
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+
+pub(super) fn spawn(config: &AccessLogConfig, lines: Receiver<Line>) -> io::Result<()> {
+    let mut writer = Writer {
+        format: config.format,
+        sink: Sink::new(config.path.clone()),
+    };
+    std::thread::Builder::new()
+        .name("access-log".into())
+        .spawn(move || writer.run(&lines))?;
+    Ok(())
+}
+
+struct Writer {
+    format: AccessLogFormat,
+    sink: Sink,
+}
+
+impl Writer {
+    fn run(&mut self, lines: &Receiver<Line>) {
+        // Ends when every sender is gone (the process is exiting).
+        while let Ok(line) = lines.recv() {
+            self.write(&line);
+            while let Ok(line) = lines.try_recv() {
+                self.write(&line);
+            }
+            self.sink.flush();
+        }
+        self.sink.flush();
+    }
+
+    fn write(&mut self, line: &Line) {
+        let text = match line {
+            Line::Request(request) => Some(request.format(self.format)),
+            Line::Handshake(handshake) => handshake.format(self.format),
+        };
+        if let Some(text) = text {
+            self.sink.write_line(&text);
+        }
+    }
+}
+
+/// Standard output, or a file opened for appending.
+struct Sink {
+    path: Option<PathBuf>,
+    out: Option<BufWriter<Box<dyn Write + Send>>>,
+    last_attempt: Option<Instant>,
+    /// Whether the current failure was logged already.
+    failing: bool,
+}
+
+impl Sink {
+    fn new(path: Option<PathBuf>) -> Sink {
+        let mut sink = Sink {
+            path,
+            out: None,
+            last_attempt: None,
+            failing: false,
+        };
+        sink.open();
+        sink
+    }
+
+    fn open(&mut self) {
+        self.last_attempt = Some(Instant::now());
+        let opened: io::Result<Box<dyn Write + Send>> = match &self.path {
+            None => Ok(Box::new(io::stdout())),
+            Some(path) => append(path).map(|file| Box::new(file) as Box<dyn Write + Send>),
+        };
+        match opened {
+            Ok(out) => {
+                if self.failing {
+                    tracing::info!(path = ?self.path, "access log writable again");
+                }
+                self.failing = false;
+                self.out = Some(BufWriter::with_capacity(64 * 1024, out));
+            }
+            Err(err) => self.failed(&err),
+        }
+    }
+
+    fn write_line(&mut self, text: &str) {
+        if self.out.is_none()
+            && self
+                .last_attempt
+                .is_none_or(|at| at.elapsed() >= REOPEN_INTERVAL)
+        {
+            self.open();
+        }
+        let Some(out) = &mut self.out else {
+            metrics().access_log_errors.inc();
+            return;
+        };
+        let written = out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.write_all(b"\n"));
+        if let Err(err) = written {
+            metrics().access_log_errors.inc();
+            self.out = None;
+            self.failed(&err);
+        }
+    }
+
+    fn flush(&mut self) {
+        let Some(out) = &mut self.out else {
+            return;
+        };
+        if let Err(err) = out.flush() {
+            metrics().access_log_errors.inc();
+            self.out = None;
+            self.failed(&err);
+        }
+    }
+
+    /// Logs the first error of a run of failures; lines are counted as lost
+    /// until the log can be written again.
+    fn failed(&mut self, err: &io::Error) {
+        if !self.failing {
+            tracing::error!(path = ?self.path, %err, "cannot write the access log; lines are lost until it can (traffic is not affected)");
+        }
+        self.failing = true;
+    }
+}
+
+fn append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
