@@ -2,7 +2,7 @@
 //! accept time and shared by every request on it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
 use regex::RegexSet;
@@ -25,6 +25,9 @@ pub struct ConnInfo {
     /// `X-Forwarded-*`), so they are written once per connection.
     client_ip: HeaderValue,
     server_port: HeaderValue,
+    /// The connection's part of each JSON access-log line, written once by
+    /// the access-log writer.
+    pub(crate) log_fields: OnceLock<Box<str>>,
 }
 
 impl ConnInfo {
@@ -36,6 +39,7 @@ impl ConnInfo {
             local_addr,
             tls,
             hold: None,
+            log_fields: OnceLock::new(),
         }
     }
 

@@ -1,14 +1,15 @@
 //! The content of access-log lines and their two formats. Built on the
 //! worker with what is at hand (cheap clones), formatted on the writer
-//! thread.
+//! thread into one reused buffer: what describes the connection (addresses,
+//! TLS, client certificate) is formatted once per connection.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Method, Uri, Version};
-use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 use shared::config::AccessLogFormat;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
@@ -57,113 +58,141 @@ impl HandshakeLine {
     }
 
     /// JSON only: `combined` has no form for it (the error log has it).
-    pub(crate) fn format(&self, format: AccessLogFormat) -> Option<String> {
-        (format == AccessLogFormat::Json).then(|| {
-            serde_json::json!({
-                "time": rfc3339(self.time),
-                "type": "tls_handshake_refused",
-                "client_addr": self.peer.ip().to_canonical().to_string(),
-                "client_port": self.peer.port(),
-                "reason": self.reason.as_str(),
-                "error": self.error,
-            })
-            .to_string()
-        })
+    pub(crate) fn format(&self, format: AccessLogFormat, out: &mut String) -> bool {
+        if format != AccessLogFormat::Json {
+            return false;
+        }
+        let line = json!({
+            "time": OffsetDateTime::from(self.time).format(&Rfc3339).unwrap_or_default(),
+            "type": "tls_handshake_refused",
+            "client_addr": self.peer.ip().to_canonical().to_string(),
+            "client_port": self.peer.port(),
+            "reason": self.reason.as_str(),
+            "error": self.error,
+        });
+        let _ = write!(out, "{line}");
+        true
     }
 }
 
-#[derive(Serialize)]
-struct JsonRequest<'a> {
-    time: String,
-    request_id: Option<&'a str>,
-    client_addr: String,
-    client_port: u16,
-    sni: Option<&'a str>,
-    ssl_id: Option<&'a str>,
-    tls_protocol: Option<&'a str>,
-    tls_resumed: Option<bool>,
-    client_cert: Value,
-    route_id: Option<&'a str>,
-    method: &'a str,
-    host: Option<&'a str>,
-    path: &'a str,
-    status: u16,
-    bytes_in: u64,
-    bytes_out: u64,
-    upstream_addr: Option<&'a str>,
-    upstream_status: Option<u16>,
-    /// Seconds, as nginx `$request_time`.
-    request_time: f64,
-    upstream_time: Option<f64>,
+/// What the writer keeps between lines.
+#[derive(Default)]
+pub(crate) struct Clock {
+    /// Unix second and its RFC 3339 text without fraction and zone.
+    second: Option<(u64, String)>,
+}
+
+impl Clock {
+    /// RFC 3339 UTC with milliseconds; the date part formatted once a second.
+    fn write(&mut self, at: SystemTime, out: &mut String) {
+        let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let second = since.as_secs();
+        let text = match &self.second {
+            Some((cached, text)) if *cached == second => text,
+            _ => {
+                let text = OffsetDateTime::from(at)
+                    .format(format_description!(
+                        "[year]-[month]-[day]T[hour]:[minute]:[second]"
+                    ))
+                    .unwrap_or_default();
+                &self.second.insert((second, text)).1
+            }
+        };
+        let _ = write!(out, "{text}.{:03}Z", since.subsec_millis());
+    }
 }
 
 impl RequestLine {
-    pub(crate) fn format(&self, format: AccessLogFormat) -> String {
+    pub(crate) fn format(&self, format: AccessLogFormat, clock: &mut Clock, out: &mut String) {
         match format {
-            AccessLogFormat::Json => self.json(),
-            AccessLogFormat::Combined => self.combined(),
+            AccessLogFormat::Json => self.json(clock, out),
+            AccessLogFormat::Combined => self.combined(out),
         }
     }
 
-    fn json(&self) -> String {
-        let tls = self.conn.tls.as_ref();
-        let line = JsonRequest {
-            time: rfc3339(self.time),
-            request_id: text(self.request_id.as_ref()),
-            client_addr: self
-                .conn
-                .client_ip()
-                .to_str()
-                .unwrap_or_default()
-                .to_owned(),
-            client_port: self.conn.remote_addr.port(),
-            sni: tls.and_then(|tls| tls.server_name.as_deref()),
-            ssl_id: tls.map(|tls| &*tls.ssl_id),
-            tls_protocol: tls.map(|tls| tls.protocol),
-            tls_resumed: tls.map(|tls| tls.resumed),
-            client_cert: tls.map_or(Value::Null, |tls| client_cert(&tls.client_cert)),
-            route_id: self.route_id.as_deref(),
-            method: self.method.as_str(),
-            host: text(self.host.as_ref()),
-            path: self.uri.path_and_query().map_or("/", |p| p.as_str()),
-            status: self.status,
-            bytes_in: self.bytes_in,
-            bytes_out: self.bytes_out,
-            upstream_addr: self.upstream_addr.as_deref(),
-            upstream_status: self.upstream_status,
-            request_time: seconds(self.request_time),
-            upstream_time: self.upstream_time.map(seconds),
-        };
-        serde_json::to_string(&line).unwrap_or_default()
+    fn json(&self, clock: &mut Clock, out: &mut String) {
+        out.push_str("{\"time\":\"");
+        clock.write(self.time, out);
+        out.push_str("\",\"request_id\":");
+        json_str(out, text(self.request_id.as_ref()));
+        out.push(',');
+        out.push_str(self.conn.log_fields.get_or_init(|| conn_fields(&self.conn)));
+        out.push_str(",\"route_id\":");
+        json_str(out, self.route_id.as_deref());
+        out.push_str(",\"method\":");
+        json_str(out, Some(self.method.as_str()));
+        out.push_str(",\"host\":");
+        json_str(out, text(self.host.as_ref()));
+        out.push_str(",\"path\":");
+        json_str(out, Some(path(&self.uri)));
+        let _ = write!(
+            out,
+            ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"upstream_addr\":",
+            self.status, self.bytes_in, self.bytes_out
+        );
+        json_str(out, self.upstream_addr.as_deref());
+        out.push_str(",\"upstream_status\":");
+        match self.upstream_status {
+            Some(status) => {
+                let _ = write!(out, "{status}");
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"request_time\":");
+        seconds(out, Some(self.request_time));
+        out.push_str(",\"upstream_time\":");
+        seconds(out, self.upstream_time);
+        out.push('}');
     }
 
     /// nginx `combined`: `$remote_addr - $remote_user [$time_local]
     /// "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`.
-    fn combined(&self) -> String {
+    fn combined(&self, out: &mut String) {
         let time = OffsetDateTime::from(self.time)
             .format(format_description!(
                 "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
             ))
             .unwrap_or_default();
-        let quoted = |value: Option<&HeaderValue>| text(value).map_or("-".to_owned(), escape);
-        format!(
-            "{} - - [{time}] \"{} {} {:?}\" {} {} \"{}\" \"{}\"",
+        let _ = write!(
+            out,
+            "{} - - [{time}] \"{} ",
             self.conn.client_ip().to_str().unwrap_or_default(),
             self.method,
-            escape(self.uri.path_and_query().map_or("/", |p| p.as_str())),
-            self.version,
-            self.status,
-            self.bytes_out,
-            quoted(self.referer.as_ref()),
-            quoted(self.user_agent.as_ref()),
-        )
+        );
+        escape_into(out, path(&self.uri));
+        let _ = write!(
+            out,
+            " {:?}\" {} {} \"",
+            self.version, self.status, self.bytes_out
+        );
+        escape_into(out, text(self.referer.as_ref()).unwrap_or("-"));
+        out.push_str("\" \"");
+        escape_into(out, text(self.user_agent.as_ref()).unwrap_or("-"));
+        out.push('"');
     }
 }
 
-/// nginx `$ssl_client_verify` and the certificate it judged.
+/// The connection's fields of a JSON line: client address, TLS, client
+/// certificate (nginx `$ssl_client_verify` and what it judged).
+fn conn_fields(conn: &ConnInfo) -> Box<str> {
+    let tls = conn.tls.as_ref();
+    let fields = json!({
+        "client_addr": conn.client_ip().to_str().unwrap_or_default(),
+        "client_port": conn.remote_addr.port(),
+        "sni": tls.and_then(|tls| tls.server_name.as_deref()),
+        "ssl_id": tls.map(|tls| &*tls.ssl_id),
+        "tls_protocol": tls.map(|tls| tls.protocol),
+        "tls_resumed": tls.map(|tls| tls.resumed),
+        "client_cert": tls.map_or(Value::Null, |tls| client_cert(&tls.client_cert)),
+    });
+    let text = fields.to_string();
+    // The object's members, without its braces.
+    text[1..text.len() - 1].into()
+}
+
 fn client_cert(cert: &ClientCert) -> Value {
     let described = |verify: String, cert: &PeerCert| {
-        serde_json::json!({
+        json!({
             "verify": verify,
             "subject": cert.summary.subject,
             "serial": cert.summary.serial,
@@ -171,38 +200,125 @@ fn client_cert(cert: &ClientCert) -> Value {
         })
     };
     match cert {
-        ClientCert::None => serde_json::json!({ "verify": "NONE" }),
+        ClientCert::None => json!({ "verify": "NONE" }),
         ClientCert::Verified(cert) => described("SUCCESS".to_owned(), cert),
         ClientCert::Failed { reason, cert } => described(format!("FAILED:{reason}"), cert),
     }
+}
+
+fn path(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |p| p.as_str())
 }
 
 fn text(value: Option<&HeaderValue>) -> Option<&str> {
     value.and_then(|value| value.to_str().ok())
 }
 
+/// A JSON string (or `null`), escaped.
+fn json_str(out: &mut String, value: Option<&str>) {
+    let Some(value) = value else {
+        return out.push_str("null");
+    };
+    out.push('"');
+    let mut rest = value;
+    while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+        out.push_str(&rest[..at]);
+        let c = rest[at..].chars().next().unwrap_or_default();
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+        }
+        rest = &rest[at + c.len_utf8()..];
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
 /// `"` and `\` escaped, control characters as `\xHH`, as nginx does.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '"' | '\\' => {
                 out.push('\\');
                 out.push(c);
             }
-            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02X}", c as u32)),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02X}", c as u32);
+            }
             c => out.push(c),
         }
     }
-    out
 }
 
-fn rfc3339(at: SystemTime) -> String {
-    OffsetDateTime::from(at)
-        .format(&Rfc3339)
-        .unwrap_or_default()
+/// Seconds with microseconds, as nginx `$request_time`; `null` for none.
+fn seconds(out: &mut String, took: Option<Duration>) {
+    match took {
+        Some(took) => {
+            let _ = write!(out, "{}.{:06}", took.as_secs(), took.subsec_micros());
+        }
+        None => out.push_str("null"),
+    }
 }
 
-fn seconds(took: Duration) -> f64 {
-    (took.as_secs_f64() * 1e6).round() / 1e6
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = String::new();
+        json_str(&mut out, Some("a\"b\\c\nd\u{1}é"));
+        let back: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, "a\"b\\c\nd\u{1}é");
+        out.clear();
+        json_str(&mut out, None);
+        assert_eq!(out, "null");
+    }
+
+    #[test]
+    fn a_request_line_is_one_json_object() {
+        let conn = Arc::new(ConnInfo::new(
+            "127.0.0.1:5000".parse().unwrap(),
+            "127.0.0.1:9080".parse().unwrap(),
+            None,
+        ));
+        let line = RequestLine {
+            time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            request_id: Some(HeaderValue::from_static("id-1")),
+            conn,
+            route_id: Some("r1".into()),
+            method: Method::GET,
+            uri: "/a?b=c".parse().unwrap(),
+            version: Version::HTTP_11,
+            host: Some(HeaderValue::from_static("example.test")),
+            referer: None,
+            user_agent: Some(HeaderValue::from_static("say \"hi\"")),
+            status: 502,
+            bytes_in: 0,
+            bytes_out: 42,
+            upstream_addr: Some("127.0.0.1:1".into()),
+            upstream_status: None,
+            request_time: Duration::from_micros(1_500),
+            upstream_time: None,
+        };
+        let mut out = String::new();
+        line.format(AccessLogFormat::Json, &mut Clock::default(), &mut out);
+        let parsed: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed["time"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(parsed["path"], "/a?b=c");
+        assert_eq!(parsed["client_addr"], "127.0.0.1");
+        assert_eq!(parsed["client_cert"], Value::Null);
+        assert_eq!(parsed["status"], 502);
+        assert_eq!(parsed["upstream_status"], Value::Null);
+        assert_eq!(parsed["request_time"], 0.0015);
+        out.clear();
+        line.format(AccessLogFormat::Combined, &mut Clock::default(), &mut out);
+        assert_eq!(
+            out,
+            r#"127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] "GET /a?b=c HTTP/1.1" 502 42 "-" "say \"hi\"""#
+        );
+    }
 }

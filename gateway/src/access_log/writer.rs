@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use shared::config::{AccessLogConfig, AccessLogFormat};
 
+use super::line::Clock;
 use super::Line;
 use crate::metrics::metrics;
 
@@ -19,6 +20,8 @@ pub(super) fn spawn(config: &AccessLogConfig, lines: Receiver<Line>) -> io::Resu
     let mut writer = Writer {
         format: config.format,
         sink: Sink::new(config.path.clone()),
+        clock: Clock::default(),
+        line: String::with_capacity(1024),
     };
     std::thread::Builder::new()
         .name("access-log".into())
@@ -29,6 +32,9 @@ pub(super) fn spawn(config: &AccessLogConfig, lines: Receiver<Line>) -> io::Resu
 struct Writer {
     format: AccessLogFormat,
     sink: Sink,
+    clock: Clock,
+    /// Each line is formatted here, then copied to the sink's buffer.
+    line: String,
 }
 
 impl Writer {
@@ -45,12 +51,17 @@ impl Writer {
     }
 
     fn write(&mut self, line: &Line) {
-        let text = match line {
-            Line::Request(request) => Some(request.format(self.format)),
-            Line::Handshake(handshake) => handshake.format(self.format),
+        self.line.clear();
+        let formatted = match line {
+            Line::Request(request) => {
+                request.format(self.format, &mut self.clock, &mut self.line);
+                true
+            }
+            Line::Handshake(handshake) => handshake.format(self.format, &mut self.line),
         };
-        if let Some(text) = text {
-            self.sink.write_line(&text);
+        if formatted {
+            self.line.push('\n');
+            self.sink.write_line(&self.line);
         }
     }
 }
@@ -106,10 +117,7 @@ impl Sink {
             metrics().access_log_errors.inc();
             return;
         };
-        let written = out
-            .write_all(text.as_bytes())
-            .and_then(|()| out.write_all(b"\n"));
-        if let Err(err) = written {
+        if let Err(err) = out.write_all(text.as_bytes()) {
             metrics().access_log_errors.inc();
             self.out = None;
             self.failed(&err);
