@@ -9,13 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Method, Uri, Version};
-use serde_json::{json, Value};
 use shared::config::AccessLogFormat;
-use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-use crate::context::{ClientCert, ConnInfo, PeerCert};
+use crate::context::{ClientCert, ConnInfo};
 use crate::metrics::HandshakeFailure;
 
 /// One served request.
@@ -58,19 +56,26 @@ impl HandshakeLine {
     }
 
     /// JSON only: `combined` has no form for it (the error log has it).
-    pub(crate) fn format(&self, format: AccessLogFormat, out: &mut String) -> bool {
+    pub(crate) fn format(
+        &self,
+        format: AccessLogFormat,
+        clock: &mut Clock,
+        out: &mut String,
+    ) -> bool {
         if format != AccessLogFormat::Json {
             return false;
         }
-        let line = json!({
-            "time": OffsetDateTime::from(self.time).format(&Rfc3339).unwrap_or_default(),
-            "type": "tls_handshake_refused",
-            "client_addr": self.peer.ip().to_canonical().to_string(),
-            "client_port": self.peer.port(),
-            "reason": self.reason.as_str(),
-            "error": self.error,
-        });
-        let _ = write!(out, "{line}");
+        out.push_str("{\"time\":\"");
+        clock.write(self.time, out);
+        let _ = write!(
+            out,
+            "\",\"type\":\"tls_handshake_refused\",\"client_addr\":\"{}\",\"client_port\":{},\"reason\":\"{}\",\"error\":",
+            self.peer.ip().to_canonical(),
+            self.peer.port(),
+            self.reason.as_str(),
+        );
+        json_str(out, Some(&self.error));
+        out.push('}');
         true
     }
 }
@@ -175,35 +180,45 @@ impl RequestLine {
 /// The connection's fields of a JSON line: client address, TLS, client
 /// certificate (nginx `$ssl_client_verify` and what it judged).
 fn conn_fields(conn: &ConnInfo) -> Box<str> {
-    let tls = conn.tls.as_ref();
-    let fields = json!({
-        "client_addr": conn.client_ip().to_str().unwrap_or_default(),
-        "client_port": conn.remote_addr.port(),
-        "sni": tls.and_then(|tls| tls.server_name.as_deref()),
-        "ssl_id": tls.map(|tls| &*tls.ssl_id),
-        "tls_protocol": tls.map(|tls| tls.protocol),
-        "tls_resumed": tls.map(|tls| tls.resumed),
-        "client_cert": tls.map_or(Value::Null, |tls| client_cert(&tls.client_cert)),
-    });
-    let text = fields.to_string();
-    // The object's members, without its braces.
-    text[1..text.len() - 1].into()
+    let mut out = String::new();
+    out.push_str("\"client_addr\":");
+    json_str(&mut out, conn.client_ip().to_str().ok());
+    let _ = write!(out, ",\"client_port\":{}", conn.remote_addr.port());
+    let Some(tls) = &conn.tls else {
+        out.push_str(",\"sni\":null,\"ssl_id\":null,\"tls_protocol\":null,\"tls_resumed\":null,\"client_cert\":null");
+        return out.into();
+    };
+    out.push_str(",\"sni\":");
+    json_str(&mut out, tls.server_name.as_deref());
+    out.push_str(",\"ssl_id\":");
+    json_str(&mut out, Some(&tls.ssl_id));
+    let _ = write!(
+        out,
+        ",\"tls_protocol\":\"{}\",\"tls_resumed\":{},\"client_cert\":",
+        tls.protocol, tls.resumed
+    );
+    client_cert(&mut out, &tls.client_cert);
+    out.into()
 }
 
-fn client_cert(cert: &ClientCert) -> Value {
-    let described = |verify: String, cert: &PeerCert| {
-        json!({
-            "verify": verify,
-            "subject": cert.summary.subject,
-            "serial": cert.summary.serial,
-            "sha256": cert.summary.fingerprint_sha256,
-        })
+fn client_cert(out: &mut String, cert: &ClientCert) {
+    let (verify, cert) = match cert {
+        ClientCert::None => return out.push_str("{\"verify\":\"NONE\"}"),
+        ClientCert::Verified(cert) => ("SUCCESS".to_owned(), cert),
+        ClientCert::Failed { reason, cert } => (format!("FAILED:{reason}"), cert),
     };
-    match cert {
-        ClientCert::None => json!({ "verify": "NONE" }),
-        ClientCert::Verified(cert) => described("SUCCESS".to_owned(), cert),
-        ClientCert::Failed { reason, cert } => described(format!("FAILED:{reason}"), cert),
+    let summary = &cert.summary;
+    out.push_str("{\"verify\":");
+    json_str(out, Some(&verify));
+    for (name, value) in [
+        ("subject", &summary.subject),
+        ("serial", &summary.serial),
+        ("sha256", &summary.fingerprint_sha256),
+    ] {
+        let _ = write!(out, ",\"{name}\":");
+        json_str(out, Some(value));
     }
+    out.push('}');
 }
 
 fn path(uri: &Uri) -> &str {
@@ -265,6 +280,8 @@ fn seconds(out: &mut String, took: Option<Duration>) {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     #[test]

@@ -57,7 +57,9 @@ impl Writer {
                 request.format(self.format, &mut self.clock, &mut self.line);
                 true
             }
-            Line::Handshake(handshake) => handshake.format(self.format, &mut self.line),
+            Line::Handshake(handshake) => {
+                handshake.format(self.format, &mut self.clock, &mut self.line)
+            }
         };
         if formatted {
             self.line.push('\n');

@@ -47,11 +47,15 @@ impl<'s> Exchange<'s> {
     pub(super) fn start<B: hyper::body::Body>(req: &Request<B>) -> Exchange<'s> {
         let request = access_log::enabled().then(|| {
             let header = |name| req.headers().get(name).cloned();
+            // HTTP/2 names the host in `:authority`.
+            let authority = req.uri().authority().map(|authority| authority.as_str());
             RequestHead {
                 method: req.method().clone(),
                 uri: req.uri().clone(),
                 version: req.version(),
-                host: header(HOST),
+                host: authority
+                    .and_then(|authority| HeaderValue::from_str(authority).ok())
+                    .or_else(|| header(HOST)),
                 referer: header(REFERER),
                 user_agent: header(USER_AGENT),
             }
