@@ -9,6 +9,7 @@ use harness::fixtures::{
     cert_args, curl_http, curl_https, eventually_status, path_str, plain_route, PROPAGATION_TIMEOUT,
 };
 use harness::pki::Leaf;
+use harness::tls_setup::SecretDir;
 use harness::{free_port, EchoServer, Etcd, Gateway, GatewayOptions};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -444,5 +445,40 @@ async fn an_unwritable_access_log_does_not_stop_traffic() -> harness::Result<()>
     }
     until_sample(&gw, "portcullis_access_log_write_errors_total", &[], 5.0).await?;
     assert!(gw.log().contains("cannot write the access log"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn certificate_files_of_the_config_are_reported_and_reread() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let ca = harness::pki::Ca::new("Admin CA");
+    let first = ca.server("admin.test", &["admin.test"]);
+    let mut secret = SecretDir::mount(&first, &ca.cert_pem)?;
+    let gw = Gateway::start_with(
+        &etcd,
+        GatewayOptions {
+            status: true,
+            admin_tls: Some(secret.admin_tls(true)),
+            ..GatewayOptions::default()
+        },
+    )
+    .await?;
+    let cert = secret.path("tls.crt");
+    let cert = path_str(&cert);
+    until_expiry(&gw, "file", cert, cert_facts(&first.cert_pem).not_after).await?;
+    let ca_file = secret.path("ca.crt");
+    until_expiry(
+        &gw,
+        "file",
+        path_str(&ca_file),
+        cert_facts(&ca.cert_pem).not_after,
+    )
+    .await?;
+
+    // A renewed certificate (rcgen's default validity, to 4096) is read at
+    // the next scrape.
+    let renewed = ClientCa::new("Renewing CA").server("admin.test");
+    secret.rotate(&renewed, &ca.cert_pem)?;
+    until_expiry(&gw, "file", cert, cert_facts(&renewed.cert_pem).not_after).await?;
     Ok(())
 }
