@@ -37,8 +37,13 @@ fn generate() -> HeaderValue {
         next.set((prefix, count.wrapping_add(1)));
         (prefix, count)
     });
-    HeaderValue::try_from(format!("{prefix:016x}{count:016x}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let mut id = [0u8; 32];
+    let (high, low) = id.split_at_mut(16);
+    let hex = hex::encode_to_slice(prefix.to_be_bytes(), high)
+        .and_then(|()| hex::encode_to_slice(count.to_be_bytes(), low));
+    hex.ok()
+        .and_then(|()| HeaderValue::from_bytes(&id).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]

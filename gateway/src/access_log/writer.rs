@@ -4,7 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use shared::config::{AccessLogConfig, AccessLogFormat};
@@ -12,6 +12,10 @@ use shared::config::{AccessLogConfig, AccessLogFormat};
 use super::line::Clock;
 use super::Line;
 use crate::metrics::metrics;
+
+/// How long the writer sleeps once it has written everything: the most a
+/// line waits before it is written.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How often a file that cannot be opened is tried again.
 const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,16 +42,20 @@ struct Writer {
 }
 
 impl Writer {
+    /// Polls rather than waits in `recv`: a sender wakes a waiting receiver
+    /// with a system call, which would cost every request that; a sleeping
+    /// poller costs nothing to the senders. Ends when every sender is gone.
     fn run(&mut self, lines: &Receiver<Line>) {
-        // Ends when every sender is gone (the process is exiting).
-        while let Ok(line) = lines.recv() {
-            self.write(&line);
-            while let Ok(line) = lines.try_recv() {
-                self.write(&line);
+        loop {
+            match lines.try_recv() {
+                Ok(line) => self.write(&line),
+                Err(TryRecvError::Empty) => {
+                    self.sink.flush();
+                    std::thread::sleep(POLL_INTERVAL);
+                }
+                Err(TryRecvError::Disconnected) => return self.sink.flush(),
             }
-            self.sink.flush();
         }
-        self.sink.flush();
     }
 
     fn write(&mut self, line: &Line) {
