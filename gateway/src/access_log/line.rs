@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderValue, Method, Uri, Version};
+use http::header::{HOST, REFERER, USER_AGENT};
+use http::{HeaderValue, Method, Request, Uri, Version};
 use shared::config::AccessLogFormat;
 use time::macros::format_description;
 use time::OffsetDateTime;
@@ -16,18 +17,48 @@ use time::OffsetDateTime;
 use crate::context::{ClientCert, ConnInfo};
 use crate::metrics::HandshakeFailure;
 
+/// The request line and the headers a line shows, copied: a reference
+/// would keep the connection's read buffer from being reused.
+pub(crate) struct RequestHead {
+    method: Method,
+    version: Version,
+    path: Box<str>,
+    host: Option<Box<str>>,
+    /// `combined` only.
+    referer: Option<Box<str>>,
+    user_agent: Option<Box<str>>,
+}
+
+impl RequestHead {
+    pub(crate) fn of<B>(req: &Request<B>, format: AccessLogFormat) -> RequestHead {
+        let header = |name| {
+            let value = req.headers().get(name)?.to_str().ok()?;
+            Some(Box::from(value))
+        };
+        // HTTP/2 names the host in `:authority`.
+        let authority = req
+            .uri()
+            .authority()
+            .map(|authority| authority.as_str().into());
+        let combined = format == AccessLogFormat::Combined;
+        RequestHead {
+            method: req.method().clone(),
+            version: req.version(),
+            path: path(req.uri()).into(),
+            host: authority.or_else(|| header(HOST)),
+            referer: combined.then(|| header(REFERER)).flatten(),
+            user_agent: combined.then(|| header(USER_AGENT)).flatten(),
+        }
+    }
+}
+
 /// One served request.
 pub(crate) struct RequestLine {
     pub(crate) time: SystemTime,
     pub(crate) request_id: Option<HeaderValue>,
     pub(crate) conn: Arc<ConnInfo>,
     pub(crate) route_id: Option<Box<str>>,
-    pub(crate) method: Method,
-    pub(crate) uri: Uri,
-    pub(crate) version: Version,
-    pub(crate) host: Option<HeaderValue>,
-    pub(crate) referer: Option<HeaderValue>,
-    pub(crate) user_agent: Option<HeaderValue>,
+    pub(crate) head: RequestHead,
     pub(crate) status: u16,
     pub(crate) bytes_in: u64,
     pub(crate) bytes_out: u64,
@@ -124,12 +155,13 @@ impl RequestLine {
         out.push_str(self.conn.log_fields.get_or_init(|| conn_fields(&self.conn)));
         out.push_str(",\"route_id\":");
         json_str(out, self.route_id.as_deref());
+        let head = &self.head;
         out.push_str(",\"method\":");
-        json_str(out, Some(self.method.as_str()));
+        json_str(out, Some(head.method.as_str()));
         out.push_str(",\"host\":");
-        json_str(out, text(self.host.as_ref()));
+        json_str(out, head.host.as_deref());
         out.push_str(",\"path\":");
-        json_str(out, Some(path(&self.uri)));
+        json_str(out, Some(&head.path));
         let _ = write!(
             out,
             ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"upstream_addr\":",
@@ -162,17 +194,17 @@ impl RequestLine {
             out,
             "{} - - [{time}] \"{} ",
             self.conn.client_ip().to_str().unwrap_or_default(),
-            self.method,
+            self.head.method,
         );
-        escape_into(out, path(&self.uri));
+        escape_into(out, &self.head.path);
         let _ = write!(
             out,
             " {:?}\" {} {} \"",
-            self.version, self.status, self.bytes_out
+            self.head.version, self.status, self.bytes_out
         );
-        escape_into(out, text(self.referer.as_ref()).unwrap_or("-"));
+        escape_into(out, self.head.referer.as_deref().unwrap_or("-"));
         out.push_str("\" \"");
-        escape_into(out, text(self.user_agent.as_ref()).unwrap_or("-"));
+        escape_into(out, self.head.user_agent.as_deref().unwrap_or("-"));
         out.push('"');
     }
 }
@@ -307,12 +339,14 @@ mod tests {
             request_id: Some(HeaderValue::from_static("id-1")),
             conn,
             route_id: Some("r1".into()),
-            method: Method::GET,
-            uri: "/a?b=c".parse().unwrap(),
-            version: Version::HTTP_11,
-            host: Some(HeaderValue::from_static("example.test")),
-            referer: None,
-            user_agent: Some(HeaderValue::from_static("say \"hi\"")),
+            head: RequestHead::of(
+                &Request::get("/a?b=c")
+                    .header(HOST, "example.test")
+                    .header(USER_AGENT, "say \"hi\"")
+                    .body(())
+                    .unwrap(),
+                AccessLogFormat::Combined,
+            ),
             status: 502,
             bytes_in: 0,
             bytes_out: 42,

@@ -22,9 +22,9 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use shared::config::AccessLogConfig;
+use shared::config::{AccessLogConfig, AccessLogFormat};
 
-pub(crate) use line::{HandshakeLine, RequestLine};
+pub(crate) use line::{HandshakeLine, RequestHead, RequestLine};
 pub(crate) use request_id::ensure as ensure_request_id;
 
 use crate::metrics::{self, HandshakeFailure};
@@ -41,6 +41,7 @@ pub(crate) enum Line {
 
 struct AccessLog {
     sender: SyncSender<Line>,
+    format: AccessLogFormat,
 }
 
 static LOG: OnceLock<AccessLog> = OnceLock::new();
@@ -53,13 +54,16 @@ pub fn start(config: &AccessLogConfig) -> std::io::Result<()> {
     }
     let (sender, receiver) = sync_channel(config.buffer);
     writer::spawn(config, receiver)?;
-    let _ = LOG.set(AccessLog { sender });
+    let _ = LOG.set(AccessLog {
+        sender,
+        format: config.format,
+    });
     Ok(())
 }
 
-/// Whether requests are logged.
-pub(crate) fn enabled() -> bool {
-    LOG.get().is_some()
+/// How requests are logged; `None`: they are not.
+pub(crate) fn format() -> Option<AccessLogFormat> {
+    LOG.get().map(|log| log.format)
 }
 
 /// Hands a line to the writer; drops it (counted) when the writer is behind.

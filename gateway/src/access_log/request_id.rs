@@ -17,7 +17,10 @@ pub(crate) fn ensure(headers: &mut HeaderMap) -> HeaderValue {
     let mut sent = headers.get_all(&X_REQUEST_ID).iter();
     if let (Some(id), None) = (sent.next(), sent.next()) {
         if !id.is_empty() && id.len() <= MAX_LEN && id.to_str().is_ok() {
-            return id.clone();
+            // A copy: a clone would keep the connection's read buffer.
+            if let Ok(copy) = HeaderValue::from_bytes(id.as_bytes()) {
+                return copy;
+            }
         }
     }
     let id = generate();

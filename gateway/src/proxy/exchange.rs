@@ -6,12 +6,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{HOST, REFERER, USER_AGENT};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Body as _;
 
 use super::ProxyBody;
-use crate::access_log::{self, Line, RequestLine};
+use crate::access_log::{self, Line, RequestHead, RequestLine};
 use crate::context::ConnInfo;
 use crate::metrics::{self, request::RequestSample, RouteMetrics};
 use crate::plugins::LogCtx;
@@ -33,33 +32,9 @@ pub(super) struct Exchange<'s> {
     pub(super) upstream: Option<(StatusCode, Duration)>,
 }
 
-/// The request line and the headers the access log shows.
-struct RequestHead {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    host: Option<HeaderValue>,
-    referer: Option<HeaderValue>,
-    user_agent: Option<HeaderValue>,
-}
-
 impl<'s> Exchange<'s> {
     pub(super) fn start<B: hyper::body::Body>(req: &Request<B>) -> Exchange<'s> {
-        let request = access_log::enabled().then(|| {
-            let header = |name| req.headers().get(name).cloned();
-            // HTTP/2 names the host in `:authority`.
-            let authority = req.uri().authority().map(|authority| authority.as_str());
-            RequestHead {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                version: req.version(),
-                host: authority
-                    .and_then(|authority| HeaderValue::from_str(authority).ok())
-                    .or_else(|| header(HOST)),
-                referer: header(REFERER),
-                user_agent: header(USER_AGENT),
-            }
-        });
+        let request = access_log::format().map(|format| RequestHead::of(req, format));
         Exchange {
             started: Instant::now(),
             request,
@@ -119,12 +94,7 @@ impl<'s> Exchange<'s> {
             request_id: self.request_id,
             conn: Arc::clone(conn),
             route_id: route_id.map(Box::from),
-            method: head.method,
-            uri: head.uri,
-            version: head.version,
-            host: head.host,
-            referer: head.referer,
-            user_agent: head.user_agent,
+            head,
             status: status.as_u16(),
             bytes_in: self.bytes_in,
             bytes_out,
