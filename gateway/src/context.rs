@@ -25,9 +25,9 @@ pub struct ConnInfo {
     /// `X-Forwarded-*`), so they are written once per connection.
     client_ip: HeaderValue,
     server_port: HeaderValue,
-    /// The connection's part of each JSON access-log line, written once by
-    /// the access-log writer.
-    pub(crate) log_fields: OnceLock<Box<str>>,
+    /// The connection's part of each JSON access-log line, written by its
+    /// first logged request.
+    pub(crate) log_fields: OnceLock<Arc<str>>,
 }
 
 impl ConnInfo {

@@ -56,7 +56,10 @@ impl RequestHead {
 pub(crate) struct RequestLine {
     pub(crate) time: SystemTime,
     pub(crate) request_id: Option<HeaderValue>,
-    pub(crate) conn: Arc<ConnInfo>,
+    /// The connection's fields ([`conn_fields`]); not the connection itself,
+    /// whose slot under `proxy.max_connections` must end with it.
+    pub(crate) conn_fields: Arc<str>,
+    pub(crate) client: SocketAddr,
     pub(crate) route_id: Option<Box<str>>,
     pub(crate) head: RequestHead,
     pub(crate) status: u16,
@@ -152,7 +155,7 @@ impl RequestLine {
         out.push_str("\",\"request_id\":");
         json_str(out, text(self.request_id.as_ref()));
         out.push(',');
-        out.push_str(self.conn.log_fields.get_or_init(|| conn_fields(&self.conn)));
+        out.push_str(&self.conn_fields);
         out.push_str(",\"route_id\":");
         json_str(out, self.route_id.as_deref());
         let head = &self.head;
@@ -193,7 +196,7 @@ impl RequestLine {
         let _ = write!(
             out,
             "{} - - [{time}] \"{} ",
-            self.conn.client_ip().to_str().unwrap_or_default(),
+            self.client.ip().to_canonical(),
             self.head.method,
         );
         escape_into(out, &self.head.path);
@@ -211,7 +214,11 @@ impl RequestLine {
 
 /// The connection's fields of a JSON line: client address, TLS, client
 /// certificate (nginx `$ssl_client_verify` and what it judged).
-fn conn_fields(conn: &ConnInfo) -> Box<str> {
+pub(crate) fn conn_fields(conn: &ConnInfo) -> Arc<str> {
+    Arc::clone(conn.log_fields.get_or_init(|| format_conn_fields(conn)))
+}
+
+fn format_conn_fields(conn: &ConnInfo) -> Arc<str> {
     let mut out = String::new();
     out.push_str("\"client_addr\":");
     json_str(&mut out, conn.client_ip().to_str().ok());
@@ -329,15 +336,13 @@ mod tests {
 
     #[test]
     fn a_request_line_is_one_json_object() {
-        let conn = Arc::new(ConnInfo::new(
-            "127.0.0.1:5000".parse().unwrap(),
-            "127.0.0.1:9080".parse().unwrap(),
-            None,
-        ));
+        let client = "127.0.0.1:5000".parse().unwrap();
+        let conn = ConnInfo::new(client, "127.0.0.1:9080".parse().unwrap(), None);
         let line = RequestLine {
             time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             request_id: Some(HeaderValue::from_static("id-1")),
-            conn,
+            conn_fields: conn_fields(&conn),
+            client,
             route_id: Some("r1".into()),
             head: RequestHead::of(
                 &Request::get("/a?b=c")

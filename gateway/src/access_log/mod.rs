@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shared::config::{AccessLogConfig, AccessLogFormat};
 
-pub(crate) use line::{HandshakeLine, RequestHead, RequestLine};
+pub(crate) use line::{conn_fields, HandshakeLine, RequestHead, RequestLine};
 pub(crate) use request_id::ensure as ensure_request_id;
 
 use crate::metrics::{self, HandshakeFailure};

@@ -53,7 +53,7 @@ impl<'s> Exchange<'s> {
     }
 
     /// The single exit point: `log` phase, metrics, access log.
-    pub(super) fn finish(self, conn: &Arc<ConnInfo>, response: &Response<ProxyBody>) {
+    pub(super) fn finish(self, conn: &ConnInfo, response: &Response<ProxyBody>) {
         let took = self.started.elapsed();
         let status = response.status();
         let hint = response.body().size_hint();
@@ -92,7 +92,8 @@ impl<'s> Exchange<'s> {
         access_log::send(Line::Request(Box::new(RequestLine {
             time: SystemTime::now(),
             request_id: self.request_id,
-            conn: Arc::clone(conn),
+            conn_fields: access_log::conn_fields(conn),
+            client: conn.remote_addr,
             route_id: route_id.map(Box::from),
             head,
             status: status.as_u16(),

@@ -75,11 +75,7 @@ impl Proxy {
     /// Serves one request from a client connection (HTTP/1.1 or HTTP/2).
     /// Every request leaves here, whatever ended it: the `log` phase, the
     /// metrics and the access log see each once.
-    pub async fn handle(
-        &self,
-        req: Request<Incoming>,
-        conn: &Arc<ConnInfo>,
-    ) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
         let snapshot = self.snapshot.load_full();
         let mut exchange = Exchange::start(&req);
         let response = self

@@ -111,7 +111,7 @@ async fn spawn_proxy(proxy: Arc<Proxy>) -> SocketAddr {
     tokio::spawn(async move {
         loop {
             let (stream, remote_addr) = listener.accept().await.unwrap();
-            let conn = Arc::new(ConnInfo::new(remote_addr, addr, None));
+            let conn = ConnInfo::new(remote_addr, addr, None);
             let proxy = Arc::clone(&proxy);
             let service = service_fn(move |req| {
                 let proxy = Arc::clone(&proxy);
