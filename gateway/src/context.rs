@@ -27,7 +27,7 @@ pub struct ConnInfo {
     server_port: HeaderValue,
     /// The connection's part of each JSON access-log line, written by its
     /// first logged request.
-    pub(crate) log_fields: OnceLock<Arc<str>>,
+    pub(crate) log_fields: OnceLock<Box<str>>,
 }
 
 impl ConnInfo {

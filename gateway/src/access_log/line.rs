@@ -1,11 +1,12 @@
-//! The content of access-log lines and their two formats. Built on the
-//! worker with what is at hand (cheap clones), formatted on the writer
-//! thread into one reused buffer: what describes the connection (addresses,
-//! TLS, client certificate) is formatted once per connection.
+//! The content of access-log lines and their two formats. A line is
+//! formatted on the worker that served the request, into a per-thread
+//! buffer, from what the request already holds (borrowed, not copied), and
+//! handed to the writer as one string: one allocation per line. What
+//! describes the connection (addresses, TLS, client certificate) is
+//! formatted once per connection.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{HOST, REFERER, USER_AGENT};
@@ -53,19 +54,16 @@ impl RequestHead {
 }
 
 /// One served request.
-pub(crate) struct RequestLine {
+pub(crate) struct RequestLine<'a> {
     pub(crate) time: SystemTime,
-    pub(crate) request_id: Option<HeaderValue>,
-    /// The connection's fields ([`conn_fields`]); not the connection itself,
-    /// whose slot under `proxy.max_connections` must end with it.
-    pub(crate) conn_fields: Arc<str>,
-    pub(crate) client: SocketAddr,
-    pub(crate) route_id: Option<Box<str>>,
-    pub(crate) head: RequestHead,
+    pub(crate) request_id: Option<&'a HeaderValue>,
+    pub(crate) conn: &'a ConnInfo,
+    pub(crate) route_id: Option<&'a str>,
+    pub(crate) head: &'a RequestHead,
     pub(crate) status: u16,
     pub(crate) bytes_in: u64,
     pub(crate) bytes_out: u64,
-    pub(crate) upstream_addr: Option<Box<str>>,
+    pub(crate) upstream_addr: Option<&'a str>,
     pub(crate) upstream_status: Option<u16>,
     pub(crate) request_time: Duration,
     pub(crate) upstream_time: Option<Duration>,
@@ -114,7 +112,7 @@ impl HandshakeLine {
     }
 }
 
-/// What the writer keeps between lines.
+/// The date of the last line, kept by each thread that formats lines.
 #[derive(Default)]
 pub(crate) struct Clock {
     /// Unix second and its RFC 3339 text without fraction and zone.
@@ -141,7 +139,7 @@ impl Clock {
     }
 }
 
-impl RequestLine {
+impl RequestLine<'_> {
     pub(crate) fn format(&self, format: AccessLogFormat, clock: &mut Clock, out: &mut String) {
         match format {
             AccessLogFormat::Json => self.json(clock, out),
@@ -153,11 +151,11 @@ impl RequestLine {
         out.push_str("{\"time\":\"");
         clock.write(self.time, out);
         out.push_str("\",\"request_id\":");
-        json_str(out, text(self.request_id.as_ref()));
+        json_str(out, text(self.request_id));
         out.push(',');
-        out.push_str(&self.conn_fields);
+        out.push_str(conn_fields(self.conn));
         out.push_str(",\"route_id\":");
-        json_str(out, self.route_id.as_deref());
+        json_str(out, self.route_id);
         let head = &self.head;
         out.push_str(",\"method\":");
         json_str(out, Some(head.method.as_str()));
@@ -170,7 +168,7 @@ impl RequestLine {
             ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"upstream_addr\":",
             self.status, self.bytes_in, self.bytes_out
         );
-        json_str(out, self.upstream_addr.as_deref());
+        json_str(out, self.upstream_addr);
         out.push_str(",\"upstream_status\":");
         match self.upstream_status {
             Some(status) => {
@@ -196,7 +194,7 @@ impl RequestLine {
         let _ = write!(
             out,
             "{} - - [{time}] \"{} ",
-            self.client.ip().to_canonical(),
+            self.conn.remote_addr.ip().to_canonical(),
             self.head.method,
         );
         escape_into(out, &self.head.path);
@@ -214,11 +212,11 @@ impl RequestLine {
 
 /// The connection's fields of a JSON line: client address, TLS, client
 /// certificate (nginx `$ssl_client_verify` and what it judged).
-pub(crate) fn conn_fields(conn: &ConnInfo) -> Arc<str> {
-    Arc::clone(conn.log_fields.get_or_init(|| format_conn_fields(conn)))
+fn conn_fields(conn: &ConnInfo) -> &str {
+    conn.log_fields.get_or_init(|| format_conn_fields(conn))
 }
 
-fn format_conn_fields(conn: &ConnInfo) -> Arc<str> {
+fn format_conn_fields(conn: &ConnInfo) -> Box<str> {
     let mut out = String::new();
     out.push_str("\"client_addr\":");
     json_str(&mut out, conn.client_ip().to_str().ok());
@@ -336,26 +334,30 @@ mod tests {
 
     #[test]
     fn a_request_line_is_one_json_object() {
-        let client = "127.0.0.1:5000".parse().unwrap();
-        let conn = ConnInfo::new(client, "127.0.0.1:9080".parse().unwrap(), None);
+        let conn = ConnInfo::new(
+            "127.0.0.1:5000".parse().unwrap(),
+            "127.0.0.1:9080".parse().unwrap(),
+            None,
+        );
+        let head = RequestHead::of(
+            &Request::get("/a?b=c")
+                .header(HOST, "example.test")
+                .header(USER_AGENT, "say \"hi\"")
+                .body(())
+                .unwrap(),
+            AccessLogFormat::Combined,
+        );
+        let id = HeaderValue::from_static("id-1");
         let line = RequestLine {
             time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
-            request_id: Some(HeaderValue::from_static("id-1")),
-            conn_fields: conn_fields(&conn),
-            client,
-            route_id: Some("r1".into()),
-            head: RequestHead::of(
-                &Request::get("/a?b=c")
-                    .header(HOST, "example.test")
-                    .header(USER_AGENT, "say \"hi\"")
-                    .body(())
-                    .unwrap(),
-                AccessLogFormat::Combined,
-            ),
+            request_id: Some(&id),
+            conn: &conn,
+            route_id: Some("r1"),
+            head: &head,
             status: 502,
             bytes_in: 0,
             bytes_out: 42,
-            upstream_addr: Some("127.0.0.1:1".into()),
+            upstream_addr: Some("127.0.0.1:1"),
             upstream_status: None,
             request_time: Duration::from_micros(1_500),
             upstream_time: None,

@@ -1,9 +1,9 @@
 //! The access log (`proxy.access_log`): one line per request, JSON or nginx
 //! `combined`, to standard output or a file.
 //!
-//! Requests never wait for it: a worker hands the facts of a finished
-//! request ([`RequestLine`]) to a bounded channel and goes on; a thread of
-//! its own formats and writes them. When the writer falls behind (a slow
+//! Requests never wait for it: a worker formats the line of a finished
+//! request ([`RequestLine`]), hands it to a bounded channel and goes on; a
+//! thread of its own writes the lines. When the writer falls behind (a slow
 //! disk, a full pipe), lines are dropped and counted
 //! (`portcullis_access_log_dropped_total`), never requests; a file that
 //! cannot be opened or written is reported and counted
@@ -16,6 +16,7 @@ mod line;
 mod request_id;
 mod writer;
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -24,8 +25,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shared::config::{AccessLogConfig, AccessLogFormat};
 
-pub(crate) use line::{conn_fields, HandshakeLine, RequestHead, RequestLine};
+pub(crate) use line::{RequestHead, RequestLine};
 pub(crate) use request_id::ensure as ensure_request_id;
+
+use line::{Clock, HandshakeLine};
 
 use crate::metrics::{self, HandshakeFailure};
 use crate::tls::AcceptError;
@@ -33,11 +36,8 @@ use crate::tls::AcceptError;
 /// Refused handshakes logged per second at most; the rest are only counted.
 pub const HANDSHAKE_LINES_PER_SECOND: u64 = 20;
 
-/// What the writer thread is sent.
-pub(crate) enum Line {
-    Request(Box<RequestLine>),
-    Handshake(HandshakeLine),
-}
+/// What the writer thread is sent: one formatted line, newline included.
+type Line = Box<str>;
 
 struct AccessLog {
     sender: SyncSender<Line>,
@@ -66,9 +66,33 @@ pub(crate) fn format() -> Option<AccessLogFormat> {
     LOG.get().map(|log| log.format)
 }
 
-/// Hands a line to the writer; drops it (counted) when the writer is behind.
-pub(crate) fn send(line: Line) {
-    let Some(log) = LOG.get() else {
+thread_local! {
+    /// Each worker formats its lines here, then copies them out.
+    static SCRATCH: RefCell<(Clock, String)> = RefCell::new((Clock::default(), String::with_capacity(1024)));
+}
+
+/// Logs a finished request.
+pub(crate) fn request(line: &RequestLine<'_>) {
+    if let Some(log) = LOG.get() {
+        send(log, |clock, out| {
+            line.format(log.format, clock, out);
+            true
+        });
+    }
+}
+
+/// Formats a line with the thread's clock and buffer and hands it to the
+/// writer; drops it (counted) when the writer is behind.
+fn send(log: &AccessLog, format: impl FnOnce(&mut Clock, &mut String) -> bool) {
+    let line = SCRATCH.with(|scratch| {
+        let (clock, out) = &mut *scratch.borrow_mut();
+        out.clear();
+        format(clock, out).then(|| {
+            out.push('\n');
+            Box::from(out.as_str())
+        })
+    });
+    let Some(line) = line else {
         return;
     };
     match log.sender.try_send(line) {
@@ -85,11 +109,7 @@ pub(crate) fn handshake_refused(peer: SocketAddr, err: &AcceptError) {
     metrics::tls::handshake_failed(reason, ssl_id(err));
     if within_rate() {
         tracing::info!(peer = %peer, reason = reason.as_str(), error = %err, "TLS handshake refused");
-        send(Line::Handshake(HandshakeLine::new(
-            peer,
-            reason,
-            err.to_string(),
-        )));
+        handshake(&HandshakeLine::new(peer, reason, err.to_string()));
     }
 }
 
@@ -99,11 +119,13 @@ pub(crate) fn handshake_timed_out(peer: SocketAddr, timeout: Duration) {
     if within_rate() {
         let error = format!("not completed within proxy.timeouts.handshake ({timeout:?})");
         tracing::info!(peer = %peer, reason = "timeout", %error, "TLS handshake refused");
-        send(Line::Handshake(HandshakeLine::new(
-            peer,
-            HandshakeFailure::Timeout,
-            error,
-        )));
+        handshake(&HandshakeLine::new(peer, HandshakeFailure::Timeout, error));
+    }
+}
+
+fn handshake(line: &HandshakeLine) {
+    if let Some(log) = LOG.get() {
+        send(log, |clock, out| line.format(log.format, clock, out));
     }
 }
 

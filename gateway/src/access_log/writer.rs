@@ -1,5 +1,5 @@
-//! The access-log writer thread: formats lines, writes them in batches,
-//! flushes whenever the channel runs dry.
+//! The access-log writer thread: writes the lines in batches, flushes
+//! whenever the channel runs dry.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
-use shared::config::{AccessLogConfig, AccessLogFormat};
+use shared::config::AccessLogConfig;
 
-use super::line::Clock;
 use super::Line;
 use crate::metrics::metrics;
 
@@ -22,10 +21,7 @@ const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(super) fn spawn(config: &AccessLogConfig, lines: Receiver<Line>) -> io::Result<()> {
     let mut writer = Writer {
-        format: config.format,
         sink: Sink::new(config.path.clone()),
-        clock: Clock::default(),
-        line: String::with_capacity(1024),
     };
     std::thread::Builder::new()
         .name("access-log".into())
@@ -34,11 +30,7 @@ pub(super) fn spawn(config: &AccessLogConfig, lines: Receiver<Line>) -> io::Resu
 }
 
 struct Writer {
-    format: AccessLogFormat,
     sink: Sink,
-    clock: Clock,
-    /// Each line is formatted here, then copied to the sink's buffer.
-    line: String,
 }
 
 impl Writer {
@@ -48,30 +40,13 @@ impl Writer {
     fn run(&mut self, lines: &Receiver<Line>) {
         loop {
             match lines.try_recv() {
-                Ok(line) => self.write(&line),
+                Ok(line) => self.sink.write_line(&line),
                 Err(TryRecvError::Empty) => {
                     self.sink.flush();
                     std::thread::sleep(POLL_INTERVAL);
                 }
                 Err(TryRecvError::Disconnected) => return self.sink.flush(),
             }
-        }
-    }
-
-    fn write(&mut self, line: &Line) {
-        self.line.clear();
-        let formatted = match line {
-            Line::Request(request) => {
-                request.format(self.format, &mut self.clock, &mut self.line);
-                true
-            }
-            Line::Handshake(handshake) => {
-                handshake.format(self.format, &mut self.clock, &mut self.line)
-            }
-        };
-        if formatted {
-            self.line.push('\n');
-            self.sink.write_line(&self.line);
         }
     }
 }

@@ -10,7 +10,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Body as _;
 
 use super::ProxyBody;
-use crate::access_log::{self, Line, RequestHead, RequestLine};
+use crate::access_log::{self, RequestHead, RequestLine};
 use crate::context::ConnInfo;
 use crate::metrics::{self, request::RequestSample, RouteMetrics};
 use crate::plugins::LogCtx;
@@ -86,23 +86,22 @@ impl<'s> Exchange<'s> {
             }
             .record();
         }
-        let Some(head) = self.request else {
+        let Some(head) = &self.request else {
             return;
         };
-        access_log::send(Line::Request(Box::new(RequestLine {
+        access_log::request(&RequestLine {
             time: SystemTime::now(),
-            request_id: self.request_id,
-            conn_fields: access_log::conn_fields(conn),
-            client: conn.remote_addr,
-            route_id: route_id.map(Box::from),
+            request_id: self.request_id.as_ref(),
+            conn,
+            route_id,
             head,
             status: status.as_u16(),
             bytes_in: self.bytes_in,
             bytes_out,
-            upstream_addr: self.node.map(Box::from),
+            upstream_addr: self.node,
             upstream_status: self.upstream.map(|(status, _)| status.as_u16()),
             request_time: took,
             upstream_time: self.upstream.map(|(_, took)| took),
-        })));
+        });
     }
 }
