@@ -2,7 +2,7 @@
 //! accept time and shared by every request on it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
 use regex::RegexSet;
@@ -25,6 +25,9 @@ pub struct ConnInfo {
     /// `X-Forwarded-*`), so they are written once per connection.
     client_ip: HeaderValue,
     server_port: HeaderValue,
+    /// The connection's part of each JSON access-log line, written by its
+    /// first logged request.
+    pub(crate) log_fields: OnceLock<Box<str>>,
 }
 
 impl ConnInfo {
@@ -36,6 +39,7 @@ impl ConnInfo {
             local_addr,
             tls,
             hold: None,
+            log_fields: OnceLock::new(),
         }
     }
 
@@ -66,6 +70,8 @@ pub struct TlsInfo {
     pub ssl_id: Arc<str>,
     /// `TLSv1.2` or `TLSv1.3`, as nginx `$ssl_protocol`.
     pub protocol: &'static str,
+    /// The session was resumed (nginx `$ssl_session_reused`).
+    pub resumed: bool,
     pub client_cert: ClientCert,
     /// What that SSL object demands of client certificates.
     pub mtls: MtlsPolicy,

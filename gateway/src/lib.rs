@@ -6,11 +6,15 @@
 //! pre-built configuration, [`proxy`] runs each request through the phases
 //! (mTLS gate, [`router`], [`plugins`], [`upstream`]). All configuration comes
 //! from one immutable [`snapshot::Snapshot`], rebuilt off the hot path when
-//! etcd (or a standalone file, see [`source`]) changes and swapped whole. [`status`] serves `/healthz`, `/readyz`
-//! and `/status` on a listener of its own.
+//! etcd (or a standalone file, see [`source`]) changes and swapped whole.
+//! [`status`] serves `/healthz`, `/readyz` and `/status` on a listener of its
+//! own, with the Prometheus [`metrics`]; [`access_log`] writes one line per
+//! request.
 
+pub mod access_log;
 pub mod context;
 pub mod listener;
+pub mod metrics;
 pub mod plugins;
 pub mod proxy;
 pub mod router;

@@ -146,6 +146,7 @@ async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         )
         .await?;
     }
+    start_observability(&config)?;
     let data_plane = if role.serves_traffic() {
         let source = match store {
             Some(store) => ConfigSource::etcd(&config, store, keyring),
@@ -219,6 +220,27 @@ fn warn_sample_keys(admin: &AdminConfig) {
 
 /// The admin key of the sample configurations in `conf/`.
 const SAMPLE_ADMIN_KEY: &str = "change-me";
+
+/// Metrics and the access log (`proxy.metrics`, `proxy.access_log`), and
+/// the certificate files whose expiry the metrics report.
+fn start_observability(config: &Config) -> anyhow::Result<()> {
+    gateway::metrics::set_enabled(config.proxy.metrics.enabled);
+    if config.deployment.role.serves_traffic() {
+        gateway::access_log::start(&config.proxy.access_log)
+            .context("cannot start the access-log writer")?;
+    }
+    let etcd = config
+        .deployment
+        .etcd
+        .tls
+        .iter()
+        .flat_map(|tls| std::iter::once(tls.ca.clone()).chain(tls.cert.clone()));
+    let admin = config.deployment.admin.iter().flat_map(|admin| &admin.tls);
+    let admin =
+        admin.flat_map(|tls| std::iter::once(tls.cert.clone()).chain(tls.client_ca.clone()));
+    gateway::metrics::expiry::watch_files(etcd.chain(admin).collect());
+    Ok(())
+}
 
 /// `deployment.data_encryption.keyring`; a malformed key stops the start.
 fn load_keyring(config: &DataEncryption, provider: ConfigProvider) -> anyhow::Result<Keyring> {
@@ -354,7 +376,7 @@ async fn start_status(
                 config.listen
             )
         })?;
-    tracing::info!(addr = %server.local_addr()?, "status endpoints listening (/healthz, /readyz, /status)");
+    tracing::info!(addr = %server.local_addr()?, "status endpoints listening (/healthz, /readyz, /status, /metrics)");
     tasks.spawn(server.serve(shutdown));
     Ok(())
 }

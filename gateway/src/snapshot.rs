@@ -308,6 +308,7 @@ pub async fn follow(
                 if new_tls {
                     tls_changed.send_replace(());
                 }
+                crate::metrics::observe_config_apply(started.elapsed());
                 tracing::info!(
                     revision,
                     snis,

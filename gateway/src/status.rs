@@ -6,7 +6,9 @@
 //!   etcd or from the last-known-good cache), 503 before;
 //! * `GET /status`: JSON — role, configuration revision and source, etcd
 //!   connection and last sync, staleness, object counts, the objects found
-//!   in etcd but refused (with the reason), connections and the cap.
+//!   in etcd but refused (with the reason), connections and the cap;
+//! * `GET /metrics` (also `/apisix/prometheus/metrics`): Prometheus metrics
+//!   ([`crate::metrics`]).
 //!
 //! Everything is read from what the data plane already maintains; a status
 //! request never touches etcd.
@@ -255,9 +257,17 @@ fn respond<B>(sources: &StatusSources, req: &Request<B>) -> Response<Full<Bytes>
             );
             response
         }
+        "/metrics" | "/apisix/prometheus/metrics" => {
+            let mut response = text(StatusCode::OK, crate::metrics::scrape::render(sources));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            response
+        }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /readyz or /status\n",
+            "not found: try /healthz, /readyz, /status or /metrics\n",
         ),
     }
 }

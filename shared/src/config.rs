@@ -12,6 +12,9 @@ use thiserror::Error;
 
 use crate::certfile::{CertFileError, PemFile, TlsFiles};
 
+mod observability;
+pub use observability::{AccessLogConfig, AccessLogFormat, MetricsConfig};
+
 /// Why the configuration file cannot be used.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -416,6 +419,10 @@ pub struct ProxyConfig {
     /// can take over the ports before the old one drains.
     #[serde(default = "default_reuse_port")]
     pub reuse_port: bool,
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 impl Default for ProxyConfig {
@@ -428,6 +435,8 @@ impl Default for ProxyConfig {
             timeouts: ProxyTimeouts::default(),
             max_connections: default_max_connections(),
             reuse_port: default_reuse_port(),
+            access_log: AccessLogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -582,6 +591,7 @@ impl Config {
             ));
         }
         self.proxy.timeouts.check()?;
+        self.proxy.access_log.check()?;
         if self.proxy.worker_threads > MAX_WORKER_THREADS {
             return Err(ConfigError::Invalid(format!(
                 "proxy.worker_threads: {} is more than {MAX_WORKER_THREADS}",

@@ -26,6 +26,8 @@ pub struct ClientSpec<'a> {
     pub org: Option<&'a str>,
     pub serial: Option<u64>,
     pub uris: &'a [&'a str],
+    /// Valid during 2020 only: long expired.
+    pub expired: bool,
 }
 
 impl ClientCa {
@@ -83,6 +85,10 @@ impl ClientCa {
         }
         params.distinguished_name.push(DnType::CommonName, cn);
         params.serial_number = spec.serial.map(SerialNumber::from);
+        if spec.expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        }
         params.subject_alt_names = spec
             .uris
             .iter()

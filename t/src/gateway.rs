@@ -205,6 +205,16 @@ impl Gateway {
         serde_json::from_slice(&reply.body).context("GET /status is not JSON")
     }
 
+    /// `GET /metrics` on the status listener: the Prometheus text.
+    pub async fn metrics(&self) -> crate::Result<String> {
+        let reply =
+            crate::http::send(self.ports.status, http::Method::GET, "/metrics", &[], None).await?;
+        if reply.status != 200 {
+            bail!("GET /metrics answered {}", reply.status);
+        }
+        String::from_utf8(reply.body.to_vec()).context("GET /metrics is not UTF-8")
+    }
+
     /// The HTTP status of `GET path` on the status listener (`/healthz`, `/readyz`).
     pub async fn status_code(&self, path: &str) -> crate::Result<u16> {
         let reply =

@@ -4,7 +4,8 @@
 //! per line) taken from an oha JSON report, a `bench-handshake` or
 //! `bench-propagate` line, or `metric=value` pairs. `table` prints, per
 //! scenario and metric, the median and the spread (min–max) of every proxy
-//! over the rounds, and each Portcullis column's ratio to nginx.
+//! over the rounds, and each Portcullis column's ratio to nginx (or to the
+//! column named by `--baseline`).
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -15,7 +16,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
-/// The baseline column; ratios are against it.
+/// The default baseline column; ratios are against it.
 const BASELINE: &str = "nginx";
 
 #[derive(Parser)]
@@ -52,6 +53,9 @@ enum Command {
         /// Printed above the table (how the machine was used).
         #[arg(long, default_value = "")]
         title: String,
+        /// The column the others are divided by.
+        #[arg(long, default_value = BASELINE)]
+        baseline: String,
     },
 }
 
@@ -80,8 +84,12 @@ fn main() -> anyhow::Result<()> {
             metrics.extend(per_core(&metrics));
             append(&results, &scenario, &proxy, &metrics)
         }
-        Command::Table { results, title } => {
-            print!("{}", table(&read_records(&results)?, &title));
+        Command::Table {
+            results,
+            title,
+            baseline,
+        } => {
+            print!("{}", table(&read_records(&results)?, &title, &baseline));
             Ok(())
         }
     }
@@ -253,7 +261,7 @@ fn lower_is_better(metric: &str) -> bool {
         || metric == "errors"
 }
 
-fn table(records: &[Record], title: &str) -> String {
+fn table(records: &[Record], title: &str, baseline_proxy: &str) -> String {
     // Keep the order in which scenarios, metrics and proxies first appear.
     let mut order: Vec<(String, String)> = Vec::new();
     let mut proxies: Vec<String> = Vec::new();
@@ -272,7 +280,7 @@ fn table(records: &[Record], title: &str) -> String {
             .0
             .push(r.value);
     }
-    proxies.sort_by_key(|p| p != BASELINE);
+    proxies.sort_by_key(|p| p != baseline_proxy);
     let mut out = String::new();
     if !title.is_empty() {
         out.push_str(title);
@@ -281,7 +289,7 @@ fn table(records: &[Record], title: &str) -> String {
     let mut header = format!("{:<62}{:<14}", "scenario", "metric");
     for proxy in &proxies {
         header.push_str(&format!("{:<26}", proxy));
-        if proxy != BASELINE {
+        if proxy != baseline_proxy {
             header.push_str(&format!("{:<8}", "ratio"));
         }
     }
@@ -291,7 +299,7 @@ fn table(records: &[Record], title: &str) -> String {
     out.push('\n');
     for (scenario, metric) in &order {
         let cell = |proxy: &str| cells.get(&(scenario.clone(), metric.clone(), proxy.to_owned()));
-        let baseline = cell(BASELINE).map(Cell::median);
+        let baseline = cell(baseline_proxy).map(Cell::median);
         let label = if lower_is_better(metric) {
             format!("{metric} ↓")
         } else {
@@ -303,7 +311,7 @@ fn table(records: &[Record], title: &str) -> String {
                 format!("{}{}", fmt(c.median()), c.spread())
             });
             line.push_str(&format!("{:<26}", text));
-            if proxy != BASELINE {
+            if proxy != baseline_proxy {
                 let ratio = match (baseline, cell(proxy)) {
                     (Some(base), Some(c)) if base > 0.0 => {
                         format!("{:.2}×", c.median() / base)
@@ -316,9 +324,9 @@ fn table(records: &[Record], title: &str) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    out.push_str(
-        "ratio = Portcullis median / nginx median; ↓ = lower is better, else higher is better\n",
-    );
+    out.push_str(&format!(
+        "ratio = median / {baseline_proxy} median; ↓ = lower is better, else higher is better\n"
+    ));
     out
 }
 
@@ -368,7 +376,7 @@ mod tests {
             record("portcullis", "p99_ms", 1.0),
             record(BASELINE, "p99_ms", 2.0),
         ];
-        let table = table(&records, "title");
+        let table = table(&records, "title", BASELINE);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "title");
         let header: Vec<&str> = lines[1].split_whitespace().collect();
@@ -392,5 +400,18 @@ mod tests {
         );
         let p99: Vec<&str> = lines[4].split_whitespace().collect();
         assert_eq!(p99, ["keepalive", "p99_ms", "↓", "2.00", "1.00", "0.50×"]);
+    }
+
+    #[test]
+    fn another_column_can_be_the_baseline() {
+        let records = [record("on", "req/s", 97.0), record("off", "req/s", 100.0)];
+        let table = table(&records, "", "off");
+        let lines: Vec<&str> = table.lines().collect();
+        let header: Vec<&str> = lines[0].split_whitespace().collect();
+        assert_eq!(header, ["scenario", "metric", "off", "on", "ratio"]);
+        assert!(lines[2].ends_with("0.97×"), "{}", lines[2]);
+        assert!(table.ends_with(
+            "ratio = median / off median; ↓ = lower is better, else higher is better\n"
+        ));
     }
 }

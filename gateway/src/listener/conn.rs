@@ -24,6 +24,7 @@ use crate::context::{ConnHold, ConnInfo};
 use crate::proxy::Proxy;
 use crate::snapshot::Snapshot;
 use crate::tls;
+use crate::{access_log, metrics};
 
 /// Request headers larger than this get 431 (HTTP/1.1: the read buffer
 /// limit; HTTP/2: the header list limit announced to the client).
@@ -165,16 +166,14 @@ impl Connection {
                 drop(snapshot);
                 match accepted {
                     Ok(Ok((stream, tls_info))) => {
+                        metrics::tls::handshake_completed(&tls_info);
                         info.tls = Some(tls_info);
                         self.serve_http(stream, info).await;
                     }
-                    Ok(Err(err)) => {
-                        tracing::info!(peer = %self.remote_addr, reason = %err, "TLS handshake refused")
-                    }
-                    Err(_) => tracing::info!(
-                        peer = %self.remote_addr,
-                        timeout = ?self.server.handshake_timeout,
-                        "TLS handshake not completed within proxy.timeouts.handshake; closing"
+                    Ok(Err(err)) => access_log::handshake_refused(self.remote_addr, &err),
+                    Err(_) => access_log::handshake_timed_out(
+                        self.remote_addr,
+                        self.server.handshake_timeout,
                     ),
                 }
             }

@@ -40,6 +40,8 @@ use super::cert_header;
 use super::identity::RouteIdentity;
 use super::{Flow, Plugin, RequestCtx};
 use crate::context::{ClientCert, PeerCert};
+use crate::metrics::tls::{client_cert_verdict as record_verdict, Verdict};
+use crate::metrics::HandshakeFailure;
 use crate::proxy::json_reply;
 use crate::tls::{ClientCertError, TrustSet};
 
@@ -227,7 +229,14 @@ impl ClientCertAuthPlugin {
         }
     }
 
-    fn refuse(&self, ctx: &RequestCtx<'_>, body: &'static str, reason: &str) -> Flow {
+    fn refuse(
+        &self,
+        ctx: &RequestCtx<'_>,
+        body: &'static str,
+        reason: &str,
+        label: &'static str,
+    ) -> Flow {
+        record_verdict(NAME, ctx.route_id, Verdict::Refused(label));
         tracing::info!(
             route = ctx.route_id,
             reason,
@@ -259,13 +268,19 @@ impl Plugin for ClientCertAuthPlugin {
             Presented::None if self.required == Requirement::Optional => {
                 return ControlFlow::Continue(())
             }
-            Presented::None => return self.refuse(ctx, MISSING, "no client certificate"),
-            Presented::Unreadable(reason) => return self.refuse(ctx, REFUSED, &reason),
+            Presented::None => {
+                return self.refuse(ctx, MISSING, "no client certificate", "no_certificate")
+            }
+            Presented::Unreadable(reason) => {
+                return self.refuse(ctx, REFUSED, &reason, "unreadable")
+            }
         };
-        if let Err(reason) = verdict {
-            let reason = format!("{} ({reason})", cert.summary.subject);
-            return self.refuse(ctx, REFUSED, &reason);
+        if let Err(err) = verdict {
+            let reason = format!("{} ({err})", cert.summary.subject);
+            let label = HandshakeFailure::of_client_cert(&err).as_str();
+            return self.refuse(ctx, REFUSED, &reason, label);
         }
+        record_verdict(NAME, ctx.route_id, Verdict::Allowed);
         ctx.extensions.insert(RouteIdentity(cert));
         ControlFlow::Continue(())
     }

@@ -1,5 +1,5 @@
 //! Plugins: per-route request processing, in the spirit of pingora's
-//! `ProxyHttp`. A plugin implements any of three phases of one trait,
+//! `ProxyHttp`. A plugin implements any of the four phases of one trait,
 //! [`Plugin`]; the proxy runs a route's [`PluginChain`] at each phase and
 //! knows nothing about individual plugins, so identity plugins, ACLs or
 //! per-route mTLS plug in here without touching the proxy loop.
@@ -24,8 +24,9 @@ mod testing;
 use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::{request, response, Response};
+use http::{request, response, HeaderValue, Response, StatusCode};
 use serde_json::Value;
 use shared::validate::{ClientCertAuth, PluginConfigs, ValidRoute, CLIENT_CERT_AUTH};
 use thiserror::Error;
@@ -57,6 +58,23 @@ pub trait Plugin: Send + Sync {
 
     /// On the upstream's response head, before the client sees it.
     fn response_filter(&self, _ctx: &RequestCtx<'_>, _resp: &mut response::Parts) {}
+
+    /// Once per request that reached this route, however it ended (served,
+    /// refused by a plugin, failed upstream), once the response head is
+    /// ready: where logger plugins plug in. Must not block.
+    fn log(&self, _ctx: &LogCtx<'_>) {}
+}
+
+/// What the `log` phase knows: how the request ended.
+pub struct LogCtx<'a> {
+    pub conn: &'a ConnInfo,
+    pub route_id: &'a str,
+    pub status: StatusCode,
+    pub request_id: Option<&'a HeaderValue>,
+    /// From the request's arrival to its response head.
+    pub duration: Duration,
+    /// `None` when no upstream answered.
+    pub upstream_status: Option<StatusCode>,
 }
 
 /// What every phase knows about the request being served.
@@ -229,6 +247,12 @@ impl PluginChain {
     pub(crate) fn response_filter(&self, ctx: &RequestCtx<'_>, resp: &mut response::Parts) {
         for plugin in &self.plugins {
             plugin.response_filter(ctx, resp);
+        }
+    }
+
+    pub(crate) fn log(&self, ctx: &LogCtx<'_>) {
+        for plugin in &self.plugins {
+            plugin.log(ctx);
         }
     }
 }

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use super::identity::{verified_client, Attribute, IdentityHeaders};
 use super::{Flow, Plugin, RequestCtx};
+use crate::metrics::tls::{client_cert_verdict as record_verdict, Verdict};
 use crate::proxy::json_reply;
 
 pub(super) const NAME: &str = "mtls-acl";
@@ -118,8 +119,10 @@ impl Plugin for MtlsAcl {
     fn request_filter(&self, ctx: &mut RequestCtx<'_>, req: &mut Parts) -> Flow {
         let values = self.values(ctx, req);
         if self.allows(&values) {
+            record_verdict(NAME, ctx.route_id, Verdict::Allowed);
             return ControlFlow::Continue(());
         }
+        record_verdict(NAME, ctx.route_id, Verdict::Refused("not_allowed"));
         tracing::debug!(
             route = ctx.route_id,
             ?values,

@@ -28,6 +28,7 @@ use serde_json::Value;
 use super::identity::{self, verified_client, IdentityHeaders, Rdn};
 use super::{Flow, Plugin, RequestCtx};
 use crate::context::PeerCert;
+use crate::metrics::tls::{client_cert_verdict as record_verdict, Verdict};
 use crate::proxy::json_reply;
 
 pub(super) const NAME: &str = "mtls-auth";
@@ -124,8 +125,10 @@ impl Plugin for MtlsAuth {
                 route = ctx.route_id,
                 "mtls-auth: no verified client certificate"
             );
+            record_verdict(NAME, ctx.route_id, Verdict::Refused("no_certificate"));
             return ControlFlow::Break(json_reply(self.status, UNAUTHENTICATED));
         };
+        record_verdict(NAME, ctx.route_id, Verdict::Allowed);
         let values: Vec<_> = self
             .headers
             .iter()

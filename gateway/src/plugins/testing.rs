@@ -172,6 +172,7 @@ pub(crate) fn tls_conn(client_cert: ClientCert, remote: &str) -> Conn {
             server_name: Some("test.com".to_owned()),
             ssl_id: Arc::from("1"),
             protocol: "TLSv1.3",
+            resumed: false,
             client_cert,
             mtls: MtlsPolicy::Off,
             client_policy: Default::default(),

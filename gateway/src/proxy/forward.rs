@@ -3,6 +3,7 @@
 //! connect failure while `retries` allow and the body is still unread.
 
 use std::ops::ControlFlow;
+use std::time::Instant;
 
 use http::request::Parts;
 use http::uri::PathAndQuery;
@@ -10,6 +11,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 
 use super::error::ProxyError;
+use super::exchange::Exchange;
 use super::headers::prepare_upstream_headers;
 use super::ProxyBody;
 use crate::plugins::RequestCtx;
@@ -34,11 +36,12 @@ pub(super) enum Outcome {
     Plugin(Response<ProxyBody>),
 }
 
-pub(super) async fn forward(
-    pipeline: &Pipeline,
+pub(super) async fn forward<'s>(
+    pipeline: &'s Pipeline,
     ctx: &RequestCtx<'_>,
     mut request: UpstreamRequest,
     body: Incoming,
+    exchange: &mut Exchange<'s>,
 ) -> Result<Outcome, ProxyError> {
     let upstream = &pipeline.upstream;
     let body = RequestBody::new(body);
@@ -49,6 +52,7 @@ pub(super) async fn forward(
             upstream: upstream.name.to_string(),
         })?;
         let node = upstream.node(index);
+        exchange.node = Some(node.address());
         let last_attempt = failed.len() >= upstream.retries as usize;
         let mut parts = request
             .for_node(upstream, node, last_attempt)
@@ -64,8 +68,12 @@ pub(super) async fn forward(
         }
         let (attempt_body, sent) = body.attempt();
         let sending = upstream.send(Request::from_parts(parts, attempt_body), sent);
+        let sent_at = Instant::now();
         let error = match sending.await {
-            Ok(response) => return Ok(Outcome::Upstream(response)),
+            Ok(response) => {
+                exchange.upstream = Some((response.status(), sent_at.elapsed()));
+                return Ok(Outcome::Upstream(response));
+            }
             Err(error) => error,
         };
         let retry =

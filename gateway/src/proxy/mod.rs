@@ -21,6 +21,7 @@
 //! keep-alive connection sees route changes at once.
 
 mod error;
+mod exchange;
 mod forward;
 mod gate;
 mod headers;
@@ -42,6 +43,7 @@ use shared::validate::normalize_host;
 
 use error::ProxyError;
 pub use error::{json_reply, json_response};
+use exchange::Exchange;
 use forward::{forward, Outcome, UpstreamRequest};
 use websocket::ClientUpgrade;
 
@@ -71,21 +73,31 @@ impl Proxy {
     }
 
     /// Serves one request from a client connection (HTTP/1.1 or HTTP/2).
+    /// Every request leaves here, whatever ended it: the `log` phase, the
+    /// metrics and the access log see each once.
     pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
         let snapshot = self.snapshot.load_full();
-        self.serve(&snapshot, req, conn)
+        let mut exchange = Exchange::start(&req);
+        let response = self
+            .serve(&snapshot, req, conn, &mut exchange)
             .await
-            .unwrap_or_else(ProxyError::into_response)
+            .unwrap_or_else(ProxyError::into_response);
+        exchange.finish(conn, &response);
+        response
     }
 
-    async fn serve(
+    async fn serve<'s>(
         &self,
-        snapshot: &Snapshot,
+        snapshot: &'s Snapshot,
         req: Request<Incoming>,
         conn: &ConnInfo,
+        exchange: &mut Exchange<'s>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
         let asks_websocket = headers::strip_request_hop_by_hop(&mut parts.headers);
+        if exchange.wants_request_id() {
+            exchange.request_id = Some(crate::access_log::ensure_request_id(&mut parts.headers));
+        }
         let target = Target::of(&parts)?;
         gate::refuse_stale_policy(conn, &snapshot.tls)?;
         gate::require_client_cert(conn, &target.path)?;
@@ -94,6 +106,8 @@ impl Proxy {
             .routes
             .find(target.host.as_deref(), &target.path, &parts.method)
             .ok_or(ProxyError::RouteNotFound)?;
+        exchange.route = Some(route);
+        exchange.matched_host = route.metrics.matched_host(target.host.as_deref());
         let pipeline = route
             .pipeline()
             .map_err(|reason| ProxyError::RouteUnavailable {
@@ -122,7 +136,7 @@ impl Proxy {
             headers::remove_client_cert_headers(&mut parts.headers);
         }
         let request = UpstreamRequest::new(parts, &ctx, target.host_header.clone());
-        let outcome = forward(pipeline, &ctx, request, body).await?;
+        let outcome = forward(pipeline, &ctx, request, body, exchange).await?;
         Ok(match outcome {
             Outcome::Upstream(response) => relay(response, upgrade, pipeline, &ctx),
             Outcome::Plugin(response) => response,

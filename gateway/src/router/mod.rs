@@ -37,6 +37,7 @@ use shared::validate::{ClientIdentity, Trust, UpstreamRef, ValidRoute, ValidSsl,
 use index::Index;
 pub(crate) use path::{has_dot_segment, normalize_path, PathError};
 
+use crate::metrics::RouteMetrics;
 use crate::plugins::PluginChain;
 use crate::upstream::{BuildContext, SslObjects, UpstreamPools, UpstreamTarget};
 
@@ -66,6 +67,8 @@ pub struct RouteEntry {
     /// Empty: every method.
     methods: Vec<Method>,
     pipeline: Result<Pipeline, String>,
+    /// Its metric handles, resolved once.
+    pub(crate) metrics: RouteMetrics,
 }
 
 /// What a route that can serve runs: its plugins, then its upstream.
@@ -347,6 +350,7 @@ impl RouteEntry {
             enable_websocket: route.enable_websocket,
             methods: methods.unwrap_or_default(),
             pipeline,
+            metrics: RouteMetrics::new(&route.id, &route.hosts),
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock};
 
 use rustls::server::{Acceptor, ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ProtocolVersion, ServerConfig};
+use rustls::{HandshakeKind, ProtocolVersion, ServerConfig};
 use shared::validate::normalize_host;
 use shared::x509::X509Error;
 use thiserror::Error;
@@ -86,6 +86,7 @@ pub async fn accept(
         server_name: sni,
         ssl_id: Arc::clone(&entry.id),
         protocol: protocol_name(conn.protocol_version()),
+        resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
         client_cert,
         mtls: entry.mtls.clone(),
         client_policy: entry.client_policy,

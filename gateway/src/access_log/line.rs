@@ -1,0 +1,382 @@
+//! The content of access-log lines and their two formats. A line is
+//! formatted on the worker that served the request, into a per-thread
+//! buffer, from what the request already holds (borrowed, not copied), and
+//! handed to the writer as one string: one allocation per line. What
+//! describes the connection (addresses, TLS, client certificate) is
+//! formatted once per connection.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{HOST, REFERER, USER_AGENT};
+use http::{HeaderValue, Method, Request, Uri, Version};
+use shared::config::AccessLogFormat;
+use time::macros::format_description;
+use time::OffsetDateTime;
+
+use crate::context::{ClientCert, ConnInfo};
+use crate::metrics::HandshakeFailure;
+
+/// The request line and the headers a line shows, copied: a reference
+/// would keep the connection's read buffer from being reused.
+pub(crate) struct RequestHead {
+    method: Method,
+    version: Version,
+    path: Box<str>,
+    host: Option<Box<str>>,
+    /// `combined` only.
+    referer: Option<Box<str>>,
+    user_agent: Option<Box<str>>,
+}
+
+impl RequestHead {
+    pub(crate) fn of<B>(req: &Request<B>, format: AccessLogFormat) -> RequestHead {
+        let header = |name| {
+            let value = req.headers().get(name)?.to_str().ok()?;
+            Some(Box::from(value))
+        };
+        // HTTP/2 names the host in `:authority`.
+        let authority = req
+            .uri()
+            .authority()
+            .map(|authority| authority.as_str().into());
+        let combined = format == AccessLogFormat::Combined;
+        RequestHead {
+            method: req.method().clone(),
+            version: req.version(),
+            path: path(req.uri()).into(),
+            host: authority.or_else(|| header(HOST)),
+            referer: combined.then(|| header(REFERER)).flatten(),
+            user_agent: combined.then(|| header(USER_AGENT)).flatten(),
+        }
+    }
+}
+
+/// One served request.
+pub(crate) struct RequestLine<'a> {
+    pub(crate) time: SystemTime,
+    pub(crate) request_id: Option<&'a HeaderValue>,
+    pub(crate) conn: &'a ConnInfo,
+    pub(crate) route_id: Option<&'a str>,
+    pub(crate) head: &'a RequestHead,
+    pub(crate) status: u16,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) upstream_addr: Option<&'a str>,
+    pub(crate) upstream_status: Option<u16>,
+    pub(crate) request_time: Duration,
+    pub(crate) upstream_time: Option<Duration>,
+}
+
+/// One refused TLS handshake.
+pub(crate) struct HandshakeLine {
+    time: SystemTime,
+    peer: SocketAddr,
+    reason: HandshakeFailure,
+    error: String,
+}
+
+impl HandshakeLine {
+    pub(crate) fn new(peer: SocketAddr, reason: HandshakeFailure, error: String) -> Self {
+        HandshakeLine {
+            time: SystemTime::now(),
+            peer,
+            reason,
+            error,
+        }
+    }
+
+    /// JSON only: `combined` has no form for it (the error log has it).
+    pub(crate) fn format(
+        &self,
+        format: AccessLogFormat,
+        clock: &mut Clock,
+        out: &mut String,
+    ) -> bool {
+        if format != AccessLogFormat::Json {
+            return false;
+        }
+        out.push_str("{\"time\":\"");
+        clock.write(self.time, out);
+        let _ = write!(
+            out,
+            "\",\"type\":\"tls_handshake_refused\",\"client_addr\":\"{}\",\"client_port\":{},\"reason\":\"{}\",\"error\":",
+            self.peer.ip().to_canonical(),
+            self.peer.port(),
+            self.reason.as_str(),
+        );
+        json_str(out, Some(&self.error));
+        out.push('}');
+        true
+    }
+}
+
+/// The date of the last line, kept by each thread that formats lines.
+#[derive(Default)]
+pub(crate) struct Clock {
+    /// Unix second and its RFC 3339 text without fraction and zone.
+    second: Option<(u64, String)>,
+}
+
+impl Clock {
+    /// RFC 3339 UTC with milliseconds; the date part formatted once a second.
+    fn write(&mut self, at: SystemTime, out: &mut String) {
+        let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let second = since.as_secs();
+        let text = match &self.second {
+            Some((cached, text)) if *cached == second => text,
+            _ => {
+                let text = OffsetDateTime::from(at)
+                    .format(format_description!(
+                        "[year]-[month]-[day]T[hour]:[minute]:[second]"
+                    ))
+                    .unwrap_or_default();
+                &self.second.insert((second, text)).1
+            }
+        };
+        let _ = write!(out, "{text}.{:03}Z", since.subsec_millis());
+    }
+}
+
+impl RequestLine<'_> {
+    pub(crate) fn format(&self, format: AccessLogFormat, clock: &mut Clock, out: &mut String) {
+        match format {
+            AccessLogFormat::Json => self.json(clock, out),
+            AccessLogFormat::Combined => self.combined(out),
+        }
+    }
+
+    fn json(&self, clock: &mut Clock, out: &mut String) {
+        out.push_str("{\"time\":\"");
+        clock.write(self.time, out);
+        out.push_str("\",\"request_id\":");
+        json_str(out, text(self.request_id));
+        out.push(',');
+        out.push_str(conn_fields(self.conn));
+        out.push_str(",\"route_id\":");
+        json_str(out, self.route_id);
+        let head = &self.head;
+        out.push_str(",\"method\":");
+        json_str(out, Some(head.method.as_str()));
+        out.push_str(",\"host\":");
+        json_str(out, head.host.as_deref());
+        out.push_str(",\"path\":");
+        json_str(out, Some(&head.path));
+        let _ = write!(
+            out,
+            ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"upstream_addr\":",
+            self.status, self.bytes_in, self.bytes_out
+        );
+        json_str(out, self.upstream_addr);
+        out.push_str(",\"upstream_status\":");
+        match self.upstream_status {
+            Some(status) => {
+                let _ = write!(out, "{status}");
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"request_time\":");
+        seconds(out, Some(self.request_time));
+        out.push_str(",\"upstream_time\":");
+        seconds(out, self.upstream_time);
+        out.push('}');
+    }
+
+    /// nginx `combined`: `$remote_addr - $remote_user [$time_local]
+    /// "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`.
+    fn combined(&self, out: &mut String) {
+        let time = OffsetDateTime::from(self.time)
+            .format(format_description!(
+                "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
+            ))
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "{} - - [{time}] \"{} ",
+            self.conn.remote_addr.ip().to_canonical(),
+            self.head.method,
+        );
+        escape_into(out, &self.head.path);
+        let _ = write!(
+            out,
+            " {:?}\" {} {} \"",
+            self.head.version, self.status, self.bytes_out
+        );
+        escape_into(out, self.head.referer.as_deref().unwrap_or("-"));
+        out.push_str("\" \"");
+        escape_into(out, self.head.user_agent.as_deref().unwrap_or("-"));
+        out.push('"');
+    }
+}
+
+/// The connection's fields of a JSON line: client address, TLS, client
+/// certificate (nginx `$ssl_client_verify` and what it judged).
+fn conn_fields(conn: &ConnInfo) -> &str {
+    conn.log_fields.get_or_init(|| format_conn_fields(conn))
+}
+
+fn format_conn_fields(conn: &ConnInfo) -> Box<str> {
+    let mut out = String::new();
+    out.push_str("\"client_addr\":");
+    json_str(&mut out, conn.client_ip().to_str().ok());
+    let _ = write!(out, ",\"client_port\":{}", conn.remote_addr.port());
+    let Some(tls) = &conn.tls else {
+        out.push_str(",\"sni\":null,\"ssl_id\":null,\"tls_protocol\":null,\"tls_resumed\":null,\"client_cert\":null");
+        return out.into();
+    };
+    out.push_str(",\"sni\":");
+    json_str(&mut out, tls.server_name.as_deref());
+    out.push_str(",\"ssl_id\":");
+    json_str(&mut out, Some(&tls.ssl_id));
+    let _ = write!(
+        out,
+        ",\"tls_protocol\":\"{}\",\"tls_resumed\":{},\"client_cert\":",
+        tls.protocol, tls.resumed
+    );
+    client_cert(&mut out, &tls.client_cert);
+    out.into()
+}
+
+fn client_cert(out: &mut String, cert: &ClientCert) {
+    let (verify, cert) = match cert {
+        ClientCert::None => return out.push_str("{\"verify\":\"NONE\"}"),
+        ClientCert::Verified(cert) => ("SUCCESS".to_owned(), cert),
+        ClientCert::Failed { reason, cert } => (format!("FAILED:{reason}"), cert),
+    };
+    let summary = &cert.summary;
+    out.push_str("{\"verify\":");
+    json_str(out, Some(&verify));
+    for (name, value) in [
+        ("subject", &summary.subject),
+        ("serial", &summary.serial),
+        ("sha256", &summary.fingerprint_sha256),
+    ] {
+        let _ = write!(out, ",\"{name}\":");
+        json_str(out, Some(value));
+    }
+    out.push('}');
+}
+
+fn path(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |p| p.as_str())
+}
+
+fn text(value: Option<&HeaderValue>) -> Option<&str> {
+    value.and_then(|value| value.to_str().ok())
+}
+
+/// A JSON string (or `null`), escaped.
+fn json_str(out: &mut String, value: Option<&str>) {
+    let Some(value) = value else {
+        return out.push_str("null");
+    };
+    out.push('"');
+    let mut rest = value;
+    while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+        out.push_str(&rest[..at]);
+        let c = rest[at..].chars().next().unwrap_or_default();
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+        }
+        rest = &rest[at + c.len_utf8()..];
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
+/// `"` and `\` escaped, control characters as `\xHH`, as nginx does.
+fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// Seconds with microseconds, as nginx `$request_time`; `null` for none.
+fn seconds(out: &mut String, took: Option<Duration>) {
+    match took {
+        Some(took) => {
+            let _ = write!(out, "{}.{:06}", took.as_secs(), took.subsec_micros());
+        }
+        None => out.push_str("null"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = String::new();
+        json_str(&mut out, Some("a\"b\\c\nd\u{1}é"));
+        let back: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, "a\"b\\c\nd\u{1}é");
+        out.clear();
+        json_str(&mut out, None);
+        assert_eq!(out, "null");
+    }
+
+    #[test]
+    fn a_request_line_is_one_json_object() {
+        let conn = ConnInfo::new(
+            "127.0.0.1:5000".parse().unwrap(),
+            "127.0.0.1:9080".parse().unwrap(),
+            None,
+        );
+        let head = RequestHead::of(
+            &Request::get("/a?b=c")
+                .header(HOST, "example.test")
+                .header(USER_AGENT, "say \"hi\"")
+                .body(())
+                .unwrap(),
+            AccessLogFormat::Combined,
+        );
+        let id = HeaderValue::from_static("id-1");
+        let line = RequestLine {
+            time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            request_id: Some(&id),
+            conn: &conn,
+            route_id: Some("r1"),
+            head: &head,
+            status: 502,
+            bytes_in: 0,
+            bytes_out: 42,
+            upstream_addr: Some("127.0.0.1:1"),
+            upstream_status: None,
+            request_time: Duration::from_micros(1_500),
+            upstream_time: None,
+        };
+        let mut out = String::new();
+        line.format(AccessLogFormat::Json, &mut Clock::default(), &mut out);
+        let parsed: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed["time"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(parsed["path"], "/a?b=c");
+        assert_eq!(parsed["client_addr"], "127.0.0.1");
+        assert_eq!(parsed["client_cert"], Value::Null);
+        assert_eq!(parsed["status"], 502);
+        assert_eq!(parsed["upstream_status"], Value::Null);
+        assert_eq!(parsed["request_time"], 0.0015);
+        out.clear();
+        line.format(AccessLogFormat::Combined, &mut Clock::default(), &mut out);
+        assert_eq!(
+            out,
+            r#"127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] "GET /a?b=c HTTP/1.1" 502 42 "-" "say \"hi\"""#
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! What a scrape reads at the moment it is served: connections, etcd, the
+//! configuration revisions, node information and certificate expiry.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use shared::state::ConfigState;
+
+use super::{expiry, metrics};
+use crate::status::StatusSources;
+
+/// The whole scrape, in the Prometheus text format.
+pub(crate) fn render(sources: &StatusSources) -> String {
+    let metrics = metrics();
+    metrics
+        .node_info
+        .with_label_values(&[&hostname(), env!("CARGO_PKG_VERSION")])
+        .set(1);
+    let state = sources
+        .data_plane
+        .as_ref()
+        .and_then(|dp| dp.states.borrow().clone());
+    if let Some(dp) = &sources.data_plane {
+        let sync = dp.sync.borrow().clone();
+        metrics.etcd_reachable.set(i64::from(sync.connected));
+        let revisions = &metrics.config_revision;
+        revisions.with_label_values(&["synced"]).set(sync.revision);
+        revisions
+            .with_label_values(&["applied"])
+            .set(dp.snapshot.load().revision);
+        metrics
+            .connections
+            .with_label_values(&["active"])
+            .set(i64::try_from(dp.connections.current()).unwrap_or(i64::MAX));
+        if let Some(state) = &state {
+            modify_indexes(state);
+        }
+    }
+    expiry::publish(state.as_deref(), unix_now());
+    metrics.encode()
+}
+
+/// APISIX's `etcd_modify_indexes`: the highest `mod_revision` per kind.
+fn modify_indexes(state: &ConfigState) {
+    let gauge = &metrics().etcd_modify_indexes;
+    let ssls = state.ssls.values().map(|s| s.mod_revision).max();
+    let routes = state.routes.values().map(|s| s.mod_revision).max();
+    let upstreams = state.upstreams.values().map(|s| s.mod_revision).max();
+    for (key, value) in [("ssls", ssls), ("routes", routes), ("upstreams", upstreams)] {
+        gauge.with_label_values(&[key]).set(value.unwrap_or(0));
+    }
+    gauge
+        .with_label_values(&["max_modify_index"])
+        .set(ssls.max(routes).max(upstreams).unwrap_or(0));
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
