@@ -151,6 +151,11 @@ async fn changes_apply_whole_and_invalid_ones_are_kept_out() -> harness::Result<
     }))?;
     let status = until_refused(&gw, "routes[2].upstream").await?;
     assert_eq!(status["stale"], true, "{status:#}");
+    let metrics = gw.metrics().await?;
+    assert!(
+        metrics.contains("portcullis_config_source_error{source=\"file\"} 1"),
+        "a refused file shows in the metrics: {metrics}"
+    );
     assert_eq!(curl_http(&gw, "/b", &[])?.status, 200);
     assert_eq!(curl_http(&gw, "/c", &[])?.status, 404, "never half-applied");
     assert!(
@@ -180,6 +185,11 @@ async fn changes_apply_whole_and_invalid_ones_are_kept_out() -> harness::Result<
         "{status:#}"
     );
     assert_eq!(status["stale"], false);
+    let metrics = gw.metrics().await?;
+    assert!(
+        metrics.contains("portcullis_config_source_error{source=\"file\"} 0"),
+        "{metrics}"
+    );
     Ok(())
 }
 

@@ -71,6 +71,7 @@ pub(crate) struct Metrics {
     pub(crate) etcd_modify_indexes: IntGaugeVec,
     pub(crate) node_info: IntGaugeVec,
     pub(crate) config_revision: IntGaugeVec,
+    pub(crate) config_source_error: IntGaugeVec,
     pub(crate) cert_expiry: GaugeVec,
     pub(crate) earliest_expiry: Gauge,
 }
@@ -177,6 +178,12 @@ impl Metrics {
                 "The etcd revision seen (synced) and served (applied)",
                 &["state"],
             ),
+            config_source_error: gauge_vec(
+                "portcullis_config_source_error",
+                "1 while the last attempt to read the configuration failed (etcd unreachable, \
+                 or a standalone file refused): the previous configuration is served",
+                &["source"],
+            ),
             cert_expiry: GaugeVec::new(
                 Opts::new(
                     "portcullis_certificate_expiry_seconds",
@@ -213,6 +220,7 @@ impl Metrics {
             Box::new(self.etcd_modify_indexes.clone()),
             Box::new(self.node_info.clone()),
             Box::new(self.config_revision.clone()),
+            Box::new(self.config_source_error.clone()),
             Box::new(self.cert_expiry.clone()),
             Box::new(self.earliest_expiry.clone()),
         ];

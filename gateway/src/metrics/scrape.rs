@@ -22,6 +22,15 @@ pub(crate) fn render(sources: &StatusSources) -> String {
     if let Some(dp) = &sources.data_plane {
         let sync = dp.sync.borrow().clone();
         metrics.etcd_reachable.set(i64::from(sync.connected));
+        let source = if dp.standalone_file.is_some() {
+            "file"
+        } else {
+            "etcd"
+        };
+        metrics
+            .config_source_error
+            .with_label_values(&[source])
+            .set(i64::from(sync.last_error.is_some()));
         let revisions = &metrics.config_revision;
         revisions.with_label_values(&["synced"]).set(sync.revision);
         revisions
