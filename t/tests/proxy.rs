@@ -508,8 +508,18 @@ async fn a_websocket_counts_under_max_connections() -> harness::Result<()> {
     let gw = Gateway::start_with(&etcd, opts).await?;
     let (ca, _node) = serve_websocket_site(&gw).await?;
 
-    let mut tls =
-        harness::tls_setup::connect(gw.https_addr(), "ws.test", &ca.cert_pem, b"http/1.1").await?;
+    // The site check's connection holds the one slot until the gateway has
+    // seen it close: connect once it is free.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut tls = loop {
+        match harness::tls_setup::connect(gw.https_addr(), "ws.test", &ca.cert_pem, b"http/1.1")
+            .await
+        {
+            Ok(tls) => break tls,
+            Err(err) if tokio::time::Instant::now() >= deadline => return Err(err),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
     let head = websocket_handshake(&mut tls, "/ws", "dGhlIHNhbXBsZSBub25jZQ==").await?;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     tls.write_all(b"ping").await?;
