@@ -284,6 +284,7 @@ pub(crate) fn client_auth(ca: &[CertificateDer<'static>], depth: u32, skip: &[&s
         depth,
         skip_mtls_uri_regex: (!skip.is_empty()).then(|| regex::RegexSet::new(skip).unwrap()),
         revocation: None,
+        online_revocation: None,
     }
 }
 
