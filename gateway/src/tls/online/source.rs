@@ -144,7 +144,10 @@ pub(super) async fn fetch(
         Key::Crl { url } => fetch_crl(url, &issuer, timeout).await,
     };
     match result {
-        Ok(answer) => answer,
+        Ok(answer) => {
+            tracing::debug!(?key, answer = ?answer.0, "revocation: answer");
+            answer
+        }
         Err(reason) => {
             tracing::warn!(?key, %reason, "revocation: no answer");
             (Answer::Failed, Instant::now() + FAILURE_TTL)
