@@ -242,3 +242,28 @@ impl OnlineCheck {
         let _ = cache().fetch(key.clone(), runtime, fetch);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing(url: &str) -> Verdict {
+        Verdict::Missing(vec![Key::Crl { url: url.into() }])
+    }
+
+    #[test]
+    fn a_path_is_as_good_as_its_worst_certificate() {
+        use Verdict::*;
+        assert_eq!(Good.and(Unknown("x")), Unknown("x"));
+        assert_eq!(Unknown("x").and(missing("a")), missing("a"));
+        assert_eq!(missing("a").and(Revoked), Revoked);
+        assert_eq!(Revoked.and(Good), Revoked);
+        assert_eq!(
+            missing("a").and(missing("b")),
+            Verdict::Missing(vec![
+                Key::Crl { url: "a".into() },
+                Key::Crl { url: "b".into() }
+            ])
+        );
+    }
+}

@@ -227,3 +227,84 @@ fn expiry(next_update: Option<SystemTime>) -> Instant {
     });
     Instant::now() + left
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::testing::Ca;
+
+    fn days_ago(days: i64) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc() - time::Duration::days(days)
+    }
+
+    #[test]
+    fn reads_where_a_certificate_publishes_its_status() {
+        let ca = Ca::new("Client CA");
+        let client =
+            ca.client_publishing("a", "http://127.0.0.1:1/ocsp", "http://127.0.0.1:2/ca.crl");
+        let published = Published::of(client.leaf(), true, true).unwrap();
+        assert!(
+            matches!(&published.ocsp, Some(Key::Ocsp { url, .. }) if url == "http://127.0.0.1:1/ocsp")
+        );
+        assert_eq!(
+            published.crls,
+            [Key::Crl {
+                url: "http://127.0.0.1:2/ca.crl".into()
+            }]
+        );
+        let ocsp_only = Published::of(client.leaf(), true, false).unwrap();
+        assert!(ocsp_only.ocsp.is_some() && ocsp_only.crls.is_empty());
+        assert!(Published::of(ca.client("b").leaf(), true, true)
+            .unwrap()
+            .is_unpublished());
+        let https = ca.client_publishing("c", "https://x/", "ldap://x/");
+        assert!(Published::of(https.leaf(), true, true)
+            .unwrap()
+            .is_unpublished());
+    }
+
+    #[test]
+    fn a_crl_counts_only_signed_by_the_issuer_and_current() {
+        let ca = Ca::new("Client CA");
+        let (revoked, good) = (ca.client("revoked"), ca.client("good"));
+        let crl = ca.crl(&[&revoked], days_ago(1));
+        let (list, next_update) = verified_crl(crl.as_ref(), &ca.cert()).unwrap();
+        assert!(next_update.is_some());
+        let answer = Answer::Crl(Arc::new(list));
+        let judge = |id: &crate::tls::testing::Identity| {
+            Published::of(id.leaf(), true, true).unwrap().judge(&answer)
+        };
+        assert_eq!(judge(&revoked), Judged::Revoked);
+        assert_eq!(judge(&good), Judged::Good);
+        let other = Ca::new("Other CA");
+        assert!(matches!(judge(&other.client("x")), Judged::Unknown(_)));
+
+        let impostor = Ca::new("Client CA");
+        assert!(verified_crl(impostor.crl(&[], days_ago(1)).as_ref(), &ca.cert()).is_err());
+        let stale = ca.crl(&[], days_ago(31));
+        assert!(verified_crl(stale.as_ref(), &ca.cert()).is_err());
+        assert!(verified_crl(b"not a crl", &ca.cert()).is_err());
+    }
+
+    #[test]
+    fn ocsp_answers_and_failures_are_judged() {
+        let ca = Ca::new("Client CA");
+        let published = Published::of(ca.client("a").leaf(), true, true).unwrap();
+        assert_eq!(
+            published.judge(&Answer::Ocsp(CertState::Good)),
+            Judged::Good
+        );
+        assert_eq!(
+            published.judge(&Answer::Ocsp(CertState::Revoked)),
+            Judged::Revoked
+        );
+        assert!(matches!(
+            published.judge(&Answer::Ocsp(CertState::Unknown)),
+            Judged::Unknown(_)
+        ));
+        assert!(matches!(
+            published.judge(&Answer::Failed),
+            Judged::Unknown(_)
+        ));
+    }
+}
