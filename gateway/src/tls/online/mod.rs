@@ -129,8 +129,9 @@ impl OnlineCheck {
         leaf: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
     ) -> Result<(), ClientCertError> {
-        let Verdict::Missing(keys) = self.probe(leaf, intermediates) else {
-            return self.decide(self.probe(leaf, intermediates));
+        let keys = match self.probe(leaf, intermediates) {
+            Verdict::Missing(keys) => keys,
+            answered => return self.decide(answered),
         };
         let fetches = keys.iter().filter_map(|key| cache().pending(key));
         let _ =
