@@ -14,9 +14,13 @@ use serde_json::{json, Value};
 /// HTTP status of `/anything` on `sni` presenting client `name` (0: no
 /// HTTP answer, the handshake was refused).
 fn status(gw: &Gateway, pki: &RevocationPki, sni: &str, name: &str) -> u16 {
+    status_of(gw, pki, sni, "/anything", name)
+}
+
+fn status_of(gw: &Gateway, pki: &RevocationPki, sni: &str, path: &str, name: &str) -> u16 {
     let args = pki.curl_args(name);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    curl_https(gw, sni, "/anything", &args)
+    curl_https(gw, sni, path, &args)
         .unwrap_or_else(|e| panic!("curl: {e:#}"))
         .status
 }
@@ -221,10 +225,16 @@ async fn client_cert_auth_checks_online_too() -> harness::Result<()> {
     let pki = RevocationPki::new()?;
     let _responder = pki.responder(60).await?;
     let server_ca = Ca::new("Server CA");
-    let plugin = json!({"client-cert-auth": {
-        "ca": [pki.ca_pem()],
-        "revocation": {"mode": "soft_fail", "crl_distribution_points": false}
-    }});
+    let plugin = |mode: &str| {
+        json!({"client-cert-auth": {
+            "ca": [pki.ca_pem()],
+            "revocation": {"mode": mode, "crl_distribution_points": false}
+        }})
+    };
+    let route = |uri: &str, mode: &str| {
+        json!({"host": "route.test", "uri": uri, "plugins": plugin(mode),
+               "upstream": {"nodes": {echo.node(): 1}, "type": "roundrobin"}})
+    };
     gw.admin()
         .create_all([
             (
@@ -234,11 +244,8 @@ async fn client_cert_auth_checks_online_too() -> harness::Result<()> {
                     &server_ca.server("route.test", &["route.test"]),
                 ),
             ),
-            (
-                "routes/1",
-                json!({"host": "route.test", "uri": "/anything", "plugins": plugin,
-                       "upstream": {"nodes": {echo.node(): 1}, "type": "roundrobin"}}),
-            ),
+            ("routes/1", route("/anything", "soft_fail")),
+            ("routes/2", route("/strict", "hard_fail")),
         ])
         .await?;
     eventually_status("a good certificate", 200, || {
@@ -250,6 +257,23 @@ async fn client_cert_auth_checks_online_too() -> harness::Result<()> {
     // A new connection per request: the route judges each one.
     until(&gw, &pki, "route.test", "revoked", 401).await?;
     assert!(gw.log().contains("certificate revoked"), "{}", gw.log());
+
+    // hard_fail on a route: 401 until a good answer is in, and for good
+    // when the CA does not know the certificate.
+    harness::wait_until("good on /strict", Duration::from_secs(15), || async {
+        status_of(&gw, &pki, "route.test", "/strict", "good") == 200
+    })
+    .await?;
+    for _ in 0..3 {
+        assert_eq!(
+            status_of(&gw, &pki, "route.test", "/strict", "unknown"),
+            401
+        );
+        assert_eq!(
+            status_of(&gw, &pki, "route.test", "/anything", "unknown"),
+            200
+        );
+    }
     Ok(())
 }
 
