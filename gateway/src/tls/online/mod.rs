@@ -246,7 +246,86 @@ impl OnlineCheck {
 
 #[cfg(test)]
 mod tests {
+    use shared::resource::RevocationMode;
+
+    use super::source::Answer;
     use super::*;
+    use crate::tls::ocsp::CertState;
+    use crate::tls::testing::{Ca, Identity};
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// A check that fetches nothing: answers come from [`answer`] only.
+    fn offline(mode: RevocationMode) -> OnlineCheck {
+        OnlineCheck {
+            settings: OnlineRevocation {
+                mode,
+                ocsp: true,
+                crl_distribution_points: false,
+                leaf_only: true,
+                timeout: Duration::from_millis(100),
+                cache_ttl: HOUR,
+            },
+            runtime: None,
+        }
+    }
+
+    /// A client of its own (cache keys are per certificate) and its path.
+    fn client(ca: &Ca, cn: &str) -> (Identity, Vec<CertificateDer<'static>>) {
+        let id = ca.client_publishing(cn, "http://127.0.0.1:1/", "http://127.0.0.1:1/ca.crl");
+        let path = vec![id.leaf().clone(), ca.cert()];
+        (id, path)
+    }
+
+    async fn answer(id: &Identity, state: CertState) {
+        let published = Published::of(id.leaf(), true, false).unwrap();
+        let key = published.ocsp.unwrap();
+        let stored = async move { (Answer::Ocsp(state), Instant::now() + HOUR) };
+        cache().fetch(key, &Handle::current(), stored).done().await;
+    }
+
+    #[tokio::test]
+    async fn each_mode_decides_on_cached_answers_and_their_absence() {
+        let ca = Ca::new("Client CA");
+        let (soft, hard) = (
+            offline(RevocationMode::SoftFail),
+            offline(RevocationMode::HardFail),
+        );
+        let (missing, path) = client(&ca, "missing");
+        assert_eq!(soft.check(&path), Ok(()));
+        assert_eq!(hard.check(&path), Err(ClientCertError::RevocationPending));
+        assert_eq!(
+            hard.settle(missing.leaf(), &[]).await,
+            Err(ClientCertError::UnknownRevocationStatus),
+            "nothing being fetched: refused once settled"
+        );
+        let cases = [
+            (CertState::Good, Ok(()), Ok(())),
+            (
+                CertState::Revoked,
+                Err(ClientCertError::Revoked),
+                Err(ClientCertError::Revoked),
+            ),
+            (
+                CertState::Unknown,
+                Ok(()),
+                Err(ClientCertError::UnknownRevocationStatus),
+            ),
+        ];
+        for (state, under_soft, under_hard) in cases {
+            let (id, path) = client(&ca, &format!("{state:?}"));
+            answer(&id, state).await;
+            assert_eq!(soft.check(&path), under_soft, "{state:?}");
+            assert_eq!(hard.check(&path), under_hard, "{state:?}");
+            assert_eq!(hard.settle(id.leaf(), &[]).await, under_hard, "{state:?}");
+        }
+        let unpublished = vec![ca.client("unpublished").leaf().clone(), ca.cert()];
+        assert_eq!(soft.check(&unpublished), Ok(()));
+        assert_eq!(
+            hard.check(&unpublished),
+            Err(ClientCertError::UnknownRevocationStatus)
+        );
+    }
 
     fn missing(url: &str) -> Verdict {
         Verdict::Missing(vec![Key::Crl { url: url.into() }])
