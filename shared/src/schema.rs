@@ -240,7 +240,8 @@ fn ssl_schema() -> Value {
                 },
                 "crl": identity::crl_list_schema(),
                 "crl_mode": identity::crl_mode_schema(),
-                "unknown_status": identity::unknown_status_schema()
+                "unknown_status": identity::unknown_status_schema(),
+                "revocation": identity::online_revocation_schema()
             },
             "required": ["ca"],
             "additionalProperties": false

@@ -22,6 +22,7 @@ mod net;
 pub mod ocsp;
 pub mod pki;
 mod process;
+pub mod revocation;
 mod server_thread;
 mod tls_echo;
 pub mod tls_setup;

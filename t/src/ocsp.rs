@@ -152,13 +152,23 @@ pub struct OcspResponder {
 
 impl OcspResponder {
     pub async fn start(pki: &OcspPki, next_update_minutes: u32) -> crate::Result<OcspResponder> {
+        OcspResponder::start_in(pki.dir.path(), pki.port, next_update_minutes).await
+    }
+
+    /// The same for any directory holding `index.txt`, `ca.cer` and
+    /// `ca.key`; logs to `responder.log` there.
+    pub async fn start_in(
+        dir: &Path,
+        port: u16,
+        next_update_minutes: u32,
+    ) -> crate::Result<OcspResponder> {
         let mut cmd = Command::new("openssl");
-        cmd.current_dir(pki.dir.path()).args([
+        cmd.current_dir(dir).args([
             "ocsp",
             "-index",
             "index.txt",
             "-port",
-            &pki.port.to_string(),
+            &port.to_string(),
             "-rsigner",
             "ca.cer",
             "-rkey",
@@ -169,7 +179,7 @@ impl OcspResponder {
             &next_update_minutes.to_string(),
             "-ignore_err",
         ]);
-        let log = pki.path("responder.log");
+        let log = dir.join("responder.log");
         let mut process = Process::spawn("openssl ocsp", cmd, &log)?;
         // Not a probe connection: openssl 3.0's responder hangs on a client
         // that closes without sending anything.
@@ -185,7 +195,7 @@ impl OcspResponder {
             .with_context(|| {
                 format!(
                     "responder log: {}",
-                    read(pki.dir.path(), "responder.log").unwrap_or_default()
+                    read(dir, "responder.log").unwrap_or_default()
                 )
             })?;
         Ok(OcspResponder { _process: process })

@@ -158,18 +158,7 @@ impl OpensslPki {
             .tempdir()
             .context("cannot create a temporary directory for the PKI")?;
         for line in WALKTHROUGH {
-            let args: Vec<&str> = line.split_whitespace().collect();
-            let output = Command::new("openssl")
-                .args(&args)
-                .current_dir(tmp.path())
-                .output()
-                .context("cannot run openssl (run ./scripts/deps to install it)")?;
-            if !output.status.success() {
-                bail!(
-                    "openssl {line} failed: {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
-            }
+            openssl_in(tmp.path(), line)?;
         }
         Ok(OpensslPki {
             dir: tmp.path().to_owned(),
@@ -187,4 +176,21 @@ impl OpensslPki {
         std::fs::read_to_string(self.path(file))
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", self.path(file).display()))
     }
+}
+
+/// Runs `openssl LINE` (arguments split on whitespace) in `dir`; the error
+/// holds openssl's stderr.
+pub(crate) fn openssl_in(dir: &Path, line: &str) -> anyhow::Result<()> {
+    let output = Command::new("openssl")
+        .args(line.split_whitespace())
+        .current_dir(dir)
+        .output()
+        .context("cannot run openssl (run ./scripts/deps to install it)")?;
+    if !output.status.success() {
+        bail!(
+            "openssl {line} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }

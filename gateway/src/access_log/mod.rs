@@ -131,9 +131,10 @@ fn handshake(line: &HandshakeLine) {
 
 fn ssl_id(err: &AcceptError) -> &str {
     match err {
-        AcceptError::Handshake { ssl_id, .. } | AcceptError::PeerCertificate { ssl_id, .. } => {
-            ssl_id
-        }
+        AcceptError::Handshake { ssl_id, .. }
+        | AcceptError::PeerCertificate { ssl_id, .. }
+        | AcceptError::Revoked { ssl_id }
+        | AcceptError::RevocationUnknown { ssl_id } => ssl_id,
         _ => "",
     }
 }

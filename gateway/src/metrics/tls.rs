@@ -15,6 +15,8 @@ pub enum HandshakeFailure {
     UnknownCa,
     Expired,
     Revoked,
+    /// `client.revocation` in `hard_fail` found no answer in time.
+    RevocationUnknown,
     BadSignature,
     DepthExceeded,
     NoSni,
@@ -31,6 +33,7 @@ impl HandshakeFailure {
             HandshakeFailure::UnknownCa => "unknown_ca",
             HandshakeFailure::Expired => "expired",
             HandshakeFailure::Revoked => "revoked",
+            HandshakeFailure::RevocationUnknown => "revocation_unknown",
             HandshakeFailure::BadSignature => "bad_signature",
             HandshakeFailure::DepthExceeded => "depth_exceeded",
             HandshakeFailure::NoSni => "no_sni",
@@ -48,6 +51,8 @@ impl HandshakeFailure {
             AcceptError::UnknownSni(_) => HandshakeFailure::UnknownSni,
             AcceptError::ClientHello(_) => HandshakeFailure::Protocol,
             AcceptError::Handshake { source, .. } => Self::of_tls(source),
+            AcceptError::Revoked { .. } => HandshakeFailure::Revoked,
+            AcceptError::RevocationUnknown { .. } => HandshakeFailure::RevocationUnknown,
             AcceptError::Io(_) | AcceptError::PeerCertificate { .. } => HandshakeFailure::Other,
         }
     }
@@ -164,6 +169,18 @@ mod tests {
     fn refusals_are_named_by_reason() {
         let cases = [
             (AcceptError::NoSni, "no_sni"),
+            (
+                AcceptError::Revoked {
+                    ssl_id: Arc::from("s1"),
+                },
+                "revoked",
+            ),
+            (
+                AcceptError::RevocationUnknown {
+                    ssl_id: Arc::from("s1"),
+                },
+                "revocation_unknown",
+            ),
             (AcceptError::UnknownSni("x.test".into()), "unknown_sni"),
             (
                 handshake(TlsError::NoCertificatesPresented),

@@ -102,7 +102,16 @@ impl ClientCertAuthPlugin {
         let config = ClientCertAuth::from_config(config).map_err(|e| e.to_string())?;
         let algs = crate::tls::provider().signature_verification_algorithms;
         let trust = (!config.ca.is_empty())
-            .then(|| TrustSet::new(&config.ca, config.depth, config.revocation.as_ref(), algs))
+            .then(|| {
+                let online = config.online_revocation.as_ref();
+                TrustSet::new(
+                    &config.ca,
+                    config.depth,
+                    config.revocation.as_ref(),
+                    online,
+                    algs,
+                )
+            })
             .transpose()
             .map_err(|e| format!("ca: {e}"))?;
         let header = config

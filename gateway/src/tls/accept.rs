@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock};
 
 use rustls::server::{Acceptor, ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{HandshakeKind, ProtocolVersion, ServerConfig};
+use rustls::{CertificateError, HandshakeKind, ProtocolVersion, ServerConfig};
 use shared::validate::normalize_host;
 use shared::x509::X509Error;
 use thiserror::Error;
@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 
-use super::SniTable;
+use super::{ClientCertError, SniTable};
 use crate::context::TlsInfo;
 
 /// Why a TLS connection was not established. Each variant names what an
@@ -40,6 +40,15 @@ pub enum AcceptError {
     /// The connection broke (reset, closed, ...) during the handshake.
     #[error("connection lost during the TLS handshake: {0}")]
     Io(#[source] io::Error),
+    /// The client certificate is revoked (by a CRL at the handshake, or by
+    /// an online answer).
+    #[error("SSL object {ssl_id}: client certificate revoked")]
+    Revoked { ssl_id: Arc<str> },
+    /// `revocation.mode: hard_fail` and no usable answer: the CA does not
+    /// know the certificate, its responder is down, or it did not answer
+    /// within `timeout_ms`.
+    #[error("SSL object {ssl_id}: client certificate revocation status unknown")]
+    RevocationUnknown { ssl_id: Arc<str> },
     #[error("SSL object {ssl_id}: unreadable client certificate: {source}")]
     PeerCertificate {
         ssl_id: Arc<str>,
@@ -70,12 +79,26 @@ pub async fn accept(
         .into_stream(Arc::clone(&entry.config))
         .await
         .map_err(|err| {
-            split_error(err, |source| AcceptError::Handshake {
-                ssl_id: Arc::clone(&entry.id),
-                source,
+            split_error(err, |source| match source {
+                rustls::Error::InvalidCertificate(CertificateError::Revoked) => {
+                    AcceptError::Revoked {
+                        ssl_id: Arc::clone(&entry.id),
+                    }
+                }
+                source => AcceptError::Handshake {
+                    ssl_id: Arc::clone(&entry.id),
+                    source,
+                },
             })
         })?;
     let conn = stream.get_ref().1;
+    if let Err(err) = entry.settle_revocation(conn).await {
+        let ssl_id = Arc::clone(&entry.id);
+        return Err(match err {
+            ClientCertError::Revoked => AcceptError::Revoked { ssl_id },
+            _ => AcceptError::RevocationUnknown { ssl_id },
+        });
+    }
     let client_cert = entry
         .client_cert(conn)
         .map_err(|source| AcceptError::PeerCertificate {

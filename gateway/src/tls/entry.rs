@@ -14,7 +14,7 @@ use thiserror::Error;
 use super::policy::client_policy_id;
 use super::resolve::CertResolver;
 use super::trust::TrustError;
-use super::verify::ClientVerifier;
+use super::verify::{ClientCertError, ClientVerifier};
 use crate::context::{ClientCert, ClientPolicyId, MtlsPolicy, PeerCert};
 
 /// Why an SSL object cannot serve handshakes.
@@ -107,6 +107,35 @@ impl Entry {
             route_names: route_names.map(<[_]>::to_vec),
             verifier,
         })
+    }
+
+    /// Under `revocation.mode: hard_fail`, waits for the revocation answers
+    /// the handshake found missing (it cannot wait itself). A mandatory
+    /// certificate is refused here; an optional one is judged afterwards by
+    /// [`Entry::client_cert`], with the answers now cached.
+    pub(crate) async fn settle_revocation(
+        &self,
+        conn: &ServerConnection,
+    ) -> Result<(), ClientCertError> {
+        let (Some(verifier), Some((leaf, intermediates))) = (
+            &self.verifier,
+            conn.peer_certificates().and_then(<[_]>::split_first),
+        ) else {
+            return Ok(());
+        };
+        let Some(online) = verifier.hard_online() else {
+            return Ok(());
+        };
+        if verifier.mandatory() {
+            return online.settle(leaf, intermediates).await;
+        }
+        if let Err(ClientCertError::RevocationPending) =
+            verifier.verify(leaf, intermediates, UnixTime::now())
+        {
+            // The verdict is recorded by `client_cert`.
+            let _ = online.settle(leaf, intermediates).await;
+        }
+        Ok(())
     }
 
     /// The client certificate of a finished handshake on this entry's

@@ -23,6 +23,8 @@
 //! * `requests`: which handshakes ask for a certificate on behalf of routes
 //!   that verify it themselves;
 //! * `signature`: handshake signatures by v1 or v3 certificates;
+//! * `online`: online revocation checks of client certificates (OCSP,
+//!   CRL distribution points), answered from a cache at the handshake;
 //! * `ocsp` and `stapling`: OCSP requests and response checks, and the
 //!   stapling of each server certificate's response (fetched on the control
 //!   runtime, swapped into the certificate, never fetched by a handshake);
@@ -34,6 +36,7 @@
 mod accept;
 mod entry;
 mod ocsp;
+mod online;
 mod policy;
 mod requests;
 mod resolve;

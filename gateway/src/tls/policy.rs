@@ -5,7 +5,7 @@
 //! or CRL changes it, so they are not (see `proxy::gate`).
 
 use sha2::{Digest, Sha256};
-use shared::resource::{CrlMode, UnknownStatus};
+use shared::resource::{CrlMode, RevocationMode, UnknownStatus};
 use shared::validate::ClientAuth;
 
 use super::SniTable;
@@ -47,6 +47,25 @@ pub(crate) fn client_policy_id(client: Option<&ClientAuth>) -> ClientPolicyId {
                 UnknownStatus::Allow => 0,
                 UnknownStatus::Deny => 1,
             });
+        }
+    }
+    match &auth.online_revocation {
+        None => digest.number(0),
+        Some(online) => {
+            digest.number(1);
+            digest.number(match online.mode {
+                RevocationMode::Off => 0,
+                RevocationMode::SoftFail => 1,
+                RevocationMode::HardFail => 2,
+            });
+            for flag in [
+                online.ocsp,
+                online.crl_distribution_points,
+                online.leaf_only,
+            ] {
+                digest.number(u64::from(flag));
+            }
+            // Timings change no verdict on a known status: left out.
         }
     }
     ClientPolicyId(digest.0.finalize().into())

@@ -101,6 +101,32 @@ impl Ca {
         self.issue(params)
     }
 
+    /// A client certificate naming `ocsp` (Authority Information Access)
+    /// and `crl` (CRL Distribution Points) as where its status is published.
+    pub(crate) fn client_publishing(&self, cn: &str, ocsp: &str, crl: &str) -> Identity {
+        fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+            assert!(content.len() < 128, "short form only");
+            [&[tag, content.len() as u8][..], content].concat()
+        }
+        let ocsp_method = [0x2b, 6, 1, 5, 5, 7, 48, 1];
+        let access = tlv(
+            0x30,
+            &[tlv(6, &ocsp_method), tlv(0x86, ocsp.as_bytes())].concat(),
+        );
+        let aia = tlv(0x30, &access);
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+            aia,
+        )];
+        params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+            uris: vec![crl.to_owned()],
+        }];
+        self.issue(params)
+    }
+
     /// A CRL of this CA revoking the leaves of `revoked`, valid for 30 days
     /// from `this_update`.
     pub(crate) fn crl(
@@ -284,6 +310,7 @@ pub(crate) fn client_auth(ca: &[CertificateDer<'static>], depth: u32, skip: &[&s
         depth,
         skip_mtls_uri_regex: (!skip.is_empty()).then(|| regex::RegexSet::new(skip).unwrap()),
         revocation: None,
+        online_revocation: None,
     }
 }
 

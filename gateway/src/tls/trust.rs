@@ -16,10 +16,11 @@
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::DistinguishedName;
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
-use shared::validate::Revocation;
+use shared::validate::{OnlineRevocation, Revocation};
 use thiserror::Error;
 use webpki::{CertRevocationList, EndEntityCert, KeyUsage, VerifiedPath};
 
+use super::online::OnlineCheck;
 use super::revocation::Crls;
 use super::v1::{self, V1Issuer, V1Leaf};
 use super::verify::ClientCertError;
@@ -44,6 +45,7 @@ pub(crate) struct TrustSet {
     /// trust anchor included.
     depth: u32,
     crls: Option<Crls>,
+    online: Option<OnlineCheck>,
     algs: WebPkiSupportedAlgorithms,
 }
 
@@ -52,6 +54,7 @@ impl TrustSet {
         ca: &[CertificateDer<'static>],
         depth: u32,
         revocation: Option<&Revocation>,
+        online: Option<&OnlineRevocation>,
         algs: WebPkiSupportedAlgorithms,
     ) -> Result<TrustSet, TrustError> {
         if ca.is_empty() {
@@ -77,6 +80,7 @@ impl TrustSet {
             v1_issuers,
             depth,
             crls,
+            online: online.map(OnlineCheck::new),
             algs,
         })
     }
@@ -103,12 +107,18 @@ impl TrustSet {
             return Err(ClientCertError::AnchorAsLeaf);
         }
         match EndEntityCert::try_from(end_entity) {
-            Ok(cert) => self.verify_v3(&cert, intermediates, now).map(|()| None),
+            Ok(cert) => self
+                .verify_v3(end_entity, &cert, intermediates, now)
+                .map(|()| None),
             Err(webpki::Error::UnsupportedCertVersion) => {
                 self.check_depth(0)?;
                 let leaf = v1::verify_leaf(end_entity, &self.v1_issuers, now)?;
                 if let Some(crls) = &self.crls {
                     crls.check_v1(end_entity, now)?;
+                }
+                // No extensions: nowhere to ask online.
+                if self.online.as_ref().is_some_and(OnlineCheck::hard) {
+                    return Err(ClientCertError::UnknownRevocationStatus);
                 }
                 Ok(Some(leaf))
             }
@@ -118,6 +128,7 @@ impl TrustSet {
 
     fn verify_v3(
         &self,
+        der: &CertificateDer<'_>,
         cert: &EndEntityCert<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
@@ -133,7 +144,7 @@ impl TrustSet {
         };
         let lists: Vec<&CertRevocationList<'_>> = self.crls.iter().flat_map(Crls::lists).collect();
         let revocation = self.crls.as_ref().and_then(|crls| crls.options(&lists));
-        cert.verify_for_usage(
+        let path = cert.verify_for_usage(
             self.algs.all,
             &self.anchors,
             intermediates,
@@ -142,7 +153,32 @@ impl TrustSet {
             revocation,
             Some(&within_depth),
         )?;
-        Ok(())
+        match &self.online {
+            Some(online) => online.check(&self.path_ders(der, &path)),
+            None => Ok(()),
+        }
+    }
+
+    /// The verified path as DER (borrowed): leaf, intermediates, anchor.
+    fn path_ders<'a>(
+        &'a self,
+        leaf: &'a CertificateDer<'_>,
+        path: &'a VerifiedPath<'a>,
+    ) -> Vec<CertificateDer<'a>> {
+        let anchor = self
+            .anchors
+            .iter()
+            .position(|anchor| std::ptr::eq(anchor, path.anchor()))
+            .and_then(|index| self.anchor_ders.get(index));
+        std::iter::once(CertificateDer::from(leaf.as_ref()))
+            .chain(path.intermediate_certificates().map(|cert| cert.der()))
+            .chain(anchor.map(|der| CertificateDer::from(der.as_ref())))
+            .collect()
+    }
+
+    /// The online revocation check, when configured.
+    pub(crate) fn online(&self) -> Option<&OnlineCheck> {
+        self.online.as_ref()
     }
 
     /// A chain is the leaf, `intermediates` and the anchor: nginx's depth

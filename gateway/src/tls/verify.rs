@@ -30,6 +30,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use shared::validate::ClientAuth;
 use thiserror::Error;
 
+use super::online::OnlineCheck;
 use super::signature;
 use super::trust::{TrustError, TrustSet};
 use super::v1::V1Leaf;
@@ -72,6 +73,10 @@ pub(crate) enum ClientCertError {
     CrlExpired,
     #[error("CRL signature failure")]
     CrlSignature,
+    /// `revocation.mode: hard_fail` and no answer cached yet: the fetch has
+    /// started, the handshake waits for it afterwards (`tls::accept`).
+    #[error("revocation status not yet known")]
+    RevocationPending,
     #[error("certificate rejected: {0}")]
     Rejected(String),
 }
@@ -150,7 +155,10 @@ impl ClientVerifier {
         algs: WebPkiSupportedAlgorithms,
     ) -> Result<ClientVerifier, TrustError> {
         let trust = auth
-            .map(|auth| TrustSet::new(&auth.ca, auth.depth, auth.revocation.as_ref(), algs))
+            .map(|auth| {
+                let online = auth.online_revocation.as_ref();
+                TrustSet::new(&auth.ca, auth.depth, auth.revocation.as_ref(), online, algs)
+            })
             .transpose()?;
         let mandatory = auth.is_some_and(|auth| auth.skip_mtls_uri_regex.is_none());
         let mut hints: Vec<DistinguishedName> = trust.iter().flat_map(TrustSet::names).collect();
@@ -169,6 +177,12 @@ impl ClientVerifier {
             algs,
             v1_warned: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// The online revocation check under `hard_fail`, which may have to be
+    /// waited for after the handshake.
+    pub(crate) fn hard_online(&self) -> Option<&OnlineCheck> {
+        self.trust.as_ref()?.online().filter(|online| online.hard())
     }
 
     /// Whether the handshake refuses clients without a trusted certificate.
@@ -244,7 +258,11 @@ impl ClientCertVerifier for ClientVerifier {
         // Optional mode: the verdict is taken after the handshake, see the
         // module documentation.
         if self.mandatory {
-            self.verify(end_entity, intermediates, now)?;
+            match self.verify(end_entity, intermediates, now) {
+                // Settled after the handshake, which cannot wait here.
+                Ok(()) | Err(ClientCertError::RevocationPending) => {}
+                Err(err) => return Err(err.into()),
+            }
         }
         Ok(ClientCertVerified::assertion())
     }

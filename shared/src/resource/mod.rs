@@ -7,7 +7,10 @@ mod ssl;
 mod upstream;
 
 pub use route::Route;
-pub use ssl::{ClientSettings, CrlMode, OcspStaplingSettings, Ssl, SslType, UnknownStatus};
+pub use ssl::{
+    ClientSettings, CrlMode, OcspStaplingSettings, OnlineRevocationSettings, RevocationMode, Ssl,
+    SslType, UnknownStatus,
+};
 pub use upstream::{Node, Nodes, PassHost, Scheme, Timeout, Upstream, UpstreamTls};
 
 use std::fmt;

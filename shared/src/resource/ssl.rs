@@ -104,6 +104,44 @@ pub struct ClientSettings {
     pub crl_mode: Option<CrlMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_status: Option<UnknownStatus>,
+    /// Online revocation checks (OCSP, CRL distribution points).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<OnlineRevocationSettings>,
+}
+
+/// `revocation` of a `client` section or of `client-cert-auth`: the
+/// revocation status of client certificates asked of their CA online (the
+/// OCSP responder in their Authority Information Access, the CRLs of their
+/// CRL Distribution Points). Every field is optional; see
+/// `shared::validate::OnlineRevocation` for the defaults.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnlineRevocationSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<RevocationMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocsp: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_distribution_points: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf_only: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ttl: Option<u64>,
+}
+
+/// What a certificate whose status is not known yet gets (`revocation.mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationMode {
+    /// No online check.
+    Off,
+    /// Accepted (and logged) while the answer is fetched in the background.
+    #[default]
+    SoftFail,
+    /// The handshake waits up to `timeout_ms` for an answer, then refuses.
+    HardFail,
 }
 
 /// `ocsp_stapling`: the gateway fetches the OCSP response for its own

@@ -25,6 +25,22 @@ pub(super) fn crl_mode_schema() -> Value {
     json!({"enum": ["strict", "leaf_only"]})
 }
 
+/// `revocation`: online checks (OCSP, CRL distribution points).
+pub(super) fn online_revocation_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "mode": {"enum": ["off", "soft_fail", "hard_fail"]},
+            "ocsp": {"type": "boolean"},
+            "crl_distribution_points": {"type": "boolean"},
+            "leaf_only": {"type": "boolean"},
+            "timeout_ms": {"type": "integer", "minimum": 50, "maximum": 30000},
+            "cache_ttl": {"type": "integer", "minimum": 1, "maximum": 604800}
+        },
+        "additionalProperties": false
+    })
+}
+
 pub(super) fn unknown_status_schema() -> Value {
     json!({"enum": ["allow", "deny"]})
 }
@@ -88,6 +104,7 @@ pub(super) fn client_cert_auth_schema() -> Value {
             "crl": crl_list_schema(),
             "crl_mode": crl_mode_schema(),
             "unknown_status": unknown_status_schema(),
+            "revocation": online_revocation_schema(),
             "cert_header": {
                 "type": "object",
                 "properties": {

@@ -14,9 +14,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::online_revocation::{online_revocation, OnlineRevocation};
 use super::revocation::{revocation, verify_depth, Revocation, RevocationSpec};
 use super::ValidationError;
-use crate::resource::{CrlMode, UnknownStatus};
+use crate::resource::{CrlMode, OnlineRevocationSettings, UnknownStatus};
 use crate::x509;
 
 /// The plugin's name in a route's `plugins`.
@@ -34,6 +35,8 @@ pub struct ClientCertAuth {
     /// nginx `ssl_verify_depth` for chains to `ca` (default 1).
     pub depth: u32,
     pub revocation: Option<Revocation>,
+    /// From `revocation` (online checks of chains to `ca`).
+    pub online_revocation: Option<OnlineRevocation>,
     pub cert_header: Option<CertHeader>,
 }
 
@@ -102,6 +105,7 @@ struct Spec {
     crl: Option<Vec<String>>,
     crl_mode: Option<CrlMode>,
     unknown_status: Option<UnknownStatus>,
+    revocation: Option<OnlineRevocationSettings>,
     cert_header: Option<HeaderSpec>,
 }
 
@@ -140,6 +144,13 @@ impl ClientCertAuth {
             },
             &ca,
         )?;
+        let online_revocation = online_revocation("", spec.revocation.as_ref())?;
+        if online_revocation.is_some() && ca.is_empty() {
+            return Err(ValidationError::field(
+                "revocation",
+                "has no effect without `ca` (pinned certificates are not checked online)",
+            ));
+        }
         let cert_header = spec.cert_header.map(cert_header).transpose()?;
         Ok(ClientCertAuth {
             required: spec.required,
@@ -147,6 +158,7 @@ impl ClientCertAuth {
             ca,
             depth,
             revocation,
+            online_revocation,
             cert_header,
         })
     }

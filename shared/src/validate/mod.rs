@@ -12,6 +12,7 @@
 mod client_cert_auth;
 mod error;
 mod ocsp_stapling;
+mod online_revocation;
 mod pattern;
 mod plugin_configs;
 mod plugins;
@@ -30,6 +31,7 @@ pub use client_cert_auth::{
 };
 pub use error::ValidationError;
 pub use ocsp_stapling::OcspStapling;
+pub use online_revocation::OnlineRevocation;
 pub use pattern::{normalize_host, HostPattern, UriPattern};
 pub use plugin_configs::{PluginConfig, PluginConfigs};
 pub use plugins::check_mtls_auth;

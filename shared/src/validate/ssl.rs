@@ -9,6 +9,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::online_revocation::{online_revocation, OnlineRevocation};
 use super::revocation::{revocation, verify_depth, Revocation, RevocationSpec};
 use super::{deserialize, one_or_many, HostPattern, OcspStapling, ValidationError};
 use crate::resource::{ClientSettings, Ssl, SslType};
@@ -64,6 +65,8 @@ pub struct ClientAuth {
     pub skip_mtls_uri_regex: Option<RegexSet>,
     /// From `crl`, `crl_mode`, `unknown_status`; `None` without `crl`.
     pub revocation: Option<Revocation>,
+    /// From `revocation`; `None` when absent or `mode: off`.
+    pub online_revocation: Option<OnlineRevocation>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,12 +271,14 @@ fn client_auth(
     for stale in revocation.iter().flat_map(|r| r.stale_crls(notes.now)) {
         notes.warnings.push(format!("client.crl: {stale}"));
     }
+    let online_revocation = online_revocation("client", settings.revocation.as_ref())?;
     Ok(ClientAuth {
         ca,
         ca_summaries,
         depth,
         skip_mtls_uri_regex,
         revocation,
+        online_revocation,
     })
 }
 

@@ -1,5 +1,6 @@
 //! OCSP over HTTP: one POST (RFC 6960 appendix A), bounded in time and
-//! size. Responders are plain `http://` by design (the response is signed).
+//! size; and the GET of a CRL from a distribution point. Both are plain
+//! `http://` by design (responses and CRLs are signed).
 
 use std::time::Duration;
 
@@ -26,10 +27,26 @@ pub(crate) enum FetchError {
     Timeout { url: String, timeout: Duration },
 }
 
+/// No CRL a client certificate's CA publishes for us is this large.
+const MAX_CRL_BYTES: usize = 8 * 1024 * 1024;
+
 /// POSTs `body` (`application/ocsp-request`) to `url`; returns the
 /// response body of a 200.
 pub(crate) async fn post(url: &str, body: &[u8], timeout: Duration) -> Result<Vec<u8>, FetchError> {
-    tokio::time::timeout(timeout, exchange(url, body))
+    bounded(url, timeout, exchange(url, Some(body), MAX_RESPONSE_BYTES)).await
+}
+
+/// GETs `url` (a CRL); returns the response body of a 200.
+pub(crate) async fn get(url: &str, timeout: Duration) -> Result<Vec<u8>, FetchError> {
+    bounded(url, timeout, exchange(url, None, MAX_CRL_BYTES)).await
+}
+
+async fn bounded(
+    url: &str,
+    timeout: Duration,
+    exchange: impl std::future::Future<Output = Result<Vec<u8>, FetchError>>,
+) -> Result<Vec<u8>, FetchError> {
+    tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or_else(|_| {
             Err(FetchError::Timeout {
@@ -39,7 +56,8 @@ pub(crate) async fn post(url: &str, body: &[u8], timeout: Duration) -> Result<Ve
         })
 }
 
-async fn exchange(url: &str, body: &[u8]) -> Result<Vec<u8>, FetchError> {
+/// One request: a POST of `body` (OCSP), or a GET without.
+async fn exchange(url: &str, body: Option<&[u8]>, limit: usize) -> Result<Vec<u8>, FetchError> {
     let uri: Uri = url.parse().map_err(|_| FetchError::Url(url.to_owned()))?;
     let (Some("http"), Some(host)) = (uri.scheme_str(), uri.host()) else {
         return Err(FetchError::Url(url.to_owned()));
@@ -58,14 +76,16 @@ async fn exchange(url: &str, body: &[u8]) -> Result<Vec<u8>, FetchError> {
     tokio::spawn(connection);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = uri.authority().map_or(host, |a| a.as_str());
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header(header::HOST, authority)
-        .header(header::CONTENT_TYPE, "application/ocsp-request")
-        .header(header::ACCEPT, "application/ocsp-response")
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .map_err(|e| transport(&e))?;
+    let builder = Request::builder().uri(path).header(header::HOST, authority);
+    let request = match body {
+        Some(body) => builder
+            .method(Method::POST)
+            .header(header::CONTENT_TYPE, "application/ocsp-request")
+            .header(header::ACCEPT, "application/ocsp-response")
+            .body(Full::new(Bytes::copy_from_slice(body))),
+        None => builder.method(Method::GET).body(Full::new(Bytes::new())),
+    }
+    .map_err(|e| transport(&e))?;
     let response = sender
         .send_request(request)
         .await
@@ -76,7 +96,7 @@ async fn exchange(url: &str, body: &[u8]) -> Result<Vec<u8>, FetchError> {
             status: response.status(),
         });
     }
-    let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+    let body = Limited::new(response.into_body(), limit)
         .collect()
         .await
         .map_err(|e| transport(&format!("reading the response: {e}")))?;

@@ -41,7 +41,7 @@ fn a_crl_refuses_the_certificates_it_lists_only() {
     let crl = ca.crl(&[&revoked], yesterday());
     for mode in [CrlMode::Strict, CrlMode::LeafOnly] {
         let rev = revocation(vec![crl.clone()], mode, UnknownStatus::Deny);
-        let trust = TrustSet::new(&[ca.cert()], 1, Some(&rev), algs()).unwrap();
+        let trust = TrustSet::new(&[ca.cert()], 1, Some(&rev), None, algs()).unwrap();
         assert_eq!(
             verify(&trust, &revoked),
             Err(ClientCertError::Revoked),
@@ -60,7 +60,7 @@ fn strict_checks_the_whole_chain_and_the_crl_dates() {
     let check = |crls: Vec<_>, mode, unknown| {
         let rev = revocation(crls, mode, unknown);
         verify(
-            &TrustSet::new(&[root.cert()], 2, Some(&rev), algs()).unwrap(),
+            &TrustSet::new(&[root.cert()], 2, Some(&rev), None, algs()).unwrap(),
             &client,
         )
     };
@@ -125,7 +125,7 @@ fn a_crl_signed_by_an_impostor_is_not_believed() {
     let client = ca.client("client");
     let forged = impostor.crl(&[&client], yesterday());
     let rev = revocation(vec![forged], CrlMode::LeafOnly, UnknownStatus::Deny);
-    let trust = TrustSet::new(&[ca.cert()], 1, Some(&rev), algs()).unwrap();
+    let trust = TrustSet::new(&[ca.cert()], 1, Some(&rev), None, algs()).unwrap();
     assert_eq!(verify(&trust, &client), Err(ClientCertError::CrlSignature));
 }
 
@@ -152,7 +152,7 @@ fn v1_leaves_are_checked_against_the_anchors_crls() {
     let crl = walkthrough_crl(&pki);
     let v1 = |file: &str| pki.identity(file, "client.key");
     let rev = revocation(vec![crl], CrlMode::Strict, UnknownStatus::Deny);
-    let trust = TrustSet::new(&[pki.cert("ca.cer")], 1, Some(&rev), algs()).unwrap();
+    let trust = TrustSet::new(&[pki.cert("ca.cer")], 1, Some(&rev), None, algs()).unwrap();
     assert_eq!(
         verify(&trust, &v1("client.cer")),
         Err(ClientCertError::Revoked)
@@ -161,25 +161,25 @@ fn v1_leaves_are_checked_against_the_anchors_crls() {
     // No CRL of the issuer: the status is unknown.
     let other = Ca::new("Other").crl(&[], yesterday());
     let unknown = revocation(vec![other.clone()], CrlMode::Strict, UnknownStatus::Deny);
-    let trust = TrustSet::new(&[pki.cert("ca.cer")], 1, Some(&unknown), algs()).unwrap();
+    let trust = TrustSet::new(&[pki.cert("ca.cer")], 1, Some(&unknown), None, algs()).unwrap();
     assert_eq!(
         verify(&trust, &v1("client2.cer")),
         Err(ClientCertError::UnknownRevocationStatus)
     );
     let allowed = revocation(vec![other], CrlMode::Strict, UnknownStatus::Allow);
-    let trust = TrustSet::new(&[pki.cert("ca.cer")], 1, Some(&allowed), algs()).unwrap();
+    let trust = TrustSet::new(&[pki.cert("ca.cer")], 1, Some(&allowed), None, algs()).unwrap();
     assert_eq!(verify(&trust, &v1("client2.cer")), Ok(()));
 }
 
 #[test]
 fn refuses_unusable_configurations() {
     assert!(matches!(
-        TrustSet::new(&[], 1, None, algs()),
+        TrustSet::new(&[], 1, None, None, algs()),
         Err(TrustError::NoAnchor)
     ));
     let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
     assert!(matches!(
-        TrustSet::new(&[garbage], 1, None, algs()),
+        TrustSet::new(&[garbage], 1, None, None, algs()),
         Err(TrustError::Anchor { index: 0, .. })
     ));
 }
