@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use harness::fixtures::{curl_https, eventually_status, plain_ssl, start_stack};
 use harness::pki::Ca;
 use harness::revocation::{CrlServer, RevocationPki};
-use harness::{EchoServer, Gateway};
+use harness::{EchoServer, Etcd, Gateway, GatewayOptions};
 use serde_json::{json, Value};
 
 /// HTTP status of `/anything` on `sni` presenting client `name` (0: no
@@ -96,7 +96,13 @@ async fn until(
 
 #[tokio::test]
 async fn ocsp_good_revoked_unknown_in_each_mode() -> harness::Result<()> {
-    let (_etcd, gw, echo) = start_stack().await?;
+    let etcd = Etcd::start().await?;
+    let with_metrics = GatewayOptions {
+        status: true,
+        ..GatewayOptions::default()
+    };
+    let gw = Gateway::start_with(&etcd, with_metrics).await?;
+    let echo = EchoServer::start().await?;
     let pki = RevocationPki::new()?;
     let _responder = pki.responder(60).await?;
     serve_each_mode(&gw, &echo, &pki, json!({"crl_distribution_points": false})).await?;
@@ -114,6 +120,14 @@ async fn ocsp_good_revoked_unknown_in_each_mode() -> harness::Result<()> {
         "{}",
         gw.log()
     );
+    // hard.test is ssls/3.
+    let metrics = gw.metrics().await?;
+    for reason in ["revoked", "revocation_unknown"] {
+        let sample = format!(
+            "portcullis_tls_handshake_failures_total{{reason=\"{reason}\",ssl_id=\"3\"}} 1"
+        );
+        assert!(metrics.contains(&sample), "{sample} in {metrics}");
+    }
 
     // soft_fail: accepted until the answer is in, then refused.
     until(&gw, &pki, "soft.test", "revoked", 0).await?;
