@@ -15,6 +15,7 @@ use shared::config::AccessLogFormat;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
+use super::digits::{push_padded, push_u64};
 use crate::context::{ClientCert, ConnInfo};
 use crate::metrics::HandshakeFailure;
 
@@ -135,7 +136,10 @@ impl Clock {
                 &self.second.insert((second, text)).1
             }
         };
-        let _ = write!(out, "{text}.{:03}Z", since.subsec_millis());
+        out.push_str(text);
+        out.push('.');
+        push_padded(out, since.subsec_millis().into(), 3);
+        out.push('Z');
     }
 }
 
@@ -163,17 +167,17 @@ impl RequestLine<'_> {
         json_str(out, head.host.as_deref());
         out.push_str(",\"path\":");
         json_str(out, Some(&head.path));
-        let _ = write!(
-            out,
-            ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"upstream_addr\":",
-            self.status, self.bytes_in, self.bytes_out
-        );
+        out.push_str(",\"status\":");
+        push_u64(out, self.status.into());
+        out.push_str(",\"bytes_in\":");
+        push_u64(out, self.bytes_in);
+        out.push_str(",\"bytes_out\":");
+        push_u64(out, self.bytes_out);
+        out.push_str(",\"upstream_addr\":");
         json_str(out, self.upstream_addr);
         out.push_str(",\"upstream_status\":");
         match self.upstream_status {
-            Some(status) => {
-                let _ = write!(out, "{status}");
-            }
+            Some(status) => push_u64(out, status.into()),
             None => out.push_str("null"),
         }
         out.push_str(",\"request_time\":");
@@ -273,21 +277,29 @@ fn json_str(out: &mut String, value: Option<&str>) {
     };
     out.push('"');
     let mut rest = value;
-    while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+    // Bytes, not chars: every byte to escape is ASCII, so the split points
+    // are char boundaries, and a scan of bytes costs far less than decoding.
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| b == b'"' || b == b'\\' || b < b' ')
+    {
         out.push_str(&rest[..at]);
-        let c = rest[at..].chars().next().unwrap_or_default();
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+        match rest.as_bytes()[at] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b => {
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
             }
         }
-        rest = &rest[at + c.len_utf8()..];
+        rest = &rest[at + 1..];
     }
     out.push_str(rest);
     out.push('"');
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// `"` and `\` escaped, control characters as `\xHH`, as nginx does.
 fn escape_into(out: &mut String, text: &str) {
@@ -309,7 +321,9 @@ fn escape_into(out: &mut String, text: &str) {
 fn seconds(out: &mut String, took: Option<Duration>) {
     match took {
         Some(took) => {
-            let _ = write!(out, "{}.{:06}", took.as_secs(), took.subsec_micros());
+            push_u64(out, took.as_secs());
+            out.push('.');
+            push_padded(out, took.subsec_micros().into(), 6);
         }
         None => out.push_str("null"),
     }
