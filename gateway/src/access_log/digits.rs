@@ -29,9 +29,10 @@ fn write_digits(buf: &mut [u8; 20], mut n: u64) -> usize {
     }
 }
 
+/// Pushed as chars: ASCII digits need no UTF-8 check.
 fn push_ascii(out: &mut String, digits: &[u8]) {
-    // Only ASCII digits are written above.
-    out.push_str(std::str::from_utf8(digits).unwrap_or_default());
+    out.reserve(digits.len());
+    out.extend(digits.iter().map(|&digit| char::from(digit)));
 }
 
 #[cfg(test)]
