@@ -3,36 +3,18 @@
 
 /// Appends `n` in decimal.
 pub(super) fn push_u64(out: &mut String, n: u64) {
-    let mut buf = [0u8; 20];
-    let start = write_digits(&mut buf, n);
-    push_ascii(out, &buf[start..]);
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
-/// Appends `n` in decimal, left-padded with zeros to `width` digits (at most
-/// 20); wider numbers are written whole.
+/// Appends `n` in decimal, left-padded with zeros to `width` digits; wider
+/// numbers are written whole.
 pub(super) fn push_padded(out: &mut String, n: u64, width: usize) {
-    let mut buf = [b'0'; 20];
-    let start = write_digits(&mut buf, n).min(buf.len() - width.min(buf.len()));
-    push_ascii(out, &buf[start..]);
-}
-
-/// Writes the digits of `n` at the end of `buf`; returns where they start.
-fn write_digits(buf: &mut [u8; 20], mut n: u64) -> usize {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return at;
-        }
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(n);
+    for _ in digits.len()..width {
+        out.push('0');
     }
-}
-
-/// Pushed as chars: ASCII digits need no UTF-8 check.
-fn push_ascii(out: &mut String, digits: &[u8]) {
-    out.reserve(digits.len());
-    out.extend(digits.iter().map(|&digit| char::from(digit)));
+    out.push_str(digits);
 }
 
 #[cfg(test)]
