@@ -15,6 +15,7 @@ use shared::config::AccessLogFormat;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
+use super::digits::{push_padded, push_u64};
 use crate::context::{ClientCert, ConnInfo};
 use crate::metrics::HandshakeFailure;
 
@@ -135,7 +136,10 @@ impl Clock {
                 &self.second.insert((second, text)).1
             }
         };
-        let _ = write!(out, "{text}.{:03}Z", since.subsec_millis());
+        out.push_str(text);
+        out.push('.');
+        push_padded(out, since.subsec_millis().into(), 3);
+        out.push('Z');
     }
 }
 
@@ -163,17 +167,17 @@ impl RequestLine<'_> {
         json_str(out, head.host.as_deref());
         out.push_str(",\"path\":");
         json_str(out, Some(&head.path));
-        let _ = write!(
-            out,
-            ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"upstream_addr\":",
-            self.status, self.bytes_in, self.bytes_out
-        );
+        out.push_str(",\"status\":");
+        push_u64(out, self.status.into());
+        out.push_str(",\"bytes_in\":");
+        push_u64(out, self.bytes_in);
+        out.push_str(",\"bytes_out\":");
+        push_u64(out, self.bytes_out);
+        out.push_str(",\"upstream_addr\":");
         json_str(out, self.upstream_addr);
         out.push_str(",\"upstream_status\":");
         match self.upstream_status {
-            Some(status) => {
-                let _ = write!(out, "{status}");
-            }
+            Some(status) => push_u64(out, status.into()),
             None => out.push_str("null"),
         }
         out.push_str(",\"request_time\":");
@@ -273,20 +277,52 @@ fn json_str(out: &mut String, value: Option<&str>) {
     };
     out.push('"');
     let mut rest = value;
-    while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+    // Every byte to escape is ASCII, so the split points are char boundaries.
+    while let Some(at) = first_to_escape(rest.as_bytes()) {
         out.push_str(&rest[..at]);
-        let c = rest[at..].chars().next().unwrap_or_default();
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+        match rest.as_bytes()[at] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b => {
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
             }
         }
-        rest = &rest[at + c.len_utf8()..];
+        rest = &rest[at + 1..];
     }
     out.push_str(rest);
     out.push('"');
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Where the first byte JSON must escape is (`"`, `\`, below 0x20), eight
+/// bytes at a time: a byte at a time cost more than the rest of a line.
+fn first_to_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte below `n` (n <= 0x80); the lowest flag set
+    // is exact (a borrow only flags bytes above a real one).
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    for (index, chunk) in (&mut chunks).enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let found = below(word, b' ')
+            | below(word ^ (ONES * u64::from(b'"')), 1)
+            | below(word ^ (ONES * u64::from(b'\\')), 1);
+        if found != 0 {
+            return Some(index * 8 + found.trailing_zeros() as usize / 8);
+        }
+    }
+    let done = bytes.len() - chunks.remainder().len();
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < b' ')
+        .map(|at| done + at)
 }
 
 /// `"` and `\` escaped, control characters as `\xHH`, as nginx does.
@@ -309,7 +345,9 @@ fn escape_into(out: &mut String, text: &str) {
 fn seconds(out: &mut String, took: Option<Duration>) {
     match took {
         Some(took) => {
-            let _ = write!(out, "{}.{:06}", took.as_secs(), took.subsec_micros());
+            push_u64(out, took.as_secs());
+            out.push('.');
+            push_padded(out, took.subsec_micros().into(), 6);
         }
         None => out.push_str("null"),
     }
@@ -320,6 +358,25 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+
+    #[test]
+    fn the_first_byte_to_escape_is_found_in_any_position() {
+        for len in 0..20 {
+            let plain = "é".repeat(len / 2) + &"a".repeat(len % 2);
+            assert_eq!(first_to_escape(plain.as_bytes()), None, "{plain}");
+            for special in ['"', '\\', '\n', '\u{1f}', '\0'] {
+                for at in 0..=plain.len() {
+                    if !plain.is_char_boundary(at) {
+                        continue;
+                    }
+                    let mut text = plain.clone();
+                    text.insert(at, special);
+                    text.push('"');
+                    assert_eq!(first_to_escape(text.as_bytes()), Some(at), "{text:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn json_strings_are_escaped() {

@@ -12,6 +12,7 @@
 //! Refused TLS handshakes get a line each too (with the reason), at most
 //! [`HANDSHAKE_LINES_PER_SECOND`] a second: a scanner must not flood the log.
 
+mod digits;
 mod line;
 mod request_id;
 mod writer;

@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
 
-use http::header::HeaderName;
+use http::header::{Entry, HeaderName, OccupiedEntry};
 use http::{HeaderMap, HeaderValue};
 
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -13,19 +13,32 @@ pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-
 const MAX_LEN: usize = 128;
 
 /// The request's id, set in `headers` when absent, unusable or repeated.
+/// The header is looked up once (an entry), not once to read and once to set.
 pub(crate) fn ensure(headers: &mut HeaderMap) -> HeaderValue {
-    let mut sent = headers.get_all(&X_REQUEST_ID).iter();
-    if let (Some(id), None) = (sent.next(), sent.next()) {
-        if !id.is_empty() && id.len() <= MAX_LEN && id.to_str().is_ok() {
-            // A copy: a clone would keep the connection's read buffer.
-            if let Ok(copy) = HeaderValue::from_bytes(id.as_bytes()) {
+    match headers.entry(&X_REQUEST_ID) {
+        Entry::Occupied(mut sent) => {
+            if let Some(copy) = usable(&sent) {
                 return copy;
             }
+            let id = generate();
+            sent.insert(id.clone());
+            id
         }
+        Entry::Vacant(slot) => slot.insert(generate()).clone(),
     }
-    let id = generate();
-    headers.insert(X_REQUEST_ID.clone(), id.clone());
-    id
+}
+
+/// A copy of the one id the client sent, if usable: a clone would keep the
+/// connection's read buffer.
+fn usable(sent: &OccupiedEntry<'_, HeaderValue>) -> Option<HeaderValue> {
+    let mut values = sent.iter();
+    let (Some(id), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    if id.is_empty() || id.len() > MAX_LEN || id.to_str().is_err() {
+        return None;
+    }
+    HeaderValue::from_bytes(id.as_bytes()).ok()
 }
 
 thread_local! {
