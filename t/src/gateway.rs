@@ -241,6 +241,21 @@ impl Gateway {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Waits until the log holds `needle`: a line about a connection may be
+    /// written just after the client saw the connection end.
+    pub async fn until_logged(&self, needle: &str) -> crate::Result<()> {
+        crate::wait_until(
+            &format!("{needle:?} in the gateway log"),
+            Duration::from_secs(10),
+            || {
+                let found = self.log().contains(needle);
+                async move { found }
+            },
+        )
+        .await
+        .with_context(|| format!("gateway log:\n{}", self.log()))
+    }
+
     /// SIGTERM, then waits for the exit (killed after 15 s).
     pub async fn stop(&mut self) {
         if let Some(mut process) = self.process.take() {
