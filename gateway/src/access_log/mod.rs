@@ -107,7 +107,7 @@ fn send(log: &AccessLog, format: impl FnOnce(&mut Clock, &mut String) -> bool) {
 /// Counts and logs (rate-limited) a refused handshake.
 pub(crate) fn handshake_refused(peer: SocketAddr, err: &AcceptError) {
     let reason = HandshakeFailure::of(err);
-    metrics::tls::handshake_failed(reason, ssl_id(err));
+    metrics::tls::handshake_failed(reason, err.ssl_id());
     if within_rate() {
         tracing::info!(peer = %peer, reason = reason.as_str(), error = %err, "TLS handshake refused");
         handshake(&HandshakeLine::new(peer, reason, err.to_string()));
@@ -127,16 +127,6 @@ pub(crate) fn handshake_timed_out(peer: SocketAddr, timeout: Duration) {
 fn handshake(line: &HandshakeLine) {
     if let Some(log) = LOG.get() {
         send(log, |clock, out| line.format(log.format, clock, out));
-    }
-}
-
-fn ssl_id(err: &AcceptError) -> &str {
-    match err {
-        AcceptError::Handshake { ssl_id, .. }
-        | AcceptError::PeerCertificate { ssl_id, .. }
-        | AcceptError::Revoked { ssl_id }
-        | AcceptError::RevocationUnknown { ssl_id } => ssl_id,
-        _ => "",
     }
 }
 

@@ -57,6 +57,23 @@ pub enum AcceptError {
     },
 }
 
+impl AcceptError {
+    /// The SSL object the handshake was judged under; empty when none was
+    /// chosen (no SNI, unknown SNI, a connection lost before the choice).
+    pub fn ssl_id(&self) -> &str {
+        match self {
+            AcceptError::Handshake { ssl_id, .. }
+            | AcceptError::PeerCertificate { ssl_id, .. }
+            | AcceptError::Revoked { ssl_id }
+            | AcceptError::RevocationUnknown { ssl_id } => ssl_id,
+            AcceptError::NoSni
+            | AcceptError::UnknownSni(_)
+            | AcceptError::ClientHello(_)
+            | AcceptError::Io(_) => "",
+        }
+    }
+}
+
 /// Reads the ClientHello, picks the SSL object for its SNI, finishes the
 /// handshake with that object's configuration, and returns the stream with
 /// what the handshake established.
