@@ -17,6 +17,7 @@ pub mod listener;
 pub mod metrics;
 pub mod plugins;
 pub mod proxy;
+pub mod reply;
 pub mod router;
 pub mod snapshot;
 pub mod source;

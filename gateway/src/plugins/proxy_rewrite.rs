@@ -33,7 +33,7 @@ use serde_json::{Map, Value};
 
 use super::vars::{Escape, Template, Vars};
 use super::{Flow, Plugin, RequestCtx};
-use crate::proxy::json_response;
+use crate::reply::json_response;
 use crate::router::has_dot_segment;
 
 pub(super) const NAME: &str = "proxy-rewrite";

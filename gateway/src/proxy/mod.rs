@@ -31,34 +31,25 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use http::header::HOST;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Version};
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Incoming;
 use shared::validate::normalize_host;
 
 use error::ProxyError;
-pub use error::{json_reply, json_response};
 use exchange::Exchange;
 use forward::{forward, Outcome, UpstreamRequest};
 use websocket::ClientUpgrade;
 
 use crate::context::ConnInfo;
 use crate::plugins::RequestCtx;
+use crate::reply::ProxyBody;
 use crate::router::{normalize_path, Pipeline};
 use crate::snapshot::Snapshot;
 use crate::upstream::ResponseBody;
-
-/// Any error a body may end with.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body of every response the proxy produces: streamed from the
-/// upstream, or a small JSON error.
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// The request handler shared by every client connection; share it with an
 /// `Arc`. The upstream connection pools live in the snapshot's route table

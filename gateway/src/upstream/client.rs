@@ -43,7 +43,7 @@ use thread_local::ThreadLocal;
 use tokio::sync::oneshot;
 
 use super::body::AttemptBody;
-use crate::proxy::BoxError;
+use crate::reply::BoxError;
 
 /// Used when no per-upstream connect timeout is in scope.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
