@@ -15,6 +15,7 @@ pub mod access_log;
 pub mod context;
 pub mod listener;
 pub mod metrics;
+pub(crate) mod path;
 pub mod plugins;
 pub mod proxy;
 pub mod reply;

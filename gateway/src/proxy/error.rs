@@ -6,8 +6,8 @@ use http::header::{HeaderValue, CONNECTION};
 use http::{Response, StatusCode};
 use thiserror::Error;
 
+use crate::path::PathError;
 use crate::reply::{json_response, ProxyBody};
-use crate::router::PathError;
 use crate::upstream::SendError;
 
 /// A request the proxy answers itself.

@@ -3,7 +3,7 @@
 //! 0. hop-by-hop headers removed (before any plugin, so `Connection`
 //!    cannot remove what a plugin sets), and a path with dot-segments
 //!    refused (400: the upstream gets the path as sent, so it must not be
-//!    readable as another one; see [`crate::router::normalize_path`]);
+//!    readable as another one; see [`crate::path::normalize_path`]);
 //! 1. the client-certificate gate (`skip_mtls_uri_regex`: 400 without a
 //!    verified certificate on a path no regex exempts);
 //! 2. Host ≠ SNI (421 when the connection's SSL object verifies client
@@ -45,9 +45,10 @@ use forward::{forward, Outcome, UpstreamRequest};
 use websocket::ClientUpgrade;
 
 use crate::context::ConnInfo;
+use crate::path::normalize_path;
 use crate::plugins::RequestCtx;
 use crate::reply::ProxyBody;
-use crate::router::{normalize_path, Pipeline};
+use crate::router::Pipeline;
 use crate::snapshot::Snapshot;
 use crate::upstream::ResponseBody;
 

@@ -24,7 +24,6 @@
 //! that lacks its plugins, which fails open.
 
 mod index;
-mod path;
 mod prefix_tree;
 
 use std::collections::{BTreeMap, HashSet};
@@ -34,12 +33,10 @@ use std::sync::Arc;
 use http::Method;
 use shared::validate::{ClientIdentity, Trust, UpstreamRef, ValidRoute, ValidSsl, ValidUpstream};
 
-use index::Index;
-pub(crate) use path::{has_dot_segment, normalize_path, PathError};
-
 use crate::metrics::RouteMetrics;
 use crate::plugins::PluginChain;
 use crate::upstream::{BuildContext, SslObjects, UpstreamPools, UpstreamTarget};
+use index::Index;
 
 /// Every enabled route of one configuration, indexed for lookup. Cloning is
 /// O(1): every part is persistent.
