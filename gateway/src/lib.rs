@@ -20,6 +20,7 @@ pub mod plugins;
 pub mod proxy;
 pub mod reply;
 pub mod router;
+pub mod shutdown;
 pub mod snapshot;
 pub mod source;
 pub mod status;

@@ -32,7 +32,8 @@ use shared::watch::SyncStatus;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::listener::{bind_socket, ConnectionLimit, ShutdownSignal};
+use crate::listener::{bind_socket, ConnectionLimit};
+use crate::shutdown::ShutdownSignal;
 use crate::snapshot::Snapshot;
 
 /// Status connections open at once; more are closed at accept.
