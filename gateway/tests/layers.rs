@@ -29,7 +29,7 @@ const GATEWAY_LAYERS: &[&[&str]] = &[
     &["router", "plugins"],
     &["upstream"],
     &["tls"],
-    &["http", "path", "context", "shutdown"],
+    &["reply", "path", "context", "shutdown", "build_error"],
 ];
 
 /// Cycles `shared` still has, each listed by its files. The test fails when
