@@ -12,6 +12,7 @@
 //! request.
 
 pub mod access_log;
+pub mod build_error;
 pub mod context;
 pub mod listener;
 pub mod metrics;

@@ -6,7 +6,9 @@
 //!   etcd or from the last-known-good cache), 503 before;
 //! * `GET /status`: JSON — role, configuration revision and source, etcd
 //!   connection and last sync, staleness, object counts, the objects found
-//!   in etcd but refused (with the reason), connections and the cap;
+//!   in etcd but refused (with the reason), the routes and upstreams that
+//!   cannot serve (with the kind of error and the reason), connections and
+//!   the cap;
 //! * `GET /metrics` (also `/apisix/prometheus/metrics`): Prometheus metrics
 //!   ([`crate::metrics`]).
 //!
@@ -147,17 +149,21 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::path::PathBuf;
     use std::time::SystemTime;
 
     use super::*;
     use arc_swap::ArcSwap;
-    use serde_json::Value;
+    use serde_json::{json, Value};
     use shared::config::Role;
     use shared::state::ConfigState;
+    use shared::validate::{validate, Valid};
     use shared::watch::SyncStatus;
+    use shared::Kind;
     use tokio::sync::watch;
 
+    use crate::router::RouteTable;
     use crate::snapshot::Snapshot;
     use shared::watch::Source;
 
@@ -222,6 +228,47 @@ mod tests {
         assert_eq!(report["etcd"]["connected"], false);
         assert_eq!(report["connections"]["max"], 5);
         assert_eq!(report["cache"]["path"], "/var/cache/p.json");
+    }
+
+    #[test]
+    fn objects_that_cannot_serve_are_listed_with_the_kind_of_their_error() {
+        let valid = |kind, id: &str, value: Value| match validate(kind, id, &value) {
+            Ok(valid) => valid,
+            Err(err) => panic!("{id}: {err}"),
+        };
+        let Valid::Route(route) = valid(
+            Kind::Routes,
+            "r1",
+            json!({"uri": "/a", "upstream_id": "gone"}),
+        ) else {
+            panic!("not a route")
+        };
+        let Valid::Upstream(upstream) = valid(
+            Kind::Upstreams,
+            "u1",
+            json!({"nodes": {"b.internal:443": 1}, "scheme": "https", "tls": {"client_cert_id": "gone"}}),
+        ) else {
+            panic!("not an upstream")
+        };
+        let mut snapshot = Snapshot::empty(None);
+        snapshot.revision = 3;
+        snapshot.routes = RouteTable::build(&[route], &BTreeMap::from([("u1".into(), upstream)]));
+        let sources = data_plane(SyncStatus::default(), None, 3);
+        let dp = sources.data_plane.as_ref().expect("a data plane");
+        dp.snapshot.store(Arc::new(snapshot));
+        let unbuildable = &sources.report()["config"]["unbuildable"];
+        assert_eq!(unbuildable[0]["object"], "upstream");
+        assert_eq!(unbuildable[0]["id"], "u1");
+        assert_eq!(unbuildable[0]["kind"], "upstream_tls");
+        assert!(unbuildable[0]["reason"].as_str().unwrap().contains("gone"));
+        assert_eq!(unbuildable[1]["object"], "route");
+        assert_eq!(unbuildable[1]["id"], "r1");
+        assert_eq!(unbuildable[1]["kind"], "upstream_missing");
+        assert_eq!(
+            unbuildable[1]["reason"],
+            "upstream_id \"gone\" does not exist"
+        );
+        assert_eq!(unbuildable.as_array().map(Vec::len), Some(2));
     }
 
     #[test]

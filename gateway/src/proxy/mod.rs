@@ -104,7 +104,7 @@ impl Proxy {
             .pipeline()
             .map_err(|reason| ProxyError::RouteUnavailable {
                 route: route.id.clone(),
-                reason: reason.to_owned(),
+                reason: reason.to_string(),
             })?;
         let mut ctx = RequestCtx {
             conn,

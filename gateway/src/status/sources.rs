@@ -110,15 +110,27 @@ impl DataPlaneStatus {
                     .collect()
             })
             .unwrap_or_default();
+        let snapshot = self.snapshot.load();
+        let unbuildable: Vec<Value> = (snapshot.routes.unbuildable().into_iter())
+            .map(|u| {
+                json!({
+                    "object": u.object,
+                    "id": u.id,
+                    "kind": u.error.kind(),
+                    "reason": u.error.to_string(),
+                })
+            })
+            .collect();
         report["stale"] = json!(sync.stale());
         report["config"] = json!({
             "source": sync.source.map(|s| s.as_str()),
             "revision": sync.revision,
-            "applied_revision": self.snapshot.load().revision,
+            "applied_revision": snapshot.revision,
             "ssls": counts(|s| s.ssls.len()),
             "routes": counts(|s| s.routes.len()),
             "upstreams": counts(|s| s.upstreams.len()),
             "invalid": invalid,
+            "unbuildable": unbuildable,
         });
         report["etcd"] = json!({
             "connected": sync.connected,

@@ -192,7 +192,8 @@ fn a_target_with_a_broken_profile_still_builds_and_answers_502() {
     };
     let target = UpstreamTarget::build("upstream u".into(), &by_ref, &ctx).expect("builds");
     let reason = target.client.as_ref().err().expect("no client");
-    assert!(reason.contains("gone"), "{reason}");
+    assert!(reason.to_string().contains("gone"), "{reason}");
+    assert_eq!(reason.kind(), "upstream_tls");
     let error = SendError::TlsUnavailable(Arc::clone(reason));
     assert!(
         !error.is_connect() && !error.is_timeout(),
