@@ -20,13 +20,37 @@ pub enum BuildError {
     #[error("node {address} is not a valid address")]
     NodeAddress { address: String },
     /// The upstream's TLS profile (`tls.client_cert_id`, `tls.ca_id`, ...).
-    #[error("{reason}")]
-    UpstreamTls { reason: String },
+    #[error(transparent)]
+    UpstreamTls(#[from] UpstreamTlsError),
     #[error("plugin {plugin:?} is not available in this build")]
     PluginUnknown { plugin: String },
     /// A plugin's own build refused its configuration.
     #[error("plugin {plugin:?}: {reason}")]
     Plugin { plugin: String, reason: String },
+}
+
+/// Why an upstream's TLS profile cannot be built. Its targets still build
+/// and answer 502 with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum UpstreamTlsError {
+    #[error("tls.client_cert_id names SSL object {id}, which does not exist (or is invalid)")]
+    ClientCertMissing { id: String },
+    #[error("tls.client_cert_id names SSL object {id}, which is not of type \"client\"")]
+    ClientCertNotClient { id: String },
+    #[error("tls.client_cert_id names SSL object {id}, which is disabled (status 0)")]
+    ClientCertDisabled { id: String },
+    #[error("tls.ca_id names SSL object {id}, which does not exist (or is invalid)")]
+    CaMissing { id: String },
+    #[error("tls.ca_id names SSL object {id}, which has no client.ca")]
+    CaWithoutClientCa { id: String },
+    #[error("tls server name {name:?} is not a DNS name or IP address")]
+    ServerName { name: String },
+    #[error("CA certificate #{index} cannot be a trust anchor: {reason}")]
+    TrustAnchor { index: usize, reason: String },
+    #[error("TLS versions: {0}")]
+    Versions(String),
+    #[error("the client key cannot be used: {0}")]
+    ClientKey(String),
 }
 
 impl BuildError {
@@ -37,7 +61,7 @@ impl BuildError {
             BuildError::UpstreamMissing { .. } => "upstream_missing",
             BuildError::UpstreamHostMissing | BuildError::UpstreamHost { .. } => "upstream_host",
             BuildError::NodeAddress { .. } => "node_address",
-            BuildError::UpstreamTls { .. } => "upstream_tls",
+            BuildError::UpstreamTls(_) => "upstream_tls",
             BuildError::PluginUnknown { .. } => "plugin_unknown",
             BuildError::Plugin { .. } => "plugin",
         }

@@ -188,7 +188,7 @@ fn client_for(
     };
     TlsProfile::resolve(policy, ctx.ssls)
         .and_then(|profile| ctx.pools.tls(&profile, &ctx.provider))
-        .map_err(|reason| BuildError::UpstreamTls { reason })
+        .map_err(BuildError::UpstreamTls)
 }
 
 impl HostPolicy {

@@ -63,7 +63,7 @@ fn client_ssl(id: &str, pair: &Pem, ca: Option<&Pem>) -> (String, Arc<ValidSsl>)
 }
 
 fn profile(upstream: &ValidUpstream, ssls: &SslObjects) -> Result<TlsProfile, String> {
-    TlsProfile::resolve(upstream.tls.as_ref().expect("https"), ssls)
+    TlsProfile::resolve(upstream.tls.as_ref().expect("https"), ssls).map_err(|e| e.to_string())
 }
 
 #[test]
