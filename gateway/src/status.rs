@@ -257,17 +257,17 @@ mod tests {
         let dp = sources.data_plane.as_ref().expect("a data plane");
         dp.snapshot.store(Arc::new(snapshot));
         let unbuildable = &sources.report()["config"]["unbuildable"];
-        assert_eq!(unbuildable[0]["object"], "upstream");
-        assert_eq!(unbuildable[0]["id"], "u1");
-        assert_eq!(unbuildable[0]["kind"], "upstream_tls");
-        assert!(unbuildable[0]["reason"].as_str().unwrap().contains("gone"));
-        assert_eq!(unbuildable[1]["object"], "route");
-        assert_eq!(unbuildable[1]["id"], "r1");
-        assert_eq!(unbuildable[1]["kind"], "upstream_missing");
+        assert_eq!(unbuildable[0]["object"], "route");
+        assert_eq!(unbuildable[0]["id"], "r1");
+        assert_eq!(unbuildable[0]["kind"], "upstream_missing");
         assert_eq!(
-            unbuildable[1]["reason"],
+            unbuildable[0]["reason"],
             "upstream_id \"gone\" does not exist"
         );
+        assert_eq!(unbuildable[1]["object"], "upstream");
+        assert_eq!(unbuildable[1]["id"], "u1");
+        assert_eq!(unbuildable[1]["kind"], "upstream_tls");
+        assert!(unbuildable[1]["reason"].as_str().unwrap().contains("gone"));
         assert_eq!(unbuildable.as_array().map(Vec::len), Some(2));
     }
 

@@ -33,11 +33,12 @@ use std::sync::Arc;
 use http::Method;
 use shared::validate::{ClientIdentity, Trust, UpstreamRef, ValidRoute, ValidSsl, ValidUpstream};
 
+use index::Index;
+
 use crate::build_error::BuildError;
 use crate::metrics::RouteMetrics;
 use crate::plugins::{PluginChain, PluginError};
 use crate::upstream::{BuildContext, SslObjects, UpstreamPools, UpstreamTarget};
-use index::Index;
 
 /// Every enabled route of one configuration, indexed for lookup. Cloning is
 /// O(1): every part is persistent.
@@ -228,33 +229,24 @@ impl RouteTable {
         self.routes.is_empty()
     }
 
-    /// The stored upstreams, then the routes, that cannot serve (a route
+    /// The routes, then the stored upstreams, that cannot serve (a route
     /// whose inline upstream has no TLS client included), each by id.
     pub fn unbuildable(&self) -> Vec<Unbuildable> {
-        let mut upstreams: Vec<Unbuildable> = (self.targets.iter())
-            .filter_map(|(id, built)| {
-                let error = match &built.target {
-                    Ok(target) => target.tls_error()?,
-                    Err(error) => error,
-                };
-                Some(Unbuildable {
-                    object: "upstream",
-                    id: id.to_string(),
-                    error: error.clone(),
-                })
-            })
-            .collect();
-        let mut routes: Vec<Unbuildable> = (self.broken.iter())
-            .map(|(id, error)| Unbuildable {
-                object: "route",
+        let routes = (self.broken.iter()).map(|(id, error)| ("route", id, error));
+        let upstreams = (self.targets.iter()).filter_map(|(id, built)| match &built.target {
+            Ok(target) => Some(("upstream", id, target.tls_error()?)),
+            Err(error) => Some(("upstream", id, error)),
+        });
+        let mut all: Vec<Unbuildable> = routes
+            .chain(upstreams)
+            .map(|(object, id, error)| Unbuildable {
+                object,
                 id: id.to_string(),
                 error: error.clone(),
             })
             .collect();
-        upstreams.sort_by(|a, b| a.id.cmp(&b.id));
-        routes.sort_by(|a, b| a.id.cmp(&b.id));
-        upstreams.extend(routes);
-        upstreams
+        all.sort_by(|a, b| (a.object, &a.id).cmp(&(b.object, &b.id)));
+        all
     }
 
     /// Builds `route` and registers it (replacing any route of the same id);
