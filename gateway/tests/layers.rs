@@ -1,6 +1,6 @@
 //! The module structure holds: no two files of `gateway` (or `shared`)
 //! import each other, directly or around a circle, and `gateway`'s request
-//! path imports only downward, in the order a request walks it.
+//! path imports only downward through the layers of [`GATEWAY_LAYERS`].
 //!
 //! Paths are read from the source text (`use` trees and inline paths from
 //! `crate::`, `super::`, `self::` or a child module) and resolved to the file
