@@ -9,7 +9,7 @@ use regex::RegexSet;
 use rustls_pki_types::CertificateDer;
 use shared::x509::CertSummary;
 
-use crate::listener::ShutdownSignal;
+use crate::shutdown::ShutdownSignal;
 
 /// One accepted client connection.
 #[derive(Debug, Clone)]

@@ -12,12 +12,16 @@
 //! request.
 
 pub mod access_log;
+pub mod build_error;
 pub mod context;
 pub mod listener;
 pub mod metrics;
+pub(crate) mod path;
 pub mod plugins;
 pub mod proxy;
+pub mod reply;
 pub mod router;
+pub mod shutdown;
 pub mod snapshot;
 pub mod source;
 pub mod status;

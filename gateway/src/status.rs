@@ -6,7 +6,9 @@
 //!   etcd or from the last-known-good cache), 503 before;
 //! * `GET /status`: JSON — role, configuration revision and source, etcd
 //!   connection and last sync, staleness, object counts, the objects found
-//!   in etcd but refused (with the reason), connections and the cap;
+//!   in etcd but refused (with the reason), the routes and upstreams that
+//!   cannot serve (with the kind of error and the reason), connections and
+//!   the cap;
 //! * `GET /metrics` (also `/apisix/prometheus/metrics`): Prometheus metrics
 //!   ([`crate::metrics`]).
 //!
@@ -14,165 +16,28 @@
 //! request never touches etcd.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde_json::{json, Value};
-use shared::config::Role;
-use shared::state::ConfigState;
-use shared::watch::SyncStatus;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-use crate::listener::{bind_socket, ConnectionLimit, ShutdownSignal};
-use crate::snapshot::Snapshot;
+use crate::listener::{bind_socket, ConnectionLimit};
+use crate::shutdown::ShutdownSignal;
+
+pub(crate) mod sources;
+
+pub use sources::{DataPlaneStatus, StatusSources};
 
 /// Status connections open at once; more are closed at accept.
 const MAX_STATUS_CONNECTIONS: usize = 64;
 /// A status client must send its request within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the first snapshot may take to build before the proxy
-/// listeners open regardless.
-const FIRST_BUILD_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What the data plane maintains, as the status endpoints read it.
-#[derive(Clone)]
-pub struct DataPlaneStatus {
-    pub states: watch::Receiver<Option<Arc<ConfigState>>>,
-    pub sync: watch::Receiver<SyncStatus>,
-    pub snapshot: Arc<ArcSwap<Snapshot>>,
-    pub connections: Arc<ConnectionLimit>,
-    /// The last-known-good cache file, when `deployment.etcd.cache_dir` is set.
-    pub cache_path: Option<PathBuf>,
-    /// The file followed in standalone mode (no etcd).
-    pub standalone_file: Option<PathBuf>,
-}
-
-/// Everything the status endpoints report on.
-pub struct StatusSources {
-    pub role: Role,
-    /// `None` for the control plane, which serves no traffic.
-    pub data_plane: Option<DataPlaneStatus>,
-}
-
-impl StatusSources {
-    /// Whether the process can take traffic: the control plane always; a
-    /// data plane once a configuration is applied.
-    pub fn ready(&self) -> bool {
-        self.data_plane
-            .as_ref()
-            .is_none_or(|dp| dp.sync.borrow().loaded() && dp.snapshot.load().revision > 0)
-    }
-
-    /// The `/status` document.
-    pub fn report(&self) -> Value {
-        let mut report = json!({
-            "role": role_name(self.role),
-            "ready": self.ready(),
-            "stale": false,
-            "config": null,
-            "etcd": null,
-            "cache": null,
-            "connections": null,
-            "process": { "rss_bytes": rss_bytes() },
-        });
-        if let Some(dp) = &self.data_plane {
-            dp.fill(&mut report);
-        }
-        report
-    }
-}
-
-impl DataPlaneStatus {
-    /// Resolves once the first configuration is applied, or once there is
-    /// none to apply (etcd unreachable at startup, no usable cache). The
-    /// proxy listeners open then: a process that shares its ports with its
-    /// predecessor (`SO_REUSEPORT`) must not answer 404 for routes it has
-    /// not loaded yet.
-    pub async fn first_load(&self) {
-        let mut sync = self.sync.clone();
-        let loaded = match sync.wait_for(SyncStatus::first_load_over).await {
-            Ok(status) => status.loaded(),
-            Err(_) => return,
-        };
-        if !loaded {
-            return;
-        }
-        // The snapshot is built from the state on a blocking thread and has
-        // no change notification; this runs once, at startup.
-        let applied = async {
-            while self.snapshot.load().revision == 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        if tokio::time::timeout(FIRST_BUILD_TIMEOUT, applied)
-            .await
-            .is_err()
-        {
-            tracing::warn!(timeout = ?FIRST_BUILD_TIMEOUT, "the first configuration is not applied yet; opening the listeners anyway");
-        }
-    }
-
-    fn fill(&self, report: &mut Value) {
-        let sync = self.sync.borrow().clone();
-        let state = self.states.borrow().clone();
-        let counts = |f: fn(&ConfigState) -> usize| state.as_deref().map_or(0, f);
-        let invalid: Vec<Value> = state
-            .as_deref()
-            .map(|s| {
-                s.invalid
-                    .iter()
-                    .map(|(key, reason)| json!({ "key": key, "reason": reason }))
-                    .collect()
-            })
-            .unwrap_or_default();
-        report["stale"] = json!(sync.stale());
-        report["config"] = json!({
-            "source": sync.source.map(|s| s.as_str()),
-            "revision": sync.revision,
-            "applied_revision": self.snapshot.load().revision,
-            "ssls": counts(|s| s.ssls.len()),
-            "routes": counts(|s| s.routes.len()),
-            "upstreams": counts(|s| s.upstreams.len()),
-            "invalid": invalid,
-        });
-        report["etcd"] = json!({
-            "connected": sync.connected,
-            "last_sync": sync.last_sync.map(rfc3339),
-            "last_sync_age_seconds": sync.last_sync.map(age_seconds),
-            "last_error": sync.last_error,
-        });
-        if let Some(path) = &self.standalone_file {
-            report["etcd"] = Value::Null;
-            report["standalone"] = json!({
-                "path": path.display().to_string(),
-                "last_load": sync.last_sync.map(rfc3339),
-                "last_error": sync.last_error,
-            });
-        }
-        if let Some(path) = &self.cache_path {
-            report["cache"] = json!({
-                "path": path.display().to_string(),
-                "written_revision": sync.cache_revision,
-                "last_error": sync.cache_error,
-            });
-        }
-        report["connections"] = json!({
-            "current": self.connections.current(),
-            "max": self.connections.max(),
-            "refused": self.connections.refused(),
-        });
-    }
-}
-
 /// The bound status listener.
 pub struct StatusServer {
     socket: TcpListener,
@@ -282,36 +147,24 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     response
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Traditional => "traditional",
-        Role::DataPlane => "data_plane",
-        Role::ControlPlane => "control_plane",
-    }
-}
-
-fn rfc3339(at: SystemTime) -> Option<String> {
-    let at = time::OffsetDateTime::from(at);
-    at.format(&time::format_description::well_known::Rfc3339)
-        .ok()
-}
-
-fn age_seconds(at: SystemTime) -> f64 {
-    let age = SystemTime::now().duration_since(at).unwrap_or_default();
-    (age.as_secs_f64() * 1000.0).round() / 1000.0
-}
-
-/// Resident memory of this process (Linux), for spotting leaks from outside.
-fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use std::time::SystemTime;
+
     use super::*;
+    use arc_swap::ArcSwap;
+    use serde_json::{json, Value};
+    use shared::config::Role;
+    use shared::state::ConfigState;
+    use shared::validate::{validate, Valid};
+    use shared::watch::SyncStatus;
+    use shared::Kind;
+    use tokio::sync::watch;
+
+    use crate::router::RouteTable;
+    use crate::snapshot::Snapshot;
     use shared::watch::Source;
 
     fn data_plane(sync: SyncStatus, state: Option<ConfigState>, applied: i64) -> StatusSources {
@@ -375,6 +228,47 @@ mod tests {
         assert_eq!(report["etcd"]["connected"], false);
         assert_eq!(report["connections"]["max"], 5);
         assert_eq!(report["cache"]["path"], "/var/cache/p.json");
+    }
+
+    #[test]
+    fn objects_that_cannot_serve_are_listed_with_the_kind_of_their_error() {
+        let valid = |kind, id: &str, value: Value| match validate(kind, id, &value) {
+            Ok(valid) => valid,
+            Err(err) => panic!("{id}: {err}"),
+        };
+        let Valid::Route(route) = valid(
+            Kind::Routes,
+            "r1",
+            json!({"uri": "/a", "upstream_id": "gone"}),
+        ) else {
+            panic!("not a route")
+        };
+        let Valid::Upstream(upstream) = valid(
+            Kind::Upstreams,
+            "u1",
+            json!({"nodes": {"b.internal:443": 1}, "scheme": "https", "tls": {"client_cert_id": "gone"}}),
+        ) else {
+            panic!("not an upstream")
+        };
+        let mut snapshot = Snapshot::empty(None);
+        snapshot.revision = 3;
+        snapshot.routes = RouteTable::build(&[route], &BTreeMap::from([("u1".into(), upstream)]));
+        let sources = data_plane(SyncStatus::default(), None, 3);
+        let dp = sources.data_plane.as_ref().expect("a data plane");
+        dp.snapshot.store(Arc::new(snapshot));
+        let unbuildable = &sources.report()["config"]["unbuildable"];
+        assert_eq!(unbuildable[0]["object"], "route");
+        assert_eq!(unbuildable[0]["id"], "r1");
+        assert_eq!(unbuildable[0]["kind"], "upstream_missing");
+        assert_eq!(
+            unbuildable[0]["reason"],
+            "upstream_id \"gone\" does not exist"
+        );
+        assert_eq!(unbuildable[1]["object"], "upstream");
+        assert_eq!(unbuildable[1]["id"], "u1");
+        assert_eq!(unbuildable[1]["kind"], "upstream_tls");
+        assert!(unbuildable[1]["reason"].as_str().unwrap().contains("gone"));
+        assert_eq!(unbuildable.as_array().map(Vec::len), Some(2));
     }
 
     #[test]

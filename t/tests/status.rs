@@ -1,6 +1,7 @@
 //! The status endpoints (`deployment.status.listen`): liveness, readiness
 //! that waits for a configuration, and the `/status` document an operator
-//! reads — counts, revision, etcd connection, objects refused with why.
+//! reads — counts, revision, etcd connection, objects refused with why,
+//! objects that cannot serve with the kind of error.
 
 use std::time::{Duration, Instant};
 
@@ -144,6 +145,52 @@ async fn status_reports_the_served_configuration() -> harness::Result<()> {
         s["config"]["invalid"] == json!([])
     })
     .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn status_lists_routes_that_cannot_serve_with_the_kind_of_error() -> harness::Result<()> {
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start_with(&etcd, with_status()).await?;
+    let echo = EchoServer::start().await?;
+    // Valid on its own, past the admin API's reference check: its upstream
+    // does not exist, so the route answers 503 until it does.
+    let route_key = format!("{}/routes/dangling", gw.prefix());
+    etcd.etcdctl(&[
+        "put",
+        &route_key,
+        r#"{"uri": "/dangling", "upstream_id": "later"}"#,
+    ])?;
+    let status = status_until(&gw, "the route to be listed as unbuildable", |s| {
+        s["config"]["unbuildable"]
+            .as_array()
+            .is_some_and(|list| !list.is_empty())
+    })
+    .await?;
+    assert_eq!(
+        status["config"]["unbuildable"],
+        json!([{
+            "object": "route",
+            "id": "dangling",
+            "kind": "upstream_missing",
+            "reason": "upstream_id \"later\" does not exist",
+        }])
+    );
+    eventually_status("the route to answer 503", 503, || {
+        curl_http(&gw, "/dangling", &[])
+    })
+    .await?;
+
+    let upstream = json!({ "type": "roundrobin", "nodes": { echo.node(): 1 } });
+    gw.admin()
+        .create_all([("upstreams/later", upstream)])
+        .await?;
+    eventually_status("the route to serve", 200, || {
+        curl_http(&gw, "/dangling", &[])
+    })
+    .await?;
+    let status = gw.status().await?;
+    assert_eq!(status["config"]["unbuildable"], json!([]));
     Ok(())
 }
 

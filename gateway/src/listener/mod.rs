@@ -34,32 +34,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 pub use conn::Server;
 pub use limit::ConnectionLimit;
 pub(crate) use socket::bind as bind_socket;
 pub use workers::Workers;
 
+/// Listeners serve until it fires; re-exported as part of their interface.
+pub use crate::shutdown::ShutdownSignal;
+
 /// How long in-flight requests may take to finish after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Resolves when shutdown begins.
-#[derive(Clone)]
-pub struct ShutdownSignal(watch::Receiver<bool>);
-
-impl ShutdownSignal {
-    /// A signal and the trigger that fires it.
-    pub fn new() -> (watch::Sender<bool>, ShutdownSignal) {
-        let (tx, rx) = watch::channel(false);
-        (tx, ShutdownSignal(rx))
-    }
-
-    pub async fn fired(mut self) {
-        // An error means the trigger is gone, which also means shutdown.
-        let _ = self.0.wait_for(|fired| *fired).await;
-    }
-}
 
 /// Whether a listener terminates TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

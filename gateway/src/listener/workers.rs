@@ -20,7 +20,8 @@ use futures_util::future::join_all;
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 
-use super::{Listener, Server, ShutdownSignal};
+use super::{Listener, Server};
+use crate::shutdown::ShutdownSignal;
 
 /// The running worker threads.
 pub struct Workers {

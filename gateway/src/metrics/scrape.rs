@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use shared::state::ConfigState;
 
 use super::{expiry, metrics};
-use crate::status::StatusSources;
+use crate::status::sources::StatusSources;
 
 /// The whole scrape, in the Prometheus text format.
 pub(crate) fn render(sources: &StatusSources) -> String {

@@ -42,7 +42,7 @@ use super::{Flow, Plugin, RequestCtx};
 use crate::context::{ClientCert, PeerCert};
 use crate::metrics::tls::{client_cert_verdict as record_verdict, Verdict};
 use crate::metrics::HandshakeFailure;
-use crate::proxy::json_reply;
+use crate::reply::json_reply;
 use crate::tls::{ClientCertError, TrustSet};
 
 pub(super) const NAME: &str = shared::validate::CLIENT_CERT_AUTH;

@@ -32,7 +32,7 @@ use shared::validate::{ClientCertAuth, PluginConfigs, ValidRoute, CLIENT_CERT_AU
 use thiserror::Error;
 
 use crate::context::ConnInfo;
-use crate::proxy::ProxyBody;
+use crate::reply::ProxyBody;
 use crate::tls::RouteCertRequests;
 
 /// What a phase decides: go on, or answer the client with this response

@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::identity::{verified_client, Attribute, IdentityHeaders};
 use super::{Flow, Plugin, RequestCtx};
 use crate::metrics::tls::{client_cert_verdict as record_verdict, Verdict};
-use crate::proxy::json_reply;
+use crate::reply::json_reply;
 
 pub(super) const NAME: &str = "mtls-acl";
 

@@ -29,7 +29,7 @@ use super::identity::{self, verified_client, IdentityHeaders, Rdn};
 use super::{Flow, Plugin, RequestCtx};
 use crate::context::PeerCert;
 use crate::metrics::tls::{client_cert_verdict as record_verdict, Verdict};
-use crate::proxy::json_reply;
+use crate::reply::json_reply;
 
 pub(super) const NAME: &str = "mtls-auth";
 

@@ -33,8 +33,8 @@ use serde_json::{Map, Value};
 
 use super::vars::{Escape, Template, Vars};
 use super::{Flow, Plugin, RequestCtx};
-use crate::proxy::json_response;
-use crate::router::has_dot_segment;
+use crate::path::has_dot_segment;
+use crate::reply::json_response;
 
 pub(super) const NAME: &str = "proxy-rewrite";
 

@@ -2,14 +2,12 @@
 //! and a JSON `{"error_msg": ...}` body that names no internal address) and
 //! as the operator sees it (the full reason, logged).
 
-use bytes::Bytes;
-use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
+use http::header::{HeaderValue, CONNECTION};
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt as _, Full};
 use thiserror::Error;
 
-use super::ProxyBody;
-use crate::router::PathError;
+use crate::path::PathError;
+use crate::reply::{json_response, ProxyBody};
 use crate::upstream::SendError;
 
 /// A request the proxy answers itself.
@@ -153,28 +151,4 @@ impl ProxyError {
     fn ends_connection(&self) -> bool {
         matches!(self, ProxyError::PolicyChanged { .. })
     }
-}
-
-/// A response with the JSON body `{"error_msg": message}`, as APISIX answers.
-pub fn json_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
-    json_reply(
-        status,
-        serde_json::json!({ "error_msg": message }).to_string(),
-    )
-}
-
-/// `status` with the JSON text `body`, sent as is: also what plugins answer
-/// with, in the bodies of the gateways they are compatible with (Kong's
-/// `{"message":"You cannot consume this service"}`, ...).
-pub fn json_reply(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
-    let mut response = Response::new(
-        Full::new(body.into())
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Body as _;
 
-use super::ProxyBody;
 use crate::access_log::{self, RequestHead, RequestLine};
 use crate::context::ConnInfo;
 use crate::metrics::{self, request::RequestSample, RouteMetrics};
 use crate::plugins::LogCtx;
+use crate::reply::ProxyBody;
 use crate::router::RouteEntry;
 
 /// What one request did; `'s` is the snapshot serving it.

@@ -13,8 +13,8 @@ use hyper::body::Incoming;
 use super::error::ProxyError;
 use super::exchange::Exchange;
 use super::headers::prepare_upstream_headers;
-use super::ProxyBody;
 use crate::plugins::RequestCtx;
+use crate::reply::ProxyBody;
 use crate::router::Pipeline;
 use crate::upstream::{Node, RequestBody, UpstreamTarget};
 

@@ -3,7 +3,7 @@
 //! 0. hop-by-hop headers removed (before any plugin, so `Connection`
 //!    cannot remove what a plugin sets), and a path with dot-segments
 //!    refused (400: the upstream gets the path as sent, so it must not be
-//!    readable as another one; see [`crate::router::normalize_path`]);
+//!    readable as another one; see [`crate::path::normalize_path`]);
 //! 1. the client-certificate gate (`skip_mtls_uri_regex`: 400 without a
 //!    verified certificate on a path no regex exempts);
 //! 2. Host ≠ SNI (421 when the connection's SSL object verifies client
@@ -31,34 +31,26 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use http::header::HOST;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Version};
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Incoming;
 use shared::validate::normalize_host;
 
 use error::ProxyError;
-pub use error::{json_reply, json_response};
 use exchange::Exchange;
 use forward::{forward, Outcome, UpstreamRequest};
 use websocket::ClientUpgrade;
 
 use crate::context::ConnInfo;
+use crate::path::normalize_path;
 use crate::plugins::RequestCtx;
-use crate::router::{normalize_path, Pipeline};
+use crate::reply::ProxyBody;
+use crate::router::Pipeline;
 use crate::snapshot::Snapshot;
 use crate::upstream::ResponseBody;
-
-/// Any error a body may end with.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body of every response the proxy produces: streamed from the
-/// upstream, or a small JSON error.
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// The request handler shared by every client connection; share it with an
 /// `Arc`. The upstream connection pools live in the snapshot's route table
@@ -112,7 +104,7 @@ impl Proxy {
             .pipeline()
             .map_err(|reason| ProxyError::RouteUnavailable {
                 route: route.id.clone(),
-                reason: reason.to_owned(),
+                reason: reason.to_string(),
             })?;
         let mut ctx = RequestCtx {
             conn,

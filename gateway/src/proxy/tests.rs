@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::reply::BoxError;
 use crate::router::RouteTable;
 use crate::tls::SniTable;
 

@@ -24,7 +24,6 @@
 //! that lacks its plugins, which fails open.
 
 mod index;
-mod path;
 mod prefix_tree;
 
 use std::collections::{BTreeMap, HashSet};
@@ -35,10 +34,10 @@ use http::Method;
 use shared::validate::{ClientIdentity, Trust, UpstreamRef, ValidRoute, ValidSsl, ValidUpstream};
 
 use index::Index;
-pub(crate) use path::{has_dot_segment, normalize_path, PathError};
 
+use crate::build_error::BuildError;
 use crate::metrics::RouteMetrics;
-use crate::plugins::PluginChain;
+use crate::plugins::{PluginChain, PluginError};
 use crate::upstream::{BuildContext, SslObjects, UpstreamPools, UpstreamTarget};
 
 /// Every enabled route of one configuration, indexed for lookup. Cloning is
@@ -56,6 +55,17 @@ pub struct RouteTable {
     /// The upstream clients this table's upstreams use, handed on to the
     /// next table so that unchanged TLS profiles keep their connections.
     pools: Arc<UpstreamPools>,
+    /// Why each route that cannot serve cannot, by id (for `/status`).
+    broken: imbl::HashMap<Arc<str>, BuildError>,
+}
+
+/// A route or stored upstream of the table that cannot serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unbuildable {
+    /// `route` or `upstream`.
+    pub object: &'static str,
+    pub id: String,
+    pub error: BuildError,
 }
 
 /// One matchable route, with what it runs once matched.
@@ -66,7 +76,7 @@ pub struct RouteEntry {
     pub enable_websocket: bool,
     /// Empty: every method.
     methods: Vec<Method>,
-    pipeline: Result<Pipeline, String>,
+    pipeline: Result<Pipeline, BuildError>,
     /// Its metric handles, resolved once.
     pub(crate) metrics: RouteMetrics,
 }
@@ -81,7 +91,7 @@ pub(crate) struct Pipeline {
 #[derive(Clone)]
 struct BuiltTarget {
     spec: Arc<ValidUpstream>,
-    target: Result<Arc<UpstreamTarget>, String>,
+    target: Result<Arc<UpstreamTarget>, BuildError>,
 }
 
 /// What a built route was built from, besides itself.
@@ -219,6 +229,26 @@ impl RouteTable {
         self.routes.is_empty()
     }
 
+    /// The routes, then the stored upstreams, that cannot serve (a route
+    /// whose inline upstream has no TLS client included), each by id.
+    pub fn unbuildable(&self) -> Vec<Unbuildable> {
+        let routes = (self.broken.iter()).map(|(id, error)| ("route", id, error));
+        let upstreams = (self.targets.iter()).filter_map(|(id, built)| match &built.target {
+            Ok(target) => Some(("upstream", id, target.tls_error()?)),
+            Err(error) => Some(("upstream", id, error)),
+        });
+        let mut all: Vec<Unbuildable> = routes
+            .chain(upstreams)
+            .map(|(object, id, error)| Unbuildable {
+                object,
+                id: id.to_string(),
+                error: error.clone(),
+            })
+            .collect();
+        all.sort_by(|a, b| (a.object, &a.id).cmp(&(b.object, &b.id)));
+        all
+    }
+
     /// Builds `route` and registers it (replacing any route of the same id);
     /// a disabled route is only unregistered.
     fn put_route(&mut self, route: &Arc<ValidRoute>, ssl: &dyn Fn(&str) -> Option<Arc<ValidSsl>>) {
@@ -229,6 +259,9 @@ impl RouteTable {
         let entry = Arc::new(RouteEntry::build(route, &self.targets, &self.pools, ssl));
         self.index.insert(route, &entry);
         let id: Arc<str> = Arc::from(route.id.as_str());
+        if let Some(error) = entry.problem(route) {
+            self.broken.insert(Arc::clone(&id), error.clone());
+        }
         for dependency in dependencies(route) {
             let mut users = self
                 .dependents
@@ -245,6 +278,7 @@ impl RouteTable {
         let Some(route) = self.routes.remove(id) else {
             return;
         };
+        self.broken.remove(id);
         self.index.remove(&route, id);
         for dependency in dependencies(&route) {
             let Some(mut users) = self.dependents.get(&dependency).cloned() else {
@@ -336,10 +370,9 @@ impl RouteEntry {
             .collect();
         let pipeline = match methods {
             Ok(_) => Pipeline::build(route, targets, pools, ssl),
-            Err(_) => Err(format!(
-                "methods {:?} include an invalid method",
-                route.methods
-            )),
+            Err(_) => Err(BuildError::Methods {
+                methods: route.methods.clone(),
+            }),
         };
         if let Err(reason) = &pipeline {
             tracing::warn!(route = %route.id, %reason, "route cannot serve; it answers 503 until fixed");
@@ -359,9 +392,19 @@ impl RouteEntry {
         self.methods.is_empty() || self.methods.contains(method)
     }
 
+    /// Why this route cannot serve, or why its inline upstream has no TLS
+    /// client; `route` is what it was built from.
+    fn problem(&self, route: &ValidRoute) -> Option<&BuildError> {
+        match (&self.pipeline, &route.upstream) {
+            (Err(error), _) => Some(error),
+            (Ok(pipeline), UpstreamRef::Inline(_)) => pipeline.upstream.tls_error(),
+            (Ok(_), UpstreamRef::Id(_)) => None,
+        }
+    }
+
     /// The plugins and upstream, or why this route cannot serve.
-    pub(crate) fn pipeline(&self) -> Result<&Pipeline, &str> {
-        self.pipeline.as_ref().map_err(String::as_str)
+    pub(crate) fn pipeline(&self) -> Result<&Pipeline, &BuildError> {
+        self.pipeline.as_ref()
     }
 }
 
@@ -383,8 +426,8 @@ impl Pipeline {
         targets: &imbl::HashMap<Arc<str>, BuiltTarget>,
         pools: &UpstreamPools,
         ssl: &dyn Fn(&str) -> Option<Arc<ValidSsl>>,
-    ) -> Result<Pipeline, String> {
-        let plugins = PluginChain::build(&route.plugins).map_err(|err| err.to_string())?;
+    ) -> Result<Pipeline, BuildError> {
+        let plugins = PluginChain::build(&route.plugins).map_err(plugin_error)?;
         let upstream = match &route.upstream {
             UpstreamRef::Inline(spec) => {
                 let ssls = referenced_ssls(spec, ssl);
@@ -394,10 +437,22 @@ impl Pipeline {
             }
             UpstreamRef::Id(id) => match targets.get(id.as_str()) {
                 Some(built) => built.target.clone()?,
-                None => return Err(format!("upstream_id {id:?} does not exist")),
+                None => return Err(BuildError::UpstreamMissing { id: id.clone() }),
             },
         };
         Ok(Pipeline { plugins, upstream })
+    }
+}
+
+/// The plugins' own error as a build error; their `build` functions still
+/// give their reason as text.
+fn plugin_error(err: PluginError) -> BuildError {
+    match err {
+        PluginError::Unknown(plugin) => BuildError::PluginUnknown { plugin },
+        PluginError::Config { plugin, reason } => BuildError::Plugin {
+            plugin: plugin.to_owned(),
+            reason,
+        },
     }
 }
 

@@ -376,20 +376,54 @@ fn broken_routes_still_match_and_say_why() {
         admin.id, "missing",
         "never falls through to the broader route"
     );
-    assert_eq!(
-        admin.pipeline().err(),
-        Some("upstream_id \"gone\" does not exist")
-    );
+    let missing = admin.pipeline().err().unwrap();
+    assert_eq!(missing.to_string(), "upstream_id \"gone\" does not exist");
+    assert_eq!(missing.kind(), "upstream_missing");
     let secure = table.find(None, "/secure/x", &Method::GET).unwrap();
+    let unknown = secure.pipeline().err().unwrap();
     assert_eq!(
-        secure.pipeline().err(),
-        Some("plugin \"no-such-plugin\" is not available in this build")
+        unknown.to_string(),
+        "plugin \"no-such-plugin\" is not available in this build"
     );
+    assert_eq!(unknown.kind(), "plugin_unknown");
     assert!(table
         .find(None, "/other", &Method::GET)
         .unwrap()
         .pipeline()
         .is_ok());
+
+    let listed = |table: &RouteTable| -> Vec<(String, &'static str)> {
+        let unbuildable = table.unbuildable();
+        unbuildable
+            .iter()
+            .map(|u| (u.id.clone(), u.error.kind()))
+            .collect()
+    };
+    assert_eq!(
+        listed(&table),
+        [
+            ("bad-plugin".to_owned(), "plugin_unknown"),
+            ("missing".to_owned(), "upstream_missing")
+        ]
+    );
+    let fixed = route(Spec {
+        id: "missing",
+        uris: &["/admin/*"],
+        ..BASE
+    });
+    let changes = Changes {
+        routes: vec![
+            ("missing".to_owned(), Some(fixed)),
+            ("bad-plugin".to_owned(), None),
+        ],
+        ..Changes::default()
+    };
+    let table = table.update(&changes, &|_| None);
+    assert_eq!(
+        listed(&table),
+        [],
+        "fixed and deleted routes are no longer listed"
+    );
 }
 
 #[test]
@@ -604,7 +638,7 @@ fn upstream_changes_rebuild_the_routes_naming_them() {
         route
             .pipeline()
             .map(|p| p.upstream.node(0).address().to_owned())
-            .map_err(str::to_owned)
+            .map_err(ToString::to_string)
     }
     assert_eq!(target(&first).as_deref(), Ok("127.0.0.1:8080"));
 

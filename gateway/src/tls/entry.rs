@@ -11,10 +11,11 @@ use shared::validate::{TlsVersion, ValidSsl};
 use shared::x509::{CertSummary, X509Error};
 use thiserror::Error;
 
+use super::cert_error::ClientCertError;
 use super::policy::client_policy_id;
 use super::resolve::CertResolver;
 use super::trust::TrustError;
-use super::verify::{ClientCertError, ClientVerifier};
+use super::verify::ClientVerifier;
 use crate::context::{ClientCert, ClientPolicyId, MtlsPolicy, PeerCert};
 
 /// Why an SSL object cannot serve handshakes.

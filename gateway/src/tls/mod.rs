@@ -34,6 +34,7 @@
 //! * `accept`: the per-connection path and its errors.
 
 mod accept;
+mod cert_error;
 mod entry;
 mod ocsp;
 mod online;
@@ -62,10 +63,10 @@ pub use accept::{accept, AcceptError};
 pub use requests::RouteCertRequests;
 pub use table::SniTable;
 
-pub(crate) use policy::is_current as client_policy_is_current;
+pub(crate) use cert_error::ClientCertError;
 pub(crate) use resolve::CertResolver;
+pub(crate) use table::is_current as client_policy_is_current;
 pub(crate) use trust::TrustSet;
-pub(crate) use verify::ClientCertError;
 
 /// The data plane's crypto provider, chosen explicitly rather than relying on
 /// a process-wide default that another crate could install.

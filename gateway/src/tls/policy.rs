@@ -8,15 +8,7 @@ use sha2::{Digest, Sha256};
 use shared::resource::{CrlMode, RevocationMode, UnknownStatus};
 use shared::validate::ClientAuth;
 
-use super::SniTable;
-use crate::context::{ClientPolicyId, TlsInfo};
-
-/// Whether the SSL object now serving the connection's SNI verifies client
-/// certificates as the one its handshake was judged under did.
-pub(crate) fn is_current(tls: &TlsInfo, snis: &SniTable) -> bool {
-    snis.for_sni(tls.server_name.as_deref())
-        .is_some_and(|entry| entry.client_policy == tls.client_policy)
-}
+use crate::context::ClientPolicyId;
 
 /// The identity of `client`; `None` (no `client` section) is the default.
 /// Computed once per build of the SSL object.

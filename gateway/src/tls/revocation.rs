@@ -19,7 +19,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use super::verify::ClientCertError;
+use super::cert_error::ClientCertError;
 
 /// The CRLs of one trust set, ready for verification.
 pub(crate) struct Crls {

@@ -18,6 +18,7 @@ use shared::validate::{normalize_host, HostPattern, ValidSsl};
 
 use super::entry::Entry;
 use super::RouteCertRequests;
+use crate::context::TlsInfo;
 
 /// Per-SSL-object TLS state for every SNI, built once per change of each
 /// object. Cloning is O(1).
@@ -215,6 +216,13 @@ impl SniTable {
         }
         entry
     }
+}
+
+/// Whether the SSL object now serving the connection's SNI verifies client
+/// certificates as the one its handshake was judged under did.
+pub(crate) fn is_current(tls: &TlsInfo, snis: &SniTable) -> bool {
+    snis.for_sni(tls.server_name.as_deref())
+        .is_some_and(|entry| entry.client_policy == tls.client_policy)
 }
 
 impl Claims {

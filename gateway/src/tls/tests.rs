@@ -9,11 +9,11 @@ use shared::resource::SslType;
 use shared::validate::{TlsVersion, ValidSsl};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::cert_error::ClientCertError;
 use super::testing::{
     client_auth, ssl, valid_ssl, Ca, ClientOptions, Identity, TestClient, TestServer,
     WalkthroughPki, TIMEOUT,
 };
-use super::verify::ClientCertError;
 use super::{AcceptError, SniTable};
 use crate::context::{ClientCert, MtlsPolicy, PeerCert};
 

@@ -20,10 +20,10 @@ use shared::validate::{OnlineRevocation, Revocation};
 use thiserror::Error;
 use webpki::{CertRevocationList, EndEntityCert, KeyUsage, VerifiedPath};
 
+use super::cert_error::ClientCertError;
 use super::online::OnlineCheck;
 use super::revocation::Crls;
 use super::v1::{self, V1Issuer, V1Leaf};
-use super::verify::ClientCertError;
 
 /// Why a trust set cannot be built from its configuration.
 #[derive(Debug, Error)]

@@ -11,7 +11,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use x509_parser::prelude::{FromDer, X509Certificate, X509Version};
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use super::verify::ClientCertError;
+use super::cert_error::ClientCertError;
 
 /// The parts of a trust anchor needed to check a v1 leaf it issued.
 pub(crate) struct V1Issuer {

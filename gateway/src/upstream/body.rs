@@ -19,7 +19,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
-use crate::proxy::BoxError;
+use crate::reply::BoxError;
 
 /// The client's request body, shared by the attempts to send it upstream.
 pub(crate) struct RequestBody {
@@ -202,7 +202,7 @@ where
     B::Error: Into<BoxError>,
 {
     /// Boxed as the proxy's response body type.
-    pub(crate) fn boxed(self) -> crate::proxy::ProxyBody {
+    pub(crate) fn boxed(self) -> crate::reply::ProxyBody {
         BodyExt::boxed(self)
     }
 }

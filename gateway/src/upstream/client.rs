@@ -43,7 +43,8 @@ use thread_local::ThreadLocal;
 use tokio::sync::oneshot;
 
 use super::body::AttemptBody;
-use crate::proxy::BoxError;
+use crate::build_error::BuildError;
+use crate::reply::BoxError;
 
 /// Used when no per-upstream connect timeout is in scope.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -71,7 +72,7 @@ pub(crate) enum SendError {
     /// The upstream's TLS profile could not be built (e.g. its
     /// `tls.client_cert_id` names a missing SSL object): nothing is sent.
     #[error("upstream TLS unavailable: {0}")]
-    TlsUnavailable(Arc<str>),
+    TlsUnavailable(Arc<BuildError>),
 }
 
 impl SendError {

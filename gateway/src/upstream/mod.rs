@@ -35,6 +35,8 @@ pub use pools::UpstreamPools;
 pub(crate) use profile::SslObjects;
 use profile::TlsProfile;
 
+use crate::build_error::BuildError;
+
 /// What upstreams are built with, besides their own spec.
 pub(crate) struct BuildContext<'a> {
     /// The SSL objects `tls.client_cert_id` and `tls.ca_id` may name.
@@ -58,7 +60,7 @@ pub(crate) struct UpstreamTarget {
     balancer: Balancer,
     /// The client of this upstream's TLS profile, or why there is none
     /// (every request then answers 502 with that reason logged).
-    client: Result<Arc<UpstreamClient>, Arc<str>>,
+    client: Result<Arc<UpstreamClient>, Arc<BuildError>>,
 }
 
 /// Which `Host` the upstream sees (`pass_host`).
@@ -87,7 +89,7 @@ impl UpstreamTarget {
         name: String,
         spec: &ValidUpstream,
         ctx: &BuildContext<'_>,
-    ) -> Result<UpstreamTarget, String> {
+    ) -> Result<UpstreamTarget, BuildError> {
         let scheme = match spec.scheme {
             UpstreamScheme::Http => Scheme::HTTP,
             UpstreamScheme::Https => Scheme::HTTPS,
@@ -100,7 +102,7 @@ impl UpstreamTarget {
         let weights: Vec<u32> = spec.nodes.iter().map(|node| node.weight).collect();
         let client = client_for(spec, ctx).map_err(|reason| {
             tracing::warn!(upstream = %name, %reason, "upstream TLS unavailable; its requests answer 502 until fixed");
-            Arc::from(reason)
+            Arc::new(reason)
         });
         Ok(UpstreamTarget {
             client,
@@ -141,6 +143,11 @@ impl UpstreamTarget {
         }
     }
 
+    /// Why this upstream has no TLS client (its requests answer 502).
+    pub(crate) fn tls_error(&self) -> Option<&BuildError> {
+        self.client.as_ref().err().map(|error| &**error)
+    }
+
     /// The absolute URI of `path_and_query` on `node`.
     pub(crate) fn uri(
         &self,
@@ -172,18 +179,20 @@ impl UpstreamTarget {
 
 /// The pooled client of `spec`'s TLS profile (the shared plain client for
 /// `http`).
-fn client_for(spec: &ValidUpstream, ctx: &BuildContext<'_>) -> Result<Arc<UpstreamClient>, String> {
-    match &spec.tls {
-        None => Ok(ctx.pools.plain()),
-        Some(policy) => {
-            let profile = TlsProfile::resolve(policy, ctx.ssls)?;
-            ctx.pools.tls(&profile, &ctx.provider)
-        }
-    }
+fn client_for(
+    spec: &ValidUpstream,
+    ctx: &BuildContext<'_>,
+) -> Result<Arc<UpstreamClient>, BuildError> {
+    let Some(policy) = &spec.tls else {
+        return Ok(ctx.pools.plain());
+    };
+    TlsProfile::resolve(policy, ctx.ssls)
+        .and_then(|profile| ctx.pools.tls(&profile, &ctx.provider))
+        .map_err(BuildError::UpstreamTls)
 }
 
 impl HostPolicy {
-    fn new(spec: &ValidUpstream) -> Result<HostPolicy, String> {
+    fn new(spec: &ValidUpstream) -> Result<HostPolicy, BuildError> {
         Ok(match spec.pass_host {
             PassHost::Pass => HostPolicy::Pass,
             PassHost::Node => HostPolicy::Node,
@@ -191,9 +200,9 @@ impl HostPolicy {
                 let host = spec
                     .upstream_host
                     .as_deref()
-                    .ok_or("pass_host is \"rewrite\" but upstream_host is missing")?;
-                let value = HeaderValue::from_str(host).map_err(|_| {
-                    format!("upstream_host {host:?} is not a valid Host header value")
+                    .ok_or(BuildError::UpstreamHostMissing)?;
+                let value = HeaderValue::from_str(host).map_err(|_| BuildError::UpstreamHost {
+                    host: host.to_owned(),
                 })?;
                 HostPolicy::Rewrite(value)
             }
@@ -202,13 +211,15 @@ impl HostPolicy {
 }
 
 impl Node {
-    fn new(node: &UpstreamNode, scheme: &Scheme) -> Result<Node, String> {
+    fn new(node: &UpstreamNode, scheme: &Scheme) -> Result<Node, BuildError> {
         let host = if node.host.contains(':') && !node.host.starts_with('[') {
             format!("[{}]", node.host)
         } else {
             node.host.clone()
         };
-        let invalid = || format!("node {host}:{} is not a valid address", node.port);
+        let invalid = || BuildError::NodeAddress {
+            address: format!("{host}:{}", node.port),
+        };
         let authority =
             Authority::try_from(format!("{host}:{}", node.port)).map_err(|_| invalid())?;
         let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
@@ -262,7 +273,7 @@ mod tests {
         }
     }
 
-    fn build(spec: &ValidUpstream) -> Result<UpstreamTarget, String> {
+    fn build(spec: &ValidUpstream) -> Result<UpstreamTarget, BuildError> {
         let ssls = SslObjects::new();
         let pools = UpstreamPools::default();
         let ctx = BuildContext {
@@ -335,14 +346,14 @@ mod tests {
             PassHost::Rewrite,
             None,
         ));
-        assert!(missing.err().unwrap().contains("upstream_host"));
+        assert_eq!(missing.err().unwrap(), BuildError::UpstreamHostMissing);
         let bad_node = build(&spec(
             &[("a b", 80, 1)],
             UpstreamScheme::Http,
             PassHost::Pass,
             None,
         ));
-        assert!(bad_node.err().unwrap().contains("a b:80"));
+        assert!(bad_node.err().unwrap().to_string().contains("a b:80"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use rustls::crypto::CryptoProvider;
 
 use super::client::UpstreamClient;
 use super::profile::{ProfileKey, TlsProfile};
+use crate::build_error::UpstreamTlsError;
 
 /// The clients (and so the connection pools) of the upstream TLS profiles,
 /// shared by successive route tables. Create one per process (or let
@@ -41,7 +42,7 @@ impl UpstreamPools {
         &self,
         profile: &TlsProfile,
         provider: &Arc<CryptoProvider>,
-    ) -> Result<Arc<UpstreamClient>, String> {
+    ) -> Result<Arc<UpstreamClient>, UpstreamTlsError> {
         self.get_or_insert(profile.key(), || {
             let config = profile.client_config(provider)?;
             Ok(UpstreamClient::tls(config, profile.server_name().cloned()))

@@ -17,6 +17,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use shared::resource::SslType;
 use shared::validate::{ClientIdentity, Trust, UpstreamTlsPolicy, ValidSsl};
 
+use crate::build_error::UpstreamTlsError;
 use crate::tls::signature::AnyServerCert;
 use crate::tls::CertResolver;
 
@@ -61,7 +62,10 @@ struct IdentityPair {
 impl TlsProfile {
     /// Resolves `policy`'s references against `ssls`. The error says which
     /// reference is broken; the upstream then answers 502 with it.
-    pub(crate) fn resolve(policy: &UpstreamTlsPolicy, ssls: &SslObjects) -> Result<Self, String> {
+    pub(crate) fn resolve(
+        policy: &UpstreamTlsPolicy,
+        ssls: &SslObjects,
+    ) -> Result<Self, UpstreamTlsError> {
         let identity = match &policy.identity {
             None => Vec::new(),
             Some(ClientIdentity::Inline(pair)) => vec![IdentityPair {
@@ -87,8 +91,8 @@ impl TlsProfile {
             .server_name
             .as_deref()
             .map(|name| {
-                ServerName::try_from(name.to_owned()).map_err(|_| {
-                    format!("tls server name {name:?} is not a DNS name or IP address")
+                ServerName::try_from(name.to_owned()).map_err(|_| UpstreamTlsError::ServerName {
+                    name: name.to_owned(),
                 })
             })
             .transpose()?;
@@ -124,10 +128,10 @@ impl TlsProfile {
     pub(crate) fn client_config(
         &self,
         provider: &Arc<CryptoProvider>,
-    ) -> Result<ClientConfig, String> {
+    ) -> Result<ClientConfig, UpstreamTlsError> {
         let builder = ClientConfig::builder_with_provider(Arc::clone(provider))
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS versions: {e}"))?;
+            .map_err(|e| UpstreamTlsError::Versions(e.to_string()))?;
         let builder = match &self.trust {
             TrustKey::Off => builder
                 .dangerous()
@@ -145,46 +149,45 @@ impl TlsProfile {
             .iter()
             .map(|pair| (pair.chain.as_slice(), &*pair.key));
         let resolver = CertResolver::new(pairs, provider)
-            .map_err(|(_, e)| format!("the client key cannot be used: {e}"))?;
+            .map_err(|(_, e)| UpstreamTlsError::ClientKey(e.to_string()))?;
         Ok(builder.with_client_cert_resolver(Arc::new(resolver)))
     }
 }
 
 /// `client_cert_id`: an enabled SSL object of `type: client`.
-fn client_ssl<'a>(id: &str, ssls: &'a SslObjects) -> Result<&'a ValidSsl, String> {
-    let ssl = ssls.get(id).ok_or_else(|| {
-        format!("tls.client_cert_id names SSL object {id}, which does not exist (or is invalid)")
-    })?;
+fn client_ssl<'a>(id: &str, ssls: &'a SslObjects) -> Result<&'a ValidSsl, UpstreamTlsError> {
+    let ssl = ssls
+        .get(id)
+        .ok_or_else(|| UpstreamTlsError::ClientCertMissing { id: id.to_owned() })?;
     if ssl.kind != SslType::Client {
-        return Err(format!(
-            "tls.client_cert_id names SSL object {id}, which is not of type \"client\""
-        ));
+        return Err(UpstreamTlsError::ClientCertNotClient { id: id.to_owned() });
     }
     if !ssl.enabled {
-        return Err(format!(
-            "tls.client_cert_id names SSL object {id}, which is disabled (status 0)"
-        ));
+        return Err(UpstreamTlsError::ClientCertDisabled { id: id.to_owned() });
     }
     Ok(ssl)
 }
 
 /// `ca_id`: the `client.ca` of that SSL object.
-fn ca_of(id: &str, ssls: &SslObjects) -> Result<Vec<CertificateDer<'static>>, String> {
-    let ssl = ssls.get(id).ok_or_else(|| {
-        format!("tls.ca_id names SSL object {id}, which does not exist (or is invalid)")
-    })?;
+fn ca_of(id: &str, ssls: &SslObjects) -> Result<Vec<CertificateDer<'static>>, UpstreamTlsError> {
+    let ssl = ssls
+        .get(id)
+        .ok_or_else(|| UpstreamTlsError::CaMissing { id: id.to_owned() })?;
     ssl.client
         .as_ref()
         .map(|client| client.ca.clone())
-        .ok_or_else(|| format!("tls.ca_id names SSL object {id}, which has no client.ca"))
+        .ok_or_else(|| UpstreamTlsError::CaWithoutClientCa { id: id.to_owned() })
 }
 
-fn root_store(anchors: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, String> {
+fn root_store(anchors: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, UpstreamTlsError> {
     let mut store = RootCertStore::empty();
-    for (i, anchor) in anchors.iter().enumerate() {
+    for (index, anchor) in anchors.iter().enumerate() {
         store
             .add(anchor.clone())
-            .map_err(|e| format!("CA certificate #{i} cannot be a trust anchor: {e}"))?;
+            .map_err(|e| UpstreamTlsError::TrustAnchor {
+                index,
+                reason: e.to_string(),
+            })?;
     }
     Ok(Arc::new(store))
 }

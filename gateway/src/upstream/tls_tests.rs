@@ -63,7 +63,7 @@ fn client_ssl(id: &str, pair: &Pem, ca: Option<&Pem>) -> (String, Arc<ValidSsl>)
 }
 
 fn profile(upstream: &ValidUpstream, ssls: &SslObjects) -> Result<TlsProfile, String> {
-    TlsProfile::resolve(upstream.tls.as_ref().expect("https"), ssls)
+    TlsProfile::resolve(upstream.tls.as_ref().expect("https"), ssls).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -192,7 +192,8 @@ fn a_target_with_a_broken_profile_still_builds_and_answers_502() {
     };
     let target = UpstreamTarget::build("upstream u".into(), &by_ref, &ctx).expect("builds");
     let reason = target.client.as_ref().err().expect("no client");
-    assert!(reason.contains("gone"), "{reason}");
+    assert!(reason.to_string().contains("gone"), "{reason}");
+    assert_eq!(reason.kind(), "upstream_tls");
     let error = SendError::TlsUnavailable(Arc::clone(reason));
     assert!(
         !error.is_connect() && !error.is_timeout(),

@@ -32,7 +32,7 @@ use tokio::time::Instant;
 
 use self::cache::Cache;
 use self::source::{Answer, Judged, Key, Published};
-use super::verify::ClientCertError;
+use super::cert_error::ClientCertError;
 
 /// Answers kept at most (an OCSP answer per certificate, a CRL per URL).
 const CACHE_CAPACITY: usize = 10_000;
