@@ -25,7 +25,9 @@
 
 pub mod cache;
 pub mod certfile;
+pub mod client_chain;
 pub mod config;
+pub mod error;
 pub mod keyring;
 pub mod keys;
 pub mod resource;

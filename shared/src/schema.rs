@@ -18,8 +18,8 @@ use jsonschema::paths::LocationSegment;
 use jsonschema::Validator;
 use serde_json::{json, Value};
 
+use crate::error::ValidationError;
 use crate::resource::Kind;
-use crate::validate::ValidationError;
 
 mod identity;
 

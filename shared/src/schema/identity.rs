@@ -155,9 +155,9 @@ pub(super) fn forward_client_cert_schema() -> Value {
 mod tests {
     use serde_json::json;
 
+    use crate::error::ValidationError;
     use crate::resource::Kind;
     use crate::schema::check;
-    use crate::validate::ValidationError;
 
     fn route(name: &str, conf: serde_json::Value) -> serde_json::Value {
         json!({"uri": "/", "upstream_id": "1", "plugins": {name: conf}})

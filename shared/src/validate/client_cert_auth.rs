@@ -14,9 +14,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::online_revocation::{online_revocation, OnlineRevocation};
-use super::revocation::{revocation, verify_depth, Revocation, RevocationSpec};
 use super::ValidationError;
+use crate::client_chain::{
+    online_revocation, revocation, verify_depth, OnlineRevocation, Revocation, RevocationSpec,
+};
 use crate::resource::{CrlMode, OnlineRevocationSettings, UnknownStatus};
 use crate::x509;
 

@@ -10,13 +10,10 @@
 //! makes them.
 
 mod client_cert_auth;
-mod error;
 mod ocsp_stapling;
-mod online_revocation;
 mod pattern;
 mod plugin_configs;
 mod plugins;
-mod revocation;
 mod route;
 mod ssl;
 mod upstream;
@@ -26,16 +23,16 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use crate::client_chain::OnlineRevocation;
+pub use crate::client_chain::Revocation;
+pub use crate::error::ValidationError;
 pub use client_cert_auth::{
     CertEncoding, CertHeader, ClientCertAuth, Requirement, CLIENT_CERT_AUTH,
 };
-pub use error::ValidationError;
 pub use ocsp_stapling::OcspStapling;
-pub use online_revocation::OnlineRevocation;
 pub use pattern::{normalize_host, HostPattern, UriPattern};
 pub use plugin_configs::{PluginConfig, PluginConfigs};
 pub use plugins::check_mtls_auth;
-pub use revocation::Revocation;
 pub use route::{UpstreamRef, ValidRoute};
 pub use ssl::{CertKeyPair, ClientAuth, TlsVersion, ValidSsl};
 pub use upstream::{
@@ -134,5 +131,7 @@ fn deserialize<T: DeserializeOwned>(value: &Value, id: Option<&str>) -> Result<T
     serde_json::from_value(value).map_err(|e| ValidationError::Json(e.to_string()))
 }
 
+#[cfg(test)]
+mod chain_tests;
 #[cfg(test)]
 mod tests;
