@@ -29,8 +29,10 @@ use http::header::WWW_AUTHENTICATE;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, StatusCode};
 use rustls_pki_types::{CertificateDer, UnixTime};
-use serde_json::Value;
-use shared::validate::{CertHeader, ClientCertAuth, Requirement, Revocation};
+use shared::plugins::client_cert_auth::{
+    CertHeader, ClientCertAuth, Requirement, CLIENT_CERT_AUTH,
+};
+use shared::validate::Revocation;
 use shared::x509::CertSummary;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -38,14 +40,14 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use self::accepted::AcceptedCerts;
 use super::cert_header;
 use super::identity::RouteIdentity;
-use super::{Flow, Plugin, RequestCtx};
+use super::{Build, BuildError, Flow, Plugin, RequestCtx};
 use crate::context::{ClientCert, PeerCert};
 use crate::metrics::tls::{client_cert_verdict as record_verdict, Verdict};
 use crate::metrics::HandshakeFailure;
 use crate::proxy::json_reply;
 use crate::tls::{ClientCertError, TrustSet};
 
-pub(super) const NAME: &str = shared::validate::CLIENT_CERT_AUTH;
+pub(super) const NAME: &str = CLIENT_CERT_AUTH;
 
 const REALM: &str = r#"Mutual SSL realm="portcullis""#;
 const MISSING: &str = r#"{"message":"a client certificate is required"}"#;
@@ -93,13 +95,16 @@ enum Presented {
     Unreadable(String),
 }
 
-pub(super) fn build(config: &Value) -> Result<Box<dyn Plugin>, String> {
-    Ok(Box::new(ClientCertAuthPlugin::new(config)?))
+impl Build for ClientCertAuth {
+    const PRIORITY: i32 = 2540;
+
+    fn build(&self) -> Result<Box<dyn Plugin>, BuildError> {
+        Ok(Box::new(ClientCertAuthPlugin::new(self)?))
+    }
 }
 
 impl ClientCertAuthPlugin {
-    fn new(config: &Value) -> Result<ClientCertAuthPlugin, String> {
-        let config = ClientCertAuth::from_config(config).map_err(|e| e.to_string())?;
+    fn new(config: &ClientCertAuth) -> Result<ClientCertAuthPlugin, BuildError> {
         let algs = crate::tls::provider().signature_verification_algorithms;
         let trust = (!config.ca.is_empty())
             .then(|| {
@@ -112,24 +117,18 @@ impl ClientCertAuthPlugin {
                     algs,
                 )
             })
-            .transpose()
-            .map_err(|e| format!("ca: {e}"))?;
-        let header = config
-            .cert_header
-            .map(|mut header| {
-                let proxies = std::mem::take(&mut header.trusted_certificates);
-                HeaderName::from_bytes(header.name.as_bytes())
-                    .map(|name| TrustedHeader {
-                        name,
-                        proxies: proxies.into_iter().collect(),
-                        config: header,
-                    })
-                    .map_err(|_| "cert_header.name is not a valid header name".to_owned())
-            })
             .transpose()?;
+        let header = config.cert_header.clone().map(|mut header| {
+            let proxies = std::mem::take(&mut header.trusted_certificates);
+            TrustedHeader {
+                name: header.name.clone(),
+                proxies: proxies.into_iter().collect(),
+                config: header,
+            }
+        });
         Ok(ClientCertAuthPlugin {
             required: config.required,
-            pinned: pinned(config.certificates, config.revocation.as_ref()),
+            pinned: pinned(&config.certificates, config.revocation.as_ref()),
             accepted: AcceptedCerts::new(&config.ca, config.revocation.as_ref()),
             trust,
             header,
@@ -141,7 +140,7 @@ impl ClientCertAuthPlugin {
 /// certificate by issuer and serial; the operator configured both lists, so
 /// a CRL's word is taken here even without its issuer's key.)
 fn pinned(
-    certificates: Vec<CertificateDer<'static>>,
+    certificates: &[CertificateDer<'static>],
     revocation: Option<&Revocation>,
 ) -> HashSet<CertificateDer<'static>> {
     let revoked: HashSet<(Vec<u8>, Vec<u8>)> = revocation
@@ -156,7 +155,7 @@ fn pinned(
         })
         .collect();
     certificates
-        .into_iter()
+        .iter()
         .filter(|der| {
             let Ok((_, cert)) = X509Certificate::from_der(der.as_ref()) else {
                 return false;
@@ -172,6 +171,7 @@ fn pinned(
             }
             !is_revoked
         })
+        .cloned()
         .collect()
 }
 

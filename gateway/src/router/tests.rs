@@ -1,6 +1,5 @@
 use std::time::Instant;
 
-use serde_json::json;
 use shared::resource::{PassHost, Scheme};
 use shared::validate::{HostPattern, PluginConfigs, Timeouts, UpstreamNode, UriPattern};
 
@@ -359,8 +358,20 @@ fn broken_routes_still_match_and_say_why() {
         uris: &["/secure/*"],
         ..BASE
     });
+    // Validated, yet no trust anchor for webpki: the route cannot be built.
+    let auth = shared::validate::ClientCertAuth {
+        required: Default::default(),
+        certificates: Vec::new(),
+        ca: vec![vec![0x30, 0x00].into()],
+        depth: 1,
+        revocation: None,
+        online_revocation: None,
+        cert_header: None,
+    };
     Arc::get_mut(&mut bad_plugin).unwrap().plugins =
-        PluginConfigs::new(&BTreeMap::from([("no-such-plugin".to_owned(), json!({}))]));
+        PluginConfigs::from_configs([shared::validate::PluginConfig::ClientCertAuth(Box::new(
+            auth,
+        ))]);
     let table = table(vec![
         missing,
         bad_plugin,
@@ -383,7 +394,7 @@ fn broken_routes_still_match_and_say_why() {
     let secure = table.find(None, "/secure/x", &Method::GET).unwrap();
     assert_eq!(
         secure.pipeline().err(),
-        Some("plugin \"no-such-plugin\" is not available in this build")
+        Some("plugin \"client-cert-auth\": ca: CA certificate #0 is not a usable trust anchor: BadDer")
     );
     assert!(table
         .find(None, "/other", &Method::GET)

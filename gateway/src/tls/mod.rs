@@ -64,6 +64,7 @@ pub use table::SniTable;
 
 pub(crate) use policy::is_current as client_policy_is_current;
 pub(crate) use resolve::CertResolver;
+pub use trust::TrustError;
 pub(crate) use trust::TrustSet;
 pub(crate) use verify::ClientCertError;
 

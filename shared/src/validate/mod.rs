@@ -1,6 +1,6 @@
 //! The one place where untrusted JSON (from the admin API or from etcd)
-//! becomes a validated object: the JSON schema first ([`crate::schema`]), then
-//! semantic checks (PEM parses, key matches certificate, regexes compile, SNI
+//! becomes a validated object: the JSON schema first ([`crate::schema`], and
+//! each plugin's own from [`crate::plugins`]), then semantic checks (PEM parses, key matches certificate, regexes compile, SNI
 //! patterns are well formed, ...). Both the admin API and the etcd watcher
 //! call [`validate`], so the gateway never sees an object the admin API would
 //! have refused.
@@ -9,11 +9,8 @@
 //! still referenced?) are not here: they need the store, and the admin API
 //! makes them.
 
-mod client_cert_auth;
 mod ocsp_stapling;
 mod pattern;
-mod plugin_configs;
-mod plugins;
 mod route;
 mod ssl;
 mod upstream;
@@ -26,13 +23,12 @@ use serde_json::Value;
 pub use crate::client_chain::OnlineRevocation;
 pub use crate::client_chain::Revocation;
 pub use crate::error::ValidationError;
-pub use client_cert_auth::{
+pub use crate::plugins::client_cert_auth::{
     CertEncoding, CertHeader, ClientCertAuth, Requirement, CLIENT_CERT_AUTH,
 };
+pub use crate::plugins::{PluginConfig, PluginConfigs};
 pub use ocsp_stapling::OcspStapling;
 pub use pattern::{normalize_host, HostPattern, UriPattern};
-pub use plugin_configs::{PluginConfig, PluginConfigs};
-pub use plugins::check_mtls_auth;
 pub use route::{UpstreamRef, ValidRoute};
 pub use ssl::{CertKeyPair, ClientAuth, TlsVersion, ValidSsl};
 pub use upstream::{
@@ -56,6 +52,9 @@ pub enum Valid {
 /// `id` is refused.
 pub fn validate(kind: Kind, id: &str, value: &Value) -> Result<Valid, ValidationError> {
     crate::schema::check(kind, value)?;
+    if let (Kind::Routes, Some(Value::Object(plugins))) = (kind, value.get("plugins")) {
+        crate::plugins::check_schemas(plugins)?;
+    }
     check_id(id)?;
     check_body_id(id, value)?;
     Ok(match kind {
