@@ -55,7 +55,7 @@ fn first(values: Vec<String>) -> Option<String> {
 
 struct MtlsAuth {
     status: StatusCode,
-    headers: Vec<(HeaderName, CertField)>,
+    headers: Box<[(HeaderName, CertField)]>,
 }
 
 impl Build for config::MtlsAuth {

@@ -79,7 +79,7 @@ impl HeaderOps {
     fn new(ops: &config::HeaderOps) -> HeaderOps {
         HeaderOps {
             add: header_templates(&ops.add),
-            remove: ops.remove.clone().into_boxed_slice(),
+            remove: ops.remove.clone(),
             set: header_templates(&ops.set),
         }
     }
@@ -113,7 +113,7 @@ impl HeaderOps {
     }
 }
 
-fn header_templates(values: &[(HeaderName, String)]) -> HeaderTemplates {
+fn header_templates(values: &config::HeaderValues) -> HeaderTemplates {
     values
         .iter()
         .map(|(name, text)| (name.clone(), header_template(text)))

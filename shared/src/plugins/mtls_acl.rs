@@ -111,7 +111,7 @@ impl PluginSpec for MtlsAcl {
     /// everyone).
     fn validate(config: &Value, route: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {
         let spec = Spec::deserialize(config).map_err(|e| ValidationError::Json(e.to_string()))?;
-        let list = match (spec.allow, spec.deny) {
+        let (allow, entries) = match (spec.allow, spec.deny) {
             (Some(_), Some(_)) => {
                 return Err(ValidationError::field(
                     "allow",
@@ -128,13 +128,17 @@ impl PluginSpec for MtlsAcl {
             (None, Some(deny)) => (false, deny),
         };
         let source = source(spec.certificate_header_name, spec.attribute, route)?;
-        let entries = list.1.iter().map(|entry| match &source {
-            Source::Attribute(attribute) => attribute.normalize(entry),
-            Source::Header(_) => entry.clone(),
-        });
-        let list = match list.0 {
-            true => List::Allow(entries.collect()),
-            false => List::Deny(entries.collect()),
+        let entries: HashSet<String> = entries
+            .iter()
+            .map(|entry| match &source {
+                Source::Attribute(attribute) => attribute.normalize(entry),
+                Source::Header(_) => entry.clone(),
+            })
+            .collect();
+        let list = if allow {
+            List::Allow(entries)
+        } else {
+            List::Deny(entries)
         };
         Ok(MtlsAcl { source, list })
     }

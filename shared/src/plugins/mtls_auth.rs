@@ -20,7 +20,7 @@ pub struct MtlsAuth {
     /// The answer to a client without a verified certificate (default 401).
     pub status: StatusCode,
     /// Which header carries which field, each header once.
-    pub headers: Vec<(HeaderName, CertField)>,
+    pub headers: Box<[(HeaderName, CertField)]>,
 }
 
 /// A certificate field `mtls-auth` sends upstream.
@@ -176,7 +176,7 @@ mod tests {
         let auth = MtlsAuth::validate(&config, &BTreeMap::new()).unwrap();
         assert_eq!(auth.status, StatusCode::FORBIDDEN);
         assert_eq!(
-            auth.headers,
+            *auth.headers,
             [(
                 HeaderName::from_static("x-client-cn"),
                 CertField::CommonName

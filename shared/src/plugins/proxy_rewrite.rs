@@ -17,11 +17,12 @@ use crate::schema::METHODS;
 
 pub const NAME: &str = "proxy-rewrite";
 
-/// `proxy-rewrite`, validated.
+/// `proxy-rewrite`, validated. Boxed slices and strings: every route keeps
+/// its configuration, with no room for more.
 #[derive(Clone, Debug, Default)]
 pub struct ProxyRewrite {
     /// A template whose literal text is valid in a URI path and query.
-    pub uri: Option<String>,
+    pub uri: Option<Box<str>>,
     pub method: Option<Method>,
     pub host: Option<HeaderValue>,
     pub headers: HeaderOps,
@@ -31,10 +32,13 @@ pub struct ProxyRewrite {
 /// templates whose literal text is valid in a header value.
 #[derive(Clone, Debug, Default)]
 pub struct HeaderOps {
-    pub add: Vec<(HeaderName, String)>,
-    pub remove: Vec<HeaderName>,
-    pub set: Vec<(HeaderName, String)>,
+    pub add: HeaderValues,
+    pub remove: Box<[HeaderName]>,
+    pub set: HeaderValues,
 }
+
+/// Header names and their value templates.
+pub type HeaderValues = Box<[(HeaderName, Box<str>)]>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,7 +126,7 @@ impl PluginSpec for ProxyRewrite {
             .transpose()?
             .unwrap_or_default();
         Ok(ProxyRewrite {
-            uri: spec.uri,
+            uri: spec.uri.map(String::into_boxed_str),
             method,
             host,
             headers,
@@ -160,7 +164,7 @@ impl HeaderOps {
         }
         let values = |action: &str| match headers.get(action) {
             Some(Value::Object(map)) => header_values(map, &format!("headers.{action}")),
-            _ => Ok(Vec::new()),
+            _ => Ok(HeaderValues::default()),
         };
         let remove = headers
             .get("remove")
@@ -181,17 +185,14 @@ impl HeaderOps {
     }
 }
 
-fn header_values(
-    map: &Map<String, Value>,
-    field: &str,
-) -> Result<Vec<(HeaderName, String)>, ValidationError> {
+fn header_values(map: &Map<String, Value>, field: &str) -> Result<HeaderValues, ValidationError> {
     map.iter()
         .map(|(name, value)| {
             let field = format!("{field}.{name}");
             let header = header_name(name, &field)?;
-            let text = match value {
-                Value::String(text) => text.clone(),
-                Value::Number(number) => number.to_string(),
+            let text: Box<str> = match value {
+                Value::String(text) => text.as_str().into(),
+                Value::Number(number) => number.to_string().into(),
                 _ => {
                     return Err(ValidationError::field(
                         field,
@@ -254,14 +255,14 @@ mod tests {
         let set: Vec<_> = ops
             .set
             .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .map(|(name, value)| (name.as_str(), &**value))
             .collect();
         assert_eq!(set, [("x-a", "1"), ("x-n", "2")]);
         let ops = validate(json!({"headers": {"add": {"X-B": "$host"}, "remove": ["X-C"]}}))
             .unwrap()
             .headers;
         assert_eq!(ops.add.len(), 1);
-        assert_eq!(ops.remove, [HeaderName::from_static("x-c")]);
+        assert_eq!(*ops.remove, [HeaderName::from_static("x-c")]);
         assert!(ops.set.is_empty());
     }
 
