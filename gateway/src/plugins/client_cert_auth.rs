@@ -29,16 +29,17 @@ use http::header::WWW_AUTHENTICATE;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, StatusCode};
 use rustls_pki_types::{CertificateDer, UnixTime};
+use shared::client_chain::Revocation;
 use shared::plugins::client_cert_auth::{
     CertHeader, ClientCertAuth, Requirement, CLIENT_CERT_AUTH,
 };
-use shared::validate::Revocation;
-use shared::x509::CertSummary;
+use shared::x509::{CertSummary, X509Error};
+use thiserror::Error;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
 use self::accepted::AcceptedCerts;
-use super::cert_header;
+use super::cert_header::{self, CertHeaderError};
 use super::identity::RouteIdentity;
 use super::{Build, BuildError, Flow, Plugin, RequestCtx};
 use crate::context::{ClientCert, PeerCert};
@@ -92,7 +93,7 @@ enum Presented {
     /// A trusted front proxy's header, read for this request.
     Header(PeerCert),
     /// A header that should have held a certificate did not.
-    Unreadable(String),
+    Unreadable(HeaderCertError),
 }
 
 impl Build for ClientCertAuth {
@@ -230,7 +231,7 @@ impl ClientCertAuthPlugin {
             return from_handshake();
         }
         if values.len() > 1 {
-            return Presented::Unreadable("the certificate header is repeated".into());
+            return Presented::Unreadable(HeaderCertError::Repeated);
         }
         match header_cert(value, &header.config) {
             Ok(cert) => Presented::Header(cert),
@@ -281,7 +282,7 @@ impl Plugin for ClientCertAuthPlugin {
                 return self.refuse(ctx, MISSING, "no client certificate", "no_certificate")
             }
             Presented::Unreadable(reason) => {
-                return self.refuse(ctx, REFUSED, &reason, "unreadable")
+                return self.refuse(ctx, REFUSED, &reason.to_string(), "unreadable")
             }
         };
         if let Err(err) = verdict {
@@ -304,12 +305,29 @@ fn handshake_cert<'a>(ctx: &'a RequestCtx<'_>) -> Option<&'a Arc<PeerCert>> {
     }
 }
 
-fn header_cert(value: &HeaderValue, config: &CertHeader) -> Result<PeerCert, String> {
-    let mut chain = cert_header::decode(value.as_bytes(), config.encoding)
-        .map_err(|e| format!("certificate header: {e}"))?;
+/// Why a trusted front proxy's certificate header holds no usable
+/// certificate.
+#[derive(Debug, Error)]
+enum HeaderCertError {
+    #[error("the certificate header is repeated")]
+    Repeated,
+    #[error("certificate header: {0}")]
+    Decode(#[from] CertHeaderError),
+    #[error("certificate header: {0}")]
+    Unparsable(#[from] X509Error),
+    /// 1-based, as an operator counts the certificates of a header.
+    #[error(
+        "certificate header: certificate #{0} is not a CA certificate; a header holds \
+         one client certificate, then only its CA chain"
+    )]
+    NotCa(usize),
+}
+
+fn header_cert(value: &HeaderValue, config: &CertHeader) -> Result<PeerCert, HeaderCertError> {
+    let mut chain = cert_header::decode(value.as_bytes(), config.encoding)?;
     let der = chain.remove(0);
     only_cas(&chain)?;
-    let summary = CertSummary::from_der(&der).map_err(|e| format!("certificate header: {e}"))?;
+    let summary = CertSummary::from_der(&der)?;
     Ok(PeerCert {
         der,
         summary,
@@ -322,15 +340,11 @@ fn header_cert(value: &HeaderValue, config: &CertHeader) -> Result<PeerCert, Str
 /// certificate to a header the client already filled (Envoy's XFCC in
 /// `APPEND_FORWARD`) would otherwise have the client's word read as the
 /// leaf; such a header is refused rather than guessed at.
-fn only_cas(chain: &[CertificateDer<'static>]) -> Result<(), String> {
+fn only_cas(chain: &[CertificateDer<'static>]) -> Result<(), HeaderCertError> {
     for (i, der) in chain.iter().enumerate() {
         let is_ca = X509Certificate::from_der(der.as_ref()).is_ok_and(|(_, cert)| cert.is_ca());
         if !is_ca {
-            return Err(format!(
-                "certificate header: certificate #{} is not a CA certificate; a header holds \
-                 one client certificate, then only its CA chain",
-                i + 2
-            ));
+            return Err(HeaderCertError::NotCa(i + 2));
         }
     }
     Ok(())

@@ -261,8 +261,10 @@ async fn a_header_holds_one_client_certificate_then_only_its_ca_chain() {
             .unwrap(),
     )
     .expect_err("two client certificates");
+    assert!(matches!(err, HeaderCertError::NotCa(2)), "{err}");
     assert!(
-        err.contains("certificate #2 is not a CA certificate"),
+        err.to_string()
+            .contains("certificate #2 is not a CA certificate"),
         "{err}"
     );
 }
