@@ -1,8 +1,8 @@
 //! Client-certificate chain settings shared by an SSL object's `client`
 //! section and the `client-cert-auth` plugin: `depth`, `crl`, `crl_mode`,
-//! `unknown_status` ([`crl`]) and `revocation`, the online checks
-//! ([`online`]). Checked here for both, so the two verifiers cannot drift
-//! apart.
+//! `unknown_status` ([`Revocation`]) and `revocation`, the online checks
+//! ([`OnlineRevocation`]). Checked here for both, so the two verifiers
+//! cannot drift apart.
 //!
 //! Below both [`crate::validate`] and [`crate::plugins`], which use it.
 

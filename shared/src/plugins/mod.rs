@@ -9,7 +9,7 @@
 //! # Adding a plugin
 //!
 //! 1. Here, `plugins/<name>.rs`: a type implementing [`PluginSpec`], and a
-//!    `mod` line plus one line in the [`registry!`] below.
+//!    `mod` line plus one line in the `registry!` below.
 //! 2. In the gateway, `plugins/<name>.rs`: its runtime plugin, built from
 //!    that type, plus one line in the gateway's registry (a missing one does
 //!    not compile: [`PluginConfig`] is matched exhaustively there).
