@@ -22,11 +22,15 @@ pub enum BuildError {
     /// The upstream's TLS profile (`tls.client_cert_id`, `tls.ca_id`, ...).
     #[error(transparent)]
     UpstreamTls(#[from] UpstreamTlsError),
-    #[error("plugin {plugin:?} is not available in this build")]
-    PluginUnknown { plugin: String },
-    /// A plugin's own build refused its configuration.
+    /// A plugin could not be built from its validated configuration
+    /// (made from `plugins::PluginError`, which sits above this module).
     #[error("plugin {plugin:?}: {reason}")]
-    Plugin { plugin: String, reason: String },
+    Plugin {
+        plugin: &'static str,
+        /// The plugin's own kind of failure, e.g. `trust_set`.
+        cause: &'static str,
+        reason: String,
+    },
 }
 
 /// Why an upstream's TLS profile cannot be built. Its targets still build
@@ -62,7 +66,6 @@ impl BuildError {
             BuildError::UpstreamHostMissing | BuildError::UpstreamHost { .. } => "upstream_host",
             BuildError::NodeAddress { .. } => "node_address",
             BuildError::UpstreamTls(_) => "upstream_tls",
-            BuildError::PluginUnknown { .. } => "plugin_unknown",
             BuildError::Plugin { .. } => "plugin",
         }
     }
@@ -78,10 +81,14 @@ mod tests {
         assert_eq!(missing.to_string(), "upstream_id \"7\" does not exist");
         assert_eq!(missing.kind(), "upstream_missing");
         let plugin = BuildError::Plugin {
-            plugin: "proxy-rewrite".into(),
-            reason: "uri: bad".into(),
+            plugin: "client-cert-auth",
+            cause: "trust_set",
+            reason: "ca: no CA certificate".into(),
         };
-        assert_eq!(plugin.to_string(), "plugin \"proxy-rewrite\": uri: bad");
+        assert_eq!(
+            plugin.to_string(),
+            "plugin \"client-cert-auth\": ca: no CA certificate"
+        );
         assert_eq!(plugin.kind(), "plugin");
     }
 }

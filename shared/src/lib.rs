@@ -10,6 +10,8 @@
 //!   private key matches the certificate"). The admin API and the etcd watcher
 //!   call the same functions, so whatever the gateway loads, the admin API
 //!   would have accepted;
+//! * [`plugins`]: one module per built-in plugin (its schema, typed
+//!   configuration and semantic checks), used by [`validate`];
 //! * [`x509`]: PEM and X.509 helpers (parsing, key/cert matching, the
 //!   operator-facing certificate summary);
 //! * [`keys`]: the etcd key layout under the configured prefix;
@@ -25,9 +27,12 @@
 
 pub mod cache;
 pub mod certfile;
+pub mod client_chain;
 pub mod config;
+pub mod error;
 pub mod keyring;
 pub mod keys;
+pub mod plugins;
 pub mod resource;
 pub mod schema;
 pub mod standalone;

@@ -1,5 +1,6 @@
-//! JSON schemas of the stored resources and of the built-in plugins, compiled
-//! once per process.
+//! JSON schemas of the stored resources, compiled once per process, and what
+//! every schema uses (the plugins' too, see [`crate::plugins`]): compiling,
+//! the first error as an operator-facing message, shared parts.
 //!
 //! The field set follows APISIX, with `additionalProperties: false`
 //! everywhere so that a typo (`"snis "`, `"uppstream"`) is an error instead of
@@ -11,26 +12,21 @@
 //! Error messages name the JSON path of the offending value and never echo
 //! long strings, so a private key cannot leak into an error response.
 
-use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use jsonschema::paths::LocationSegment;
 use jsonschema::Validator;
 use serde_json::{json, Value};
 
+use crate::error::ValidationError;
 use crate::resource::Kind;
-use crate::validate::ValidationError;
 
-mod identity;
+mod parts;
 
-/// Names of the plugins this build knows.
-pub const PLUGINS: &[&str] = &[
-    "proxy-rewrite",
-    "mtls-auth",
-    "mtls-acl",
-    "client-cert-auth",
-    "forward-client-cert",
-];
+pub(crate) use parts::{
+    crl_list_schema, crl_mode_schema, header_name, online_revocation_schema, pem_bundle,
+    unknown_status_schema,
+};
 
 /// Methods a route may list (APISIX's set).
 pub const METHODS: &[&str] = &[
@@ -40,7 +36,8 @@ pub const METHODS: &[&str] = &[
 /// Longest string value echoed in an error message.
 const MAX_ECHO_LEN: usize = 64;
 
-/// Checks `value` against the schema of `kind` (plugins included).
+/// Checks `value` against the schema of `kind`. A route's `plugins` must be
+/// objects here; each plugin's own schema is [`crate::plugins`]'s.
 pub fn check(kind: Kind, value: &Value) -> Result<(), ValidationError> {
     let schemas = &*SCHEMAS;
     let validator = match kind {
@@ -48,60 +45,35 @@ pub fn check(kind: Kind, value: &Value) -> Result<(), ValidationError> {
         Kind::Routes => &schemas.route,
         Kind::Upstreams => &schemas.upstream,
     };
-    first_error(validator, value, "")?;
-    if kind == Kind::Routes {
-        if let Some(Value::Object(plugins)) = value.get("plugins") {
-            for (name, conf) in plugins {
-                check_plugin(name, conf)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Checks one plugin configuration; unknown plugin names are refused.
-fn check_plugin(name: &str, conf: &Value) -> Result<(), ValidationError> {
-    let validator = SCHEMAS
-        .plugins
-        .get(name)
-        .ok_or_else(|| ValidationError::Schema(format!("unknown plugin {name}")))?;
-    first_error(validator, conf, &format!("plugins.{name}"))
+    first_error(validator, value, "")
 }
 
 struct Schemas {
     ssl: Validator,
     route: Validator,
     upstream: Validator,
-    plugins: BTreeMap<&'static str, Validator>,
 }
 
 static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
     ssl: compile(&ssl_schema()),
     route: compile(&route_schema()),
     upstream: compile(&upstream_schema()),
-    plugins: BTreeMap::from([
-        ("proxy-rewrite", compile(&proxy_rewrite_schema())),
-        ("mtls-auth", compile(&identity::mtls_auth_schema())),
-        ("mtls-acl", compile(&identity::mtls_acl_schema())),
-        (
-            "client-cert-auth",
-            compile(&identity::client_cert_auth_schema()),
-        ),
-        (
-            "forward-client-cert",
-            compile(&identity::forward_client_cert_schema()),
-        ),
-    ]),
 });
 
-fn compile(schema: &Value) -> Validator {
-    // The schemas are constants of this file and a unit test compiles each
-    // one, so a failure here is a bug in this file, not bad input.
+/// Compiles a built-in schema.
+pub(crate) fn compile(schema: &Value) -> Validator {
+    // The schemas are constants of this crate and a unit test compiles each
+    // one, so a failure here is a bug in this crate, not bad input.
     jsonschema::draft202012::new(schema).expect("built-in JSON schema compiles")
 }
 
-/// The first schema violation, as an operator-facing message.
-fn first_error(validator: &Validator, value: &Value, prefix: &str) -> Result<(), ValidationError> {
+/// The first schema violation, as an operator-facing message; `prefix`
+/// names where `value` sits (`plugins.mtls-acl`).
+pub(crate) fn first_error(
+    validator: &Validator,
+    value: &Value,
+    prefix: &str,
+) -> Result<(), ValidationError> {
     match validator.iter_errors(value).next() {
         None => Ok(()),
         Some(error) => Err(describe(&error, prefix)),
@@ -238,10 +210,10 @@ fn ssl_schema() -> Value {
                     "items": {"type": "string", "minLength": 1, "maxLength": 4096},
                     "maxItems": 256
                 },
-                "crl": identity::crl_list_schema(),
-                "crl_mode": identity::crl_mode_schema(),
-                "unknown_status": identity::unknown_status_schema(),
-                "revocation": identity::online_revocation_schema()
+                "crl": crl_list_schema(),
+                "crl_mode": crl_mode_schema(),
+                "unknown_status": unknown_status_schema(),
+                "revocation": online_revocation_schema()
             },
             "required": ["ca"],
             "additionalProperties": false
@@ -374,54 +346,6 @@ fn upstream_tls_schema() -> Value {
     })
 }
 
-/// APISIX `proxy-rewrite`: `uri`, `method`, `host`, and `headers` either as
-/// `{name: value}` (= set) or as `{set: {}, add: {}, remove: []}`.
-fn proxy_rewrite_schema() -> Value {
-    // RFC 9110 token.
-    let name = json!({"pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", "maxLength": 256});
-    // Headers that decide where a message ends are the proxy's business.
-    let framing = json!({"not": {"pattern": "(?i)^(connection|content-length|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade)$"}});
-    let header_map = json!({
-        "type": "object",
-        "minProperties": 1,
-        "propertyNames": {"allOf": [name, framing]},
-        "additionalProperties": {
-            "type": ["string", "number"],
-            // No control characters but tab: a value is one header line.
-            "pattern": "^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$",
-            "maxLength": 4096
-        }
-    });
-    let operations = ["set", "add", "remove"].map(|op| json!({"required": [op]}));
-    json!({
-        "type": "object",
-        "properties": {
-            "uri": {"type": "string", "pattern": "^/[^\\r\\n\\x00]*$", "maxLength": 4096},
-            "method": {"enum": METHODS},
-            "host": {"type": "string", "minLength": 1, "maxLength": 300, "pattern": "^[^\\s/@]+$"},
-            "headers": {
-                "type": "object",
-                "if": {"anyOf": operations},
-                "then": {
-                    "properties": {
-                        "set": header_map,
-                        "add": header_map,
-                        "remove": {
-                            "type": "array",
-                            "minItems": 1,
-                            "items": {"type": "string", "pattern": name["pattern"], "maxLength": 256}
-                        }
-                    },
-                    "additionalProperties": false
-                },
-                "else": header_map
-            }
-        },
-        "minProperties": 1,
-        "additionalProperties": false
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,15 +354,6 @@ mod tests {
         match check(kind, &value) {
             Err(ValidationError::Schema(message)) => message,
             other => panic!("expected a schema error for {value}, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn every_built_in_schema_compiles() {
-        let schemas = &*SCHEMAS;
-        assert_eq!(schemas.plugins.len(), PLUGINS.len());
-        for name in PLUGINS {
-            assert!(schemas.plugins.contains_key(name), "{name} has no schema");
         }
     }
 
@@ -497,60 +412,5 @@ mod tests {
             json!({"cert": "c", "keys": ["SECRET"], "key": "k", "sni": "a", "certs": [1]}),
         );
         assert!(!message.contains("SECRET"), "{message}");
-    }
-
-    #[test]
-    fn plugins_are_checked_by_name_and_schema() {
-        let route = |plugins: Value| json!({"uri": "/", "upstream_id": "1", "plugins": plugins});
-        assert_eq!(
-            schema_error(Kind::Routes, route(json!({"nope": {}}))),
-            "unknown plugin nope"
-        );
-        let ok = [
-            json!({"headers": {"X-Ssl-Client-S-DN": "$ssl_client_s_dn", "X-Num": 1}}),
-            json!({"headers": {"set": {"X-A": "1"}, "add": {"X-B": "2"}, "remove": ["X-C"]}}),
-            json!({"uri": "/new", "method": "POST", "host": "example.com"}),
-        ];
-        for conf in ok {
-            assert_eq!(
-                check(Kind::Routes, &route(json!({"proxy-rewrite": conf.clone()}))),
-                Ok(()),
-                "{conf}"
-            );
-        }
-        let bad = [
-            (json!({}), ""),
-            (json!({"regex_uri": ["^/a", "/b"]}), "regex_uri"),
-            (json!({"uri": "no-slash"}), "plugins.proxy-rewrite.uri"),
-            (json!({"method": "get"}), "plugins.proxy-rewrite.method"),
-            (
-                json!({"headers": {"Bad Name": "x"}}),
-                "plugins.proxy-rewrite.headers",
-            ),
-            (
-                json!({"headers": {"X-A": "a\r\nInjected: 1"}}),
-                "plugins.proxy-rewrite.headers.X-A",
-            ),
-            (
-                json!({"headers": {"X-A": "a\u{1b}[31m"}}),
-                "plugins.proxy-rewrite.headers.X-A",
-            ),
-            (
-                json!({"headers": {"set": {"Content-Length": "1"}}}),
-                "plugins.proxy-rewrite.headers.set",
-            ),
-            (
-                json!({"headers": {"set": {"X-A": "1"}, "oops": {}}}),
-                "oops",
-            ),
-            (
-                json!({"headers": {"remove": []}}),
-                "plugins.proxy-rewrite.headers.remove",
-            ),
-        ];
-        for (conf, needle) in bad {
-            let message = schema_error(Kind::Routes, route(json!({"proxy-rewrite": conf.clone()})));
-            assert!(message.contains(needle), "{conf}: {message}");
-        }
     }
 }

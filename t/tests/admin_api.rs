@@ -467,6 +467,37 @@ async fn invalid_routes_and_bodies_are_refused_and_nothing_is_written() -> Resul
     Ok(())
 }
 
+/// The admin API refuses exactly what the gateway could not build: a
+/// `proxy-rewrite` URI with a space or a `#` passes the JSON schema but
+/// cannot be sent, so it is refused here rather than stored and then left
+/// unbuilt by every data plane.
+#[tokio::test]
+async fn a_proxy_rewrite_uri_the_gateway_cannot_send_is_refused() -> Result<()> {
+    let s = setup().await?;
+    let path = "/apisix/admin/routes/rewrite";
+    for uri in ["/a b", "/a#fragment", "/$uri x"] {
+        let mut body = route("/a");
+        body["plugins"] = json!({"proxy-rewrite": {"uri": uri}});
+        let refused = s.admin.put(path, body).await?;
+        assert_eq!(
+            refused.body,
+            json!({"error_msg": "invalid plugins.proxy-rewrite.uri: contains characters not \
+                   allowed in a URI (such as a space, `#` or a control character); \
+                   percent-encode them"}),
+            "{uri:?}: {}",
+            refused.text
+        );
+        assert_refused(&refused, &["plugins.proxy-rewrite.uri"]);
+    }
+    assert_absent(&s.admin, path).await?;
+    assert!(s.stored_keys("routes")?.is_empty());
+
+    let mut encoded = route("/a");
+    encoded["plugins"] = json!({"proxy-rewrite": {"uri": "/a%20b/$uri"}});
+    assert_eq!(s.admin.put(path, encoded).await?.status, 201);
+    Ok(())
+}
+
 #[tokio::test]
 async fn referenced_upstreams_are_deleted_only_with_force() -> Result<()> {
     let s = setup().await?;

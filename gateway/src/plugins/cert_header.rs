@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use percent_encoding::percent_decode;
 use rustls_pki_types::CertificateDer;
-use shared::validate::CertEncoding;
+use shared::plugins::client_cert_auth::CertEncoding;
 use thiserror::Error;
 
 /// Longest header value decoded: a leaf and a few intermediates.

@@ -29,23 +29,26 @@ use http::header::WWW_AUTHENTICATE;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, StatusCode};
 use rustls_pki_types::{CertificateDer, UnixTime};
-use serde_json::Value;
-use shared::validate::{CertHeader, ClientCertAuth, Requirement, Revocation};
-use shared::x509::CertSummary;
+use shared::client_chain::Revocation;
+use shared::plugins::client_cert_auth::{
+    CertHeader, ClientCertAuth, Requirement, CLIENT_CERT_AUTH,
+};
+use shared::x509::{CertSummary, X509Error};
+use thiserror::Error;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
 use self::accepted::AcceptedCerts;
-use super::cert_header;
+use super::cert_header::{self, CertHeaderError};
 use super::identity::RouteIdentity;
-use super::{Flow, Plugin, RequestCtx};
+use super::{Build, BuildError, Flow, Plugin, RequestCtx};
 use crate::context::{ClientCert, PeerCert};
 use crate::metrics::tls::{client_cert_verdict as record_verdict, Verdict};
 use crate::metrics::HandshakeFailure;
 use crate::reply::json_reply;
 use crate::tls::{ClientCertError, TrustSet};
 
-pub(super) const NAME: &str = shared::validate::CLIENT_CERT_AUTH;
+pub(super) const NAME: &str = CLIENT_CERT_AUTH;
 
 const REALM: &str = r#"Mutual SSL realm="portcullis""#;
 const MISSING: &str = r#"{"message":"a client certificate is required"}"#;
@@ -90,16 +93,19 @@ enum Presented {
     /// A trusted front proxy's header, read for this request.
     Header(PeerCert),
     /// A header that should have held a certificate did not.
-    Unreadable(String),
+    Unreadable(HeaderCertError),
 }
 
-pub(super) fn build(config: &Value) -> Result<Box<dyn Plugin>, String> {
-    Ok(Box::new(ClientCertAuthPlugin::new(config)?))
+impl Build for ClientCertAuth {
+    const PRIORITY: i32 = 2540;
+
+    fn build(&self) -> Result<Box<dyn Plugin>, BuildError> {
+        Ok(Box::new(ClientCertAuthPlugin::new(self)?))
+    }
 }
 
 impl ClientCertAuthPlugin {
-    fn new(config: &Value) -> Result<ClientCertAuthPlugin, String> {
-        let config = ClientCertAuth::from_config(config).map_err(|e| e.to_string())?;
+    fn new(config: &ClientCertAuth) -> Result<ClientCertAuthPlugin, BuildError> {
         let algs = crate::tls::provider().signature_verification_algorithms;
         let trust = (!config.ca.is_empty())
             .then(|| {
@@ -112,24 +118,18 @@ impl ClientCertAuthPlugin {
                     algs,
                 )
             })
-            .transpose()
-            .map_err(|e| format!("ca: {e}"))?;
-        let header = config
-            .cert_header
-            .map(|mut header| {
-                let proxies = std::mem::take(&mut header.trusted_certificates);
-                HeaderName::from_bytes(header.name.as_bytes())
-                    .map(|name| TrustedHeader {
-                        name,
-                        proxies: proxies.into_iter().collect(),
-                        config: header,
-                    })
-                    .map_err(|_| "cert_header.name is not a valid header name".to_owned())
-            })
             .transpose()?;
+        let header = config.cert_header.clone().map(|mut header| {
+            let proxies = std::mem::take(&mut header.trusted_certificates);
+            TrustedHeader {
+                name: header.name.clone(),
+                proxies: proxies.into_iter().collect(),
+                config: header,
+            }
+        });
         Ok(ClientCertAuthPlugin {
             required: config.required,
-            pinned: pinned(config.certificates, config.revocation.as_ref()),
+            pinned: pinned(&config.certificates, config.revocation.as_ref()),
             accepted: AcceptedCerts::new(&config.ca, config.revocation.as_ref()),
             trust,
             header,
@@ -141,7 +141,7 @@ impl ClientCertAuthPlugin {
 /// certificate by issuer and serial; the operator configured both lists, so
 /// a CRL's word is taken here even without its issuer's key.)
 fn pinned(
-    certificates: Vec<CertificateDer<'static>>,
+    certificates: &[CertificateDer<'static>],
     revocation: Option<&Revocation>,
 ) -> HashSet<CertificateDer<'static>> {
     let revoked: HashSet<(Vec<u8>, Vec<u8>)> = revocation
@@ -156,7 +156,7 @@ fn pinned(
         })
         .collect();
     certificates
-        .into_iter()
+        .iter()
         .filter(|der| {
             let Ok((_, cert)) = X509Certificate::from_der(der.as_ref()) else {
                 return false;
@@ -172,6 +172,7 @@ fn pinned(
             }
             !is_revoked
         })
+        .cloned()
         .collect()
 }
 
@@ -230,7 +231,7 @@ impl ClientCertAuthPlugin {
             return from_handshake();
         }
         if values.len() > 1 {
-            return Presented::Unreadable("the certificate header is repeated".into());
+            return Presented::Unreadable(HeaderCertError::Repeated);
         }
         match header_cert(value, &header.config) {
             Ok(cert) => Presented::Header(cert),
@@ -281,7 +282,7 @@ impl Plugin for ClientCertAuthPlugin {
                 return self.refuse(ctx, MISSING, "no client certificate", "no_certificate")
             }
             Presented::Unreadable(reason) => {
-                return self.refuse(ctx, REFUSED, &reason, "unreadable")
+                return self.refuse(ctx, REFUSED, &reason.to_string(), "unreadable")
             }
         };
         if let Err(err) = verdict {
@@ -304,12 +305,29 @@ fn handshake_cert<'a>(ctx: &'a RequestCtx<'_>) -> Option<&'a Arc<PeerCert>> {
     }
 }
 
-fn header_cert(value: &HeaderValue, config: &CertHeader) -> Result<PeerCert, String> {
-    let mut chain = cert_header::decode(value.as_bytes(), config.encoding)
-        .map_err(|e| format!("certificate header: {e}"))?;
+/// Why a trusted front proxy's certificate header holds no usable
+/// certificate.
+#[derive(Debug, Error)]
+enum HeaderCertError {
+    #[error("the certificate header is repeated")]
+    Repeated,
+    #[error("certificate header: {0}")]
+    Decode(#[from] CertHeaderError),
+    #[error("certificate header: {0}")]
+    Unparsable(#[from] X509Error),
+    /// 1-based, as an operator counts the certificates of a header.
+    #[error(
+        "certificate header: certificate #{0} is not a CA certificate; a header holds \
+         one client certificate, then only its CA chain"
+    )]
+    NotCa(usize),
+}
+
+fn header_cert(value: &HeaderValue, config: &CertHeader) -> Result<PeerCert, HeaderCertError> {
+    let mut chain = cert_header::decode(value.as_bytes(), config.encoding)?;
     let der = chain.remove(0);
     only_cas(&chain)?;
-    let summary = CertSummary::from_der(&der).map_err(|e| format!("certificate header: {e}"))?;
+    let summary = CertSummary::from_der(&der)?;
     Ok(PeerCert {
         der,
         summary,
@@ -322,15 +340,11 @@ fn header_cert(value: &HeaderValue, config: &CertHeader) -> Result<PeerCert, Str
 /// certificate to a header the client already filled (Envoy's XFCC in
 /// `APPEND_FORWARD`) would otherwise have the client's word read as the
 /// leaf; such a header is refused rather than guessed at.
-fn only_cas(chain: &[CertificateDer<'static>]) -> Result<(), String> {
+fn only_cas(chain: &[CertificateDer<'static>]) -> Result<(), HeaderCertError> {
     for (i, der) in chain.iter().enumerate() {
         let is_ca = X509Certificate::from_der(der.as_ref()).is_ok_and(|(_, cert)| cert.is_ca());
         if !is_ca {
-            return Err(format!(
-                "certificate header: certificate #{} is not a CA certificate; a header holds \
-                 one client certificate, then only its CA chain",
-                i + 2
-            ));
+            return Err(HeaderCertError::NotCa(i + 2));
         }
     }
     Ok(())

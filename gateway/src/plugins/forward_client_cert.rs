@@ -31,61 +31,17 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue};
-use serde::Deserialize;
-use serde_json::Value;
+use shared::plugins::forward_client_cert::{self as config, Detail, Mode};
 
 use super::identity::{self, verified_client};
-use super::{Flow, Plugin, RequestCtx};
+use super::{Build, BuildError, Flow, Plugin, RequestCtx};
 use crate::context::PeerCert;
 
-pub(super) const NAME: &str = "forward-client-cert";
+pub(super) const NAME: &str = config::NAME;
 
 const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 const CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
 const CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain");
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Mode {
-    #[default]
-    Sanitize,
-    ForwardOnly,
-    AppendForward,
-    SanitizeSet,
-    AlwaysForwardOnly,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Format {
-    #[default]
-    Xfcc,
-    Rfc9440,
-    Both,
-}
-
-/// XFCC elements beyond `Hash` and `By`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Detail {
-    Cert,
-    Chain,
-    Subject,
-    Uri,
-    Dns,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    #[serde(default)]
-    mode: Mode,
-    #[serde(default)]
-    format: Format,
-    #[serde(default)]
-    details: Vec<Detail>,
-    by: Option<String>,
-}
 
 struct ForwardClientCert {
     mode: Mode,
@@ -99,28 +55,28 @@ struct ForwardClientCert {
     by: Option<String>,
 }
 
-pub(super) fn build(config: &Value) -> Result<Box<dyn Plugin>, String> {
-    let config = Config::deserialize(config).map_err(|err| err.to_string())?;
-    let xfcc = matches!(config.format, Format::Xfcc | Format::Both);
-    let rfc9440 = matches!(config.format, Format::Rfc9440 | Format::Both);
-    let mut dropped = vec![CLIENT_CERT, CLIENT_CERT_CHAIN];
-    if !xfcc {
-        dropped.push(XFCC);
+impl Build for config::ForwardClientCert {
+    const PRIORITY: i32 = 2410;
+
+    fn build(&self) -> Result<Box<dyn Plugin>, BuildError> {
+        let (xfcc, rfc9440) = (self.format.xfcc(), self.format.rfc9440());
+        let mut dropped = vec![CLIENT_CERT, CLIENT_CERT_CHAIN];
+        if !xfcc {
+            dropped.push(XFCC);
+        }
+        if let Some(by) = &self.by {
+            HeaderValue::from_str(&xfcc_value(by))
+                .map_err(|_| BuildError::Unsendable(by.clone()))?;
+        }
+        Ok(Box::new(ForwardClientCert {
+            mode: self.mode,
+            dropped,
+            xfcc,
+            rfc9440,
+            details: self.details.clone(),
+            by: self.by.clone(),
+        }))
     }
-    let mut details = config.details;
-    details.sort();
-    details.dedup();
-    if let Some(by) = &config.by {
-        HeaderValue::from_str(&xfcc_value(by)).map_err(|_| format!("by {by:?} cannot be sent"))?;
-    }
-    Ok(Box::new(ForwardClientCert {
-        mode: config.mode,
-        dropped,
-        xfcc,
-        rfc9440,
-        details,
-        by: config.by,
-    }))
 }
 
 impl Plugin for ForwardClientCert {

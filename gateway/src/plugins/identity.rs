@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 use percent_encoding::utf8_percent_encode;
-use serde::Deserialize;
+use shared::plugins::mtls_acl::Attribute;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::X509Name;
 
@@ -56,55 +56,22 @@ pub(crate) fn verified_client<'a>(ctx: &'a RequestCtx<'_>) -> Option<&'a PeerCer
     ctx.conn.tls.as_ref()?.client_cert.verified()
 }
 
-/// A certificate attribute an ACL can match.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Attribute {
-    SubjectCn,
-    SubjectO,
-    SubjectOu,
-    /// RFC 2253, as `$ssl_client_i_dn`.
-    IssuerDn,
-    /// RFC 2253, as `$ssl_client_s_dn`.
-    SubjectDn,
-    /// Uppercase hex, as `$ssl_client_serial`.
-    Serial,
-    /// Lowercase hex of the DER's SHA-256.
-    FingerprintSha256,
-    SanDns,
-    /// SPIFFE IDs are URI SANs.
-    SanUri,
-    SanEmail,
-}
-
-impl Attribute {
-    /// Every value the certificate has for this attribute (several SANs,
-    /// several OUs, ...; none when absent).
-    pub(crate) fn values(self, cert: &PeerCert) -> Vec<String> {
-        let summary = &cert.summary;
-        match self {
-            Attribute::SubjectCn => subject_values(cert, Rdn::CommonName),
-            Attribute::SubjectO => subject_values(cert, Rdn::Organization),
-            Attribute::SubjectOu => subject_values(cert, Rdn::OrganizationalUnit),
-            Attribute::IssuerDn => vec![summary.issuer.clone()],
-            Attribute::SubjectDn => vec![summary.subject.clone()],
-            Attribute::Serial => vec![summary.serial.clone()],
-            Attribute::FingerprintSha256 => vec![summary.fingerprint_sha256.clone()],
-            Attribute::SanDns => sans(cert, "DNS:"),
-            Attribute::SanUri => sans(cert, "URI:"),
-            Attribute::SanEmail => sans(cert, "email:"),
-        }
-    }
-
-    /// An ACL entry as the attribute's values are written: hex values
-    /// compare without colons and in the case the gateway prints them, so
-    /// `AB:CD` pasted from `openssl x509 -serial` still matches.
-    pub(crate) fn normalize(self, configured: &str) -> String {
-        match self {
-            Attribute::Serial => configured.replace(':', "").to_ascii_uppercase(),
-            Attribute::FingerprintSha256 => configured.replace(':', "").to_ascii_lowercase(),
-            _ => configured.to_owned(),
-        }
+/// Every value `cert` has for `attribute` (several SANs, several OUs, ...;
+/// none when absent), written as [`Attribute::normalize`] writes ACL
+/// entries.
+pub(crate) fn attribute_values(attribute: Attribute, cert: &PeerCert) -> Vec<String> {
+    let summary = &cert.summary;
+    match attribute {
+        Attribute::SubjectCn => subject_values(cert, Rdn::CommonName),
+        Attribute::SubjectO => subject_values(cert, Rdn::Organization),
+        Attribute::SubjectOu => subject_values(cert, Rdn::OrganizationalUnit),
+        Attribute::IssuerDn => vec![summary.issuer.clone()],
+        Attribute::SubjectDn => vec![summary.subject.clone()],
+        Attribute::Serial => vec![summary.serial.clone()],
+        Attribute::FingerprintSha256 => vec![summary.fingerprint_sha256.clone()],
+        Attribute::SanDns => sans(cert, "DNS:"),
+        Attribute::SanUri => sans(cert, "URI:"),
+        Attribute::SanEmail => sans(cert, "email:"),
     }
 }
 
@@ -186,33 +153,45 @@ mod tests {
             ];
         });
         let cert = peer(&cert);
-        assert_eq!(Attribute::SubjectCn.values(&cert), ["client1"]);
+        assert_eq!(attribute_values(Attribute::SubjectCn, &cert), ["client1"]);
         assert_eq!(
-            Attribute::SubjectO.values(&cert),
+            attribute_values(Attribute::SubjectO, &cert),
             ["Callista Enterprise AB"]
         );
-        assert_eq!(Attribute::SubjectOu.values(&cert), ["Payments", "EU"]);
         assert_eq!(
-            Attribute::SanUri.values(&cert),
+            attribute_values(Attribute::SubjectOu, &cert),
+            ["Payments", "EU"]
+        );
+        assert_eq!(
+            attribute_values(Attribute::SanUri, &cert),
             [
                 "spiffe://example.org/ns/prod/sa/pay",
                 "https://pay.example.org"
             ]
         );
-        assert_eq!(Attribute::SanDns.values(&cert), ["pay.example.org"]);
-        assert_eq!(Attribute::SanEmail.values(&cert), ["ops@example.org"]);
         assert_eq!(
-            Attribute::SubjectDn.values(&cert),
+            attribute_values(Attribute::SanDns, &cert),
+            ["pay.example.org"]
+        );
+        assert_eq!(
+            attribute_values(Attribute::SanEmail, &cert),
+            ["ops@example.org"]
+        );
+        assert_eq!(
+            attribute_values(Attribute::SubjectDn, &cert),
             ["CN=client1,OU=EU,OU=Payments,O=Callista Enterprise AB,ST=Sweden,C=SE"]
         );
-        assert_eq!(Attribute::IssuerDn.values(&cert), ["CN=Test Root CA"]);
+        assert_eq!(
+            attribute_values(Attribute::IssuerDn, &cert),
+            ["CN=Test Root CA"]
+        );
         let summary = &cert.summary;
         assert_eq!(
-            Attribute::Serial.values(&cert),
+            attribute_values(Attribute::Serial, &cert),
             std::slice::from_ref(&summary.serial)
         );
         assert_eq!(
-            Attribute::FingerprintSha256.values(&cert),
+            attribute_values(Attribute::FingerprintSha256, &cert),
             std::slice::from_ref(&summary.fingerprint_sha256)
         );
     }

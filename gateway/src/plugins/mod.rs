@@ -4,13 +4,17 @@
 //! knows nothing about individual plugins, so identity plugins, ACLs or
 //! per-route mTLS plug in here without touching the proxy loop.
 //!
-//! Plugins are built from their (already schema-validated) JSON
-//! configuration when the route table is built, never per request. The
-//! registry below maps each name to its constructor and its place in a
-//! chain (higher priority runs first, APISIX's numbers).
+//! Plugins are built from their validated, typed configuration
+//! ([`shared::plugins`]: schema, configuration and checks of each plugin)
+//! when the route table is built, never per request and never from JSON.
+//! Each plugin module implements [`Build`] for its configuration type; the
+//! registry below ([`build_one`]) gives each its place in a chain (higher
+//! priority runs first, APISIX's numbers). A plugin added in `shared` does
+//! not compile here until it has its line in that registry.
 
 mod cert_header;
 mod client_cert_auth;
+mod error;
 mod forward_client_cert;
 mod identity;
 mod mtls_acl;
@@ -27,13 +31,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{request, response, HeaderValue, Response, StatusCode};
-use serde_json::Value;
-use shared::validate::{ClientCertAuth, PluginConfigs, ValidRoute, CLIENT_CERT_AUTH};
-use thiserror::Error;
+use shared::plugins::{PluginConfig, PluginConfigs};
+use shared::validate::ValidRoute;
 
 use crate::context::ConnInfo;
 use crate::reply::ProxyBody;
 use crate::tls::RouteCertRequests;
+
+pub use error::{BuildError, PluginError};
 
 /// What a phase decides: go on, or answer the client with this response
 /// (the rest of the chain and the upstream are skipped).
@@ -99,72 +104,38 @@ impl RequestCtx<'_> {
     }
 }
 
-/// Why a route's plugins could not be built.
-#[derive(Debug, Error)]
-pub enum PluginError {
-    #[error("plugin {0:?} is not available in this build")]
-    Unknown(String),
-    #[error("plugin {plugin:?}: {reason}")]
-    Config {
-        plugin: &'static str,
-        reason: String,
-    },
-}
-
-/// A plugin this build knows.
-struct Registration {
-    name: &'static str,
+/// How the gateway builds a plugin from its validated configuration
+/// (implemented on the `shared::plugins` type, in the plugin's module).
+trait Build {
     /// Higher runs first.
-    priority: i32,
-    build: fn(&Value) -> Result<Box<dyn Plugin>, String>,
+    const PRIORITY: i32;
+
+    fn build(&self) -> Result<Box<dyn Plugin>, BuildError>;
 }
 
-/// Every plugin of this build. Keep in step with `shared::schema::PLUGINS`.
+/// The registry: every plugin of this build, with its place in a chain.
 /// Authentication runs before authorisation (APISIX's auth plugins sit
 /// around 2500, `consumer-restriction` at 2400), both before any rewrite.
-const REGISTRY: &[Registration] = &[
-    Registration {
-        name: client_cert_auth::NAME,
-        priority: 2540,
-        build: client_cert_auth::build,
-    },
-    Registration {
-        name: mtls_auth::NAME,
-        priority: 2530,
-        build: mtls_auth::build,
-    },
-    Registration {
-        name: mtls_acl::NAME,
-        priority: 2420,
-        build: mtls_acl::build,
-    },
-    Registration {
-        name: forward_client_cert::NAME,
-        priority: 2410,
-        build: forward_client_cert::build,
-    },
-    Registration {
-        name: proxy_rewrite::NAME,
-        priority: 1008,
-        build: proxy_rewrite::build,
-    },
-];
+fn build_one(config: &PluginConfig) -> Result<(i32, Box<dyn Plugin>), BuildError> {
+    fn built<T: Build>(config: &T) -> Result<(i32, Box<dyn Plugin>), BuildError> {
+        Ok((T::PRIORITY, config.build()?))
+    }
+    match config {
+        PluginConfig::ClientCertAuth(config) => built(&**config),
+        PluginConfig::MtlsAuth(config) => built(&**config),
+        PluginConfig::MtlsAcl(config) => built(&**config),
+        PluginConfig::ForwardClientCert(config) => built(&**config),
+        PluginConfig::ProxyRewrite(config) => built(&**config),
+    }
+}
 
 /// What the handshakes must ask for on behalf of the enabled routes that
 /// verify client certificates themselves (`client-cert-auth`); see
-/// [`crate::tls::RouteCertRequests`]. A configuration that does not parse
-/// asks for nothing: its route answers 503 anyway.
+/// [`crate::tls::RouteCertRequests`].
 pub fn client_cert_requests(routes: &[Arc<ValidRoute>]) -> RouteCertRequests {
     let mut requests = RouteCertRequests::default();
     for route in routes.iter().filter(|route| route.enabled) {
-        let Some(config) = route.plugins.get(CLIENT_CERT_AUTH) else {
-            continue;
-        };
-        let auth = config
-            .value()
-            .ok()
-            .and_then(|config| ClientCertAuth::from_config(&config).ok());
-        if let Some(auth) = auth {
+        if let Some(auth) = route.plugins.client_cert_auth() {
             requests.add(&route.hosts, auth.ca_names());
         }
     }
@@ -186,19 +157,10 @@ impl PluginChain {
         let mut built = configs
             .iter()
             .map(|config| {
-                let registration = REGISTRY
-                    .iter()
-                    .find(|r| r.name == config.name())
-                    .ok_or_else(|| PluginError::Unknown(config.name().to_owned()))?;
-                let plugin = config
-                    .value()
-                    .map_err(|err| err.to_string())
-                    .and_then(|value| (registration.build)(&value))
-                    .map_err(|reason| PluginError::Config {
-                        plugin: registration.name,
-                        reason,
-                    })?;
-                Ok((registration.priority, plugin))
+                build_one(config).map_err(|source| PluginError {
+                    plugin: config.name(),
+                    source,
+                })
             })
             .collect::<Result<Vec<_>, PluginError>>()?;
         built.sort_by_key(|(priority, _)| std::cmp::Reverse(*priority));
@@ -270,10 +232,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn configs(name: &str, config: Value) -> PluginConfigs {
-        PluginConfigs::new(&BTreeMap::from([(name.to_owned(), config)]))
+        PluginConfigs::validate(&BTreeMap::from([(name.to_owned(), config)])).unwrap()
     }
 
     #[test]
@@ -289,28 +251,19 @@ mod tests {
     }
 
     #[test]
-    fn every_plugin_the_schema_accepts_is_registered() {
-        for name in shared::schema::PLUGINS {
-            assert!(
-                REGISTRY.iter().any(|r| r.name == *name),
-                "{name} has a schema but no implementation"
-            );
-        }
-    }
-
-    #[test]
-    fn unknown_and_misconfigured_plugins_are_named() {
-        let unknown = configs("key-auth", json!({}));
-        let err = PluginChain::build(&unknown).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "plugin \"key-auth\" is not available in this build"
+    fn a_plugin_that_cannot_be_built_is_named() {
+        let config = json!({"ca": [testing::Pki::named("Route CA").ca.pem]});
+        let mut auth = shared::validate::ClientCertAuth::from_config(&config).unwrap();
+        // Validation parses the PEM, not what webpki makes of it.
+        auth.ca = vec![vec![0x30, 0x00].into()];
+        let Err(err) = build_one(&PluginConfig::ClientCertAuth(Box::new(auth))) else {
+            panic!("built a trust set from no anchor");
+        };
+        assert_eq!(err.kind(), "trust_set");
+        assert!(
+            err.to_string().starts_with("ca: CA certificate #0"),
+            "{err}"
         );
-
-        let bad = configs("proxy-rewrite", json!({"method": "GET /"}));
-        let err = PluginChain::build(&bad).unwrap_err().to_string();
-        assert!(err.starts_with("plugin \"proxy-rewrite\": "), "{err}");
-        assert!(err.contains("method"), "{err}");
     }
 
     #[test]

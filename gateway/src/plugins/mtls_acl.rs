@@ -11,77 +11,39 @@
 //! the client sent itself is never read, and a client without a value is
 //! not allowed, whether the list is `allow` or `deny`.
 
-use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use http::request::Parts;
-use http::{HeaderName, StatusCode};
-use serde::Deserialize;
-use serde_json::Value;
+use http::StatusCode;
+use shared::plugins::mtls_acl::{self as config, List, Source};
 
-use super::identity::{verified_client, Attribute, IdentityHeaders};
-use super::{Flow, Plugin, RequestCtx};
+use super::identity::{attribute_values, verified_client, IdentityHeaders};
+use super::{Build, BuildError, Flow, Plugin, RequestCtx};
 use crate::metrics::tls::{client_cert_verdict as record_verdict, Verdict};
 use crate::reply::json_reply;
 
-pub(super) const NAME: &str = "mtls-acl";
+pub(super) const NAME: &str = config::NAME;
 
 const FORBIDDEN: &str = r#"{"message":"You cannot consume this service"}"#;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    certificate_header_name: Option<String>,
-    attribute: Option<Attribute>,
-    allow: Option<Vec<String>>,
-    deny: Option<Vec<String>>,
-}
+/// The validated configuration is all the plugin needs: its list is
+/// normalised already.
+struct MtlsAcl(config::MtlsAcl);
 
-/// Where the value comes from.
-enum Source {
-    Header(HeaderName),
-    Attribute(Attribute),
-}
+impl Build for config::MtlsAcl {
+    const PRIORITY: i32 = 2420;
 
-enum List {
-    Allow(HashSet<String>),
-    Deny(HashSet<String>),
-}
-
-struct MtlsAcl {
-    source: Source,
-    list: List,
-}
-
-pub(super) fn build(config: &Value) -> Result<Box<dyn Plugin>, String> {
-    let config = Config::deserialize(config).map_err(|err| err.to_string())?;
-    let source = match (config.certificate_header_name, config.attribute) {
-        (Some(name), None) => HeaderName::from_bytes(name.as_bytes())
-            .map(Source::Header)
-            .map_err(|_| format!("{name:?} is not a valid header name"))?,
-        (None, Some(attribute)) => Source::Attribute(attribute),
-        _ => return Err("give exactly one of certificate_header_name and attribute".into()),
-    };
-    let normalize = |values: Vec<String>| -> HashSet<String> {
-        match &source {
-            Source::Attribute(attribute) => values.iter().map(|v| attribute.normalize(v)).collect(),
-            Source::Header(_) => values.into_iter().collect(),
-        }
-    };
-    let list = match (config.allow, config.deny) {
-        (Some(allow), None) => List::Allow(normalize(allow)),
-        (None, Some(deny)) => List::Deny(normalize(deny)),
-        _ => return Err("give exactly one of allow and deny".into()),
-    };
-    Ok(Box::new(MtlsAcl { source, list }))
+    fn build(&self) -> Result<Box<dyn Plugin>, BuildError> {
+        Ok(Box::new(MtlsAcl(self.clone())))
+    }
 }
 
 impl MtlsAcl {
     /// The client's values; empty when it has none this ACL can trust.
     fn values(&self, ctx: &RequestCtx<'_>, req: &Parts) -> Vec<String> {
-        match &self.source {
+        match &self.0.source {
             Source::Attribute(attribute) => verified_client(ctx)
-                .map(|cert| attribute.values(cert))
+                .map(|cert| attribute_values(*attribute, cert))
                 .unwrap_or_default(),
             Source::Header(name) if IdentityHeaders::vouched(ctx, name) => req
                 .headers
@@ -104,7 +66,7 @@ impl MtlsAcl {
         if values.is_empty() {
             return false;
         }
-        match &self.list {
+        match &self.0.list {
             List::Allow(allowed) => values.iter().any(|value| allowed.contains(value)),
             List::Deny(denied) => !values.iter().any(|value| denied.contains(value)),
         }
@@ -138,14 +100,24 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::plugins::testing::{answered, ctx_with, request, route_verified, Pki, TestCert};
+    use crate::plugins::testing::{
+        self, answered, ctx_with, request, route_verified, Pki, TestCert,
+    };
+    use serde_json::Value;
+
+    /// Built in a route whose `mtls-auth` sets `X-Client-Cert-Organization`.
+    fn build(acl: &Value) -> Result<Box<dyn Plugin>, String> {
+        let route = json!({NAME: acl, "mtls-auth": mtls_auth()});
+        testing::build_in(&route, NAME)
+    }
+
+    fn mtls_auth() -> Value {
+        json!({"upstream_cert_org_header": "X-Client-Cert-Organization"})
+    }
 
     /// Runs `mtls-auth` (setting `X-Client-Cert-Organization`) then the ACL.
     fn kong_chain(acl: Value, cert: Option<&TestCert>, injected: &[(&str, &str)]) -> Flow {
-        let auth = super::super::mtls_auth::build(
-            &json!({"upstream_cert_org_header": "X-Client-Cert-Organization"}),
-        )
-        .unwrap();
+        let auth = testing::build("mtls-auth", &mtls_auth()).unwrap();
         let acl = build(&acl).unwrap();
         let conn = ctx_with(cert);
         let mut ctx = conn.ctx();

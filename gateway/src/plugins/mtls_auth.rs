@@ -22,57 +22,30 @@ use std::ops::ControlFlow;
 
 use http::request::Parts;
 use http::{HeaderName, StatusCode};
-use serde::Deserialize;
-use serde_json::Value;
+use shared::plugins::mtls_auth::{self as config, CertField};
 
 use super::identity::{self, verified_client, IdentityHeaders, Rdn};
-use super::{Flow, Plugin, RequestCtx};
+use super::{Build, BuildError, Flow, Plugin, RequestCtx};
 use crate::context::PeerCert;
 use crate::metrics::tls::{client_cert_verdict as record_verdict, Verdict};
 use crate::reply::json_reply;
 
-pub(super) const NAME: &str = "mtls-auth";
+pub(super) const NAME: &str = config::NAME;
 
 const UNAUTHENTICATED: &str =
     r#"{"error":"invalid_request","error_description":"mTLS client not provided or invalid"}"#;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    error_response_code: Option<u16>,
-    upstream_cert_header: Option<String>,
-    upstream_cert_fingerprint_header: Option<String>,
-    upstream_cert_serial_header: Option<String>,
-    upstream_cert_i_dn_header: Option<String>,
-    upstream_cert_s_dn_header: Option<String>,
-    upstream_cert_cn_header: Option<String>,
-    upstream_cert_org_header: Option<String>,
-}
-
-/// A certificate field sent upstream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Field {
-    EscapedPem,
-    Fingerprint,
-    Serial,
-    IssuerDn,
-    SubjectDn,
-    CommonName,
-    Organization,
-}
-
-impl Field {
-    fn value(self, cert: &PeerCert) -> Option<String> {
-        let summary = &cert.summary;
-        match self {
-            Field::EscapedPem => Some(identity::escaped_pem(cert.der.as_ref())),
-            Field::Fingerprint => Some(summary.fingerprint_sha1.clone()),
-            Field::Serial => Some(summary.serial.clone()),
-            Field::IssuerDn => Some(summary.issuer.clone()),
-            Field::SubjectDn => Some(summary.subject.clone()),
-            Field::CommonName => first(identity::subject_values(cert, Rdn::CommonName)),
-            Field::Organization => first(identity::subject_values(cert, Rdn::Organization)),
-        }
+/// The value `field` has in `cert`, if any.
+fn field_value(field: CertField, cert: &PeerCert) -> Option<String> {
+    let summary = &cert.summary;
+    match field {
+        CertField::EscapedPem => Some(identity::escaped_pem(cert.der.as_ref())),
+        CertField::Fingerprint => Some(summary.fingerprint_sha1.clone()),
+        CertField::Serial => Some(summary.serial.clone()),
+        CertField::IssuerDn => Some(summary.issuer.clone()),
+        CertField::SubjectDn => Some(summary.subject.clone()),
+        CertField::CommonName => first(identity::subject_values(cert, Rdn::CommonName)),
+        CertField::Organization => first(identity::subject_values(cert, Rdn::Organization)),
     }
 }
 
@@ -82,33 +55,18 @@ fn first(values: Vec<String>) -> Option<String> {
 
 struct MtlsAuth {
     status: StatusCode,
-    headers: Vec<(HeaderName, Field)>,
+    headers: Box<[(HeaderName, CertField)]>,
 }
 
-pub(super) fn build(config: &Value) -> Result<Box<dyn Plugin>, String> {
-    shared::validate::check_mtls_auth(config).map_err(|err| err.to_string())?;
-    let config = Config::deserialize(config).map_err(|err| err.to_string())?;
-    let status = StatusCode::from_u16(config.error_response_code.unwrap_or(401))
-        .map_err(|_| "error_response_code is not an HTTP status".to_owned())?;
-    let configured = [
-        (config.upstream_cert_header, Field::EscapedPem),
-        (config.upstream_cert_fingerprint_header, Field::Fingerprint),
-        (config.upstream_cert_serial_header, Field::Serial),
-        (config.upstream_cert_i_dn_header, Field::IssuerDn),
-        (config.upstream_cert_s_dn_header, Field::SubjectDn),
-        (config.upstream_cert_cn_header, Field::CommonName),
-        (config.upstream_cert_org_header, Field::Organization),
-    ];
-    let headers = configured
-        .into_iter()
-        .filter_map(|(name, field)| name.map(|name| (name, field)))
-        .map(|(name, field)| {
-            HeaderName::from_bytes(name.as_bytes())
-                .map(|name| (name, field))
-                .map_err(|_| format!("{name:?} is not a valid header name"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Box::new(MtlsAuth { status, headers }))
+impl Build for config::MtlsAuth {
+    const PRIORITY: i32 = 2530;
+
+    fn build(&self) -> Result<Box<dyn Plugin>, BuildError> {
+        Ok(Box::new(MtlsAuth {
+            status: self.status,
+            headers: self.headers.clone(),
+        }))
+    }
 }
 
 impl Plugin for MtlsAuth {
@@ -133,7 +91,7 @@ impl Plugin for MtlsAuth {
             .headers
             .iter()
             .filter_map(|(name, field)| {
-                let value = identity::header_value(&field.value(cert)?)?;
+                let value = identity::header_value(&field_value(*field, cert)?)?;
                 Some((name, value))
             })
             .collect();
@@ -151,6 +109,10 @@ mod tests {
 
     use super::*;
     use crate::plugins::testing::{answered, ctx_with, peer, request, values, Pki};
+
+    fn build(config: &serde_json::Value) -> Result<Box<dyn Plugin>, String> {
+        crate::plugins::testing::build(NAME, config)
+    }
 
     fn walkthrough() -> Box<dyn Plugin> {
         build(&json!({

@@ -15,11 +15,30 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use rustls_pki_types::CertificateDer;
+use serde_json::Value;
+use shared::plugins::PluginConfigs;
 use shared::x509::CertSummary;
 
 use super::identity::RouteIdentity;
-use super::{Flow, RequestCtx};
+use super::{build_one, Flow, Plugin, RequestCtx};
 use crate::context::{ClientCert, ConnInfo, MtlsPolicy, PeerCert, TlsInfo};
+
+/// The plugin `name` configured with `config`, validated as the admin API
+/// does (errors are the admin API's messages) and built.
+pub(crate) fn build(name: &str, config: &Value) -> Result<Box<dyn Plugin>, String> {
+    let route = serde_json::json!({ name: config });
+    build_in(&route, name)
+}
+
+/// The plugin `name` of a route's `plugins` (validated together, so rules
+/// between plugins hold), built.
+pub(crate) fn build_in(plugins: &Value, name: &str) -> Result<Box<dyn Plugin>, String> {
+    let plugins = serde_json::from_value(plugins.clone()).map_err(|e| e.to_string())?;
+    let configs = PluginConfigs::validate(&plugins).map_err(|e| e.to_string())?;
+    let config = configs.get(name).expect("the plugin is configured");
+    let (_, plugin) = build_one(config).map_err(|e| e.to_string())?;
+    Ok(plugin)
+}
 
 /// A certificate authority and the certificates it issues.
 pub(crate) struct Pki {

@@ -15,6 +15,7 @@ use base64::Engine as _;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
+use shared::plugins::template;
 use time::OffsetDateTime;
 
 use super::RequestCtx;
@@ -110,44 +111,20 @@ pub(crate) const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 impl Template {
-    /// Parses `text`. Never fails: a `$` that starts no variable name, or an
-    /// unterminated `${`, is literal text.
+    /// Parses `text` ([`shared::plugins::template`]: never fails) and
+    /// resolves its variable names.
     pub(crate) fn parse(text: &str) -> Template {
-        let mut segments = Vec::new();
-        let mut literal = String::new();
-        let mut rest = text;
-        while let Some(dollar) = rest.find('$') {
-            literal.push_str(&rest[..dollar]);
-            let after = &rest[dollar + 1..];
-            match parse_var(after) {
-                Some((segment, consumed)) => {
-                    if !literal.is_empty() {
-                        segments.push(Segment::Literal(std::mem::take(&mut literal)));
-                    }
-                    segments.push(segment);
-                    rest = &after[consumed..];
-                }
-                None => {
-                    literal.push('$');
-                    rest = after;
-                }
-            }
-        }
-        literal.push_str(rest);
-        if !literal.is_empty() {
-            segments.push(Segment::Literal(literal));
-        }
-        Template {
-            segments: segments.into_boxed_slice(),
-        }
-    }
-
-    /// The text outside variables (defaults included), for build-time checks.
-    pub(crate) fn literals(&self) -> impl Iterator<Item = &str> {
-        self.segments.iter().filter_map(|segment| match segment {
-            Segment::Literal(text) => Some(text.as_str()),
-            Segment::Var { default, .. } => default.as_deref(),
-        })
+        let segments = template::parse(text)
+            .into_iter()
+            .map(|segment| match segment {
+                template::Segment::Literal(text) => Segment::Literal(text),
+                template::Segment::Var { name, default } => Segment::Var {
+                    var: Var::named(name),
+                    default: default.map(str::to_owned),
+                },
+            })
+            .collect();
+        Template { segments }
     }
 
     /// The text, when it holds no variable: its expansion on every request.
@@ -192,39 +169,6 @@ impl Template {
         self.render(vars, escape, &mut out);
         out
     }
-}
-
-/// Parses what follows a `$`: the segment and how many bytes it used.
-fn parse_var(after: &str) -> Option<(Segment, usize)> {
-    if let Some(braced) = after.strip_prefix('{') {
-        let close = braced.find('}')?;
-        let inner = &braced[..close];
-        let (name, default) = match inner.split_once("??") {
-            Some((name, default)) => (name.trim(), Some(default.trim().to_owned())),
-            None => (inner.trim(), None),
-        };
-        if name.is_empty() || !name.bytes().all(is_name_byte) {
-            return None;
-        }
-        let segment = Segment::Var {
-            var: Var::named(name),
-            default,
-        };
-        return Some((segment, close + 2));
-    }
-    let len = after.bytes().take_while(|&b| is_name_byte(b)).count();
-    if len == 0 {
-        return None;
-    }
-    let segment = Segment::Var {
-        var: Var::named(&after[..len]),
-        default: None,
-    };
-    Some((segment, len))
-}
-
-fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
 }
 
 fn push_escaped(value: &str, escape: Escape, out: &mut String) {

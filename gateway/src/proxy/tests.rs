@@ -160,7 +160,7 @@ fn upstream_to(ports: &[u16], read: Duration, retries: u32) -> ValidUpstream {
 
 fn route(id: &str, uri: UriPattern, upstream: ValidUpstream, plugins: Value) -> Arc<ValidRoute> {
     let plugins = match plugins {
-        Value::Object(map) => PluginConfigs::new(&map.into_iter().collect()),
+        Value::Object(map) => PluginConfigs::validate(&map.into_iter().collect()).unwrap(),
         _ => PluginConfigs::default(),
     };
     Arc::new(ValidRoute {
@@ -484,12 +484,14 @@ async fn route_changes_reach_open_connections() {
 #[tokio::test]
 async fn broken_routes_answer_503() {
     let fixture = Fixture::start().await;
-    let routes = [route(
+    let mut broken = route(
         "broken",
         UriPattern::Prefix("/".into()),
         upstream_to(&[fixture.upstream.port()], Duration::from_secs(5), 0),
-        json!({"not-a-plugin": {}}),
-    )];
+        json!({}),
+    );
+    Arc::get_mut(&mut broken).unwrap().upstream = UpstreamRef::Id("gone".into());
+    let routes = [broken];
     fixture.snapshot.store(Arc::new(snapshot(&routes)));
     let mut client = fixture.connect().await;
     let (status, body) = send(&mut client, get("/anything")).await;

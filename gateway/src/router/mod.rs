@@ -37,7 +37,7 @@ use index::Index;
 
 use crate::build_error::BuildError;
 use crate::metrics::RouteMetrics;
-use crate::plugins::{PluginChain, PluginError};
+use crate::plugins::PluginChain;
 use crate::upstream::{BuildContext, SslObjects, UpstreamPools, UpstreamTarget};
 
 /// Every enabled route of one configuration, indexed for lookup. Cloning is
@@ -427,7 +427,7 @@ impl Pipeline {
         pools: &UpstreamPools,
         ssl: &dyn Fn(&str) -> Option<Arc<ValidSsl>>,
     ) -> Result<Pipeline, BuildError> {
-        let plugins = PluginChain::build(&route.plugins).map_err(plugin_error)?;
+        let plugins = PluginChain::build(&route.plugins)?;
         let upstream = match &route.upstream {
             UpstreamRef::Inline(spec) => {
                 let ssls = referenced_ssls(spec, ssl);
@@ -441,18 +441,6 @@ impl Pipeline {
             },
         };
         Ok(Pipeline { plugins, upstream })
-    }
-}
-
-/// The plugins' own error as a build error; their `build` functions still
-/// give their reason as text.
-fn plugin_error(err: PluginError) -> BuildError {
-    match err {
-        PluginError::Unknown(plugin) => BuildError::PluginUnknown { plugin },
-        PluginError::Config { plugin, reason } => BuildError::Plugin {
-            plugin: plugin.to_owned(),
-            reason,
-        },
     }
 }
 

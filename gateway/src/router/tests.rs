@@ -1,6 +1,5 @@
 use std::time::Instant;
 
-use serde_json::json;
 use shared::resource::{PassHost, Scheme};
 use shared::validate::{HostPattern, PluginConfigs, Timeouts, UpstreamNode, UriPattern};
 
@@ -359,8 +358,20 @@ fn broken_routes_still_match_and_say_why() {
         uris: &["/secure/*"],
         ..BASE
     });
+    // Validated, yet no trust anchor for webpki: the route cannot be built.
+    let auth = shared::validate::ClientCertAuth {
+        required: Default::default(),
+        certificates: Vec::new(),
+        ca: vec![vec![0x30, 0x00].into()],
+        depth: 1,
+        revocation: None,
+        online_revocation: None,
+        cert_header: None,
+    };
     Arc::get_mut(&mut bad_plugin).unwrap().plugins =
-        PluginConfigs::new(&BTreeMap::from([("no-such-plugin".to_owned(), json!({}))]));
+        PluginConfigs::from_configs([shared::validate::PluginConfig::ClientCertAuth(Box::new(
+            auth,
+        ))]);
     let table = table(vec![
         missing,
         bad_plugin,
@@ -380,12 +391,12 @@ fn broken_routes_still_match_and_say_why() {
     assert_eq!(missing.to_string(), "upstream_id \"gone\" does not exist");
     assert_eq!(missing.kind(), "upstream_missing");
     let secure = table.find(None, "/secure/x", &Method::GET).unwrap();
-    let unknown = secure.pipeline().err().unwrap();
+    let unusable = secure.pipeline().err().unwrap();
     assert_eq!(
-        unknown.to_string(),
-        "plugin \"no-such-plugin\" is not available in this build"
+        unusable.to_string(),
+        "plugin \"client-cert-auth\": ca: CA certificate #0 is not a usable trust anchor: BadDer"
     );
-    assert_eq!(unknown.kind(), "plugin_unknown");
+    assert_eq!(unusable.kind(), "plugin");
     assert!(table
         .find(None, "/other", &Method::GET)
         .unwrap()
@@ -402,7 +413,7 @@ fn broken_routes_still_match_and_say_why() {
     assert_eq!(
         listed(&table),
         [
-            ("bad-plugin".to_owned(), "plugin_unknown"),
+            ("bad-plugin".to_owned(), "plugin"),
             ("missing".to_owned(), "upstream_missing")
         ]
     );

@@ -66,6 +66,7 @@ pub use table::SniTable;
 pub(crate) use cert_error::ClientCertError;
 pub(crate) use resolve::CertResolver;
 pub(crate) use table::is_current as client_policy_is_current;
+pub use trust::TrustError;
 pub(crate) use trust::TrustSet;
 
 /// The data plane's crypto provider, chosen explicitly rather than relying on

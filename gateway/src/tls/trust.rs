@@ -27,7 +27,7 @@ use super::v1::{self, V1Issuer, V1Leaf};
 
 /// Why a trust set cannot be built from its configuration.
 #[derive(Debug, Error)]
-pub(crate) enum TrustError {
+pub enum TrustError {
     #[error("CA certificate #{index} is not a usable trust anchor: {reason}")]
     Anchor { index: usize, reason: String },
     #[error("no CA certificate")]

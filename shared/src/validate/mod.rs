@@ -1,6 +1,6 @@
 //! The one place where untrusted JSON (from the admin API or from etcd)
-//! becomes a validated object: the JSON schema first ([`crate::schema`]), then
-//! semantic checks (PEM parses, key matches certificate, regexes compile, SNI
+//! becomes a validated object: the JSON schema first ([`crate::schema`], and
+//! each plugin's own from [`crate::plugins`]), then semantic checks (PEM parses, key matches certificate, regexes compile, SNI
 //! patterns are well formed, ...). Both the admin API and the etcd watcher
 //! call [`validate`], so the gateway never sees an object the admin API would
 //! have refused.
@@ -9,14 +9,8 @@
 //! still referenced?) are not here: they need the store, and the admin API
 //! makes them.
 
-mod client_cert_auth;
-mod error;
 mod ocsp_stapling;
-mod online_revocation;
 mod pattern;
-mod plugin_configs;
-mod plugins;
-mod revocation;
 mod route;
 mod ssl;
 mod upstream;
@@ -26,16 +20,15 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use client_cert_auth::{
+pub use crate::client_chain::OnlineRevocation;
+pub use crate::client_chain::Revocation;
+pub use crate::error::ValidationError;
+pub use crate::plugins::client_cert_auth::{
     CertEncoding, CertHeader, ClientCertAuth, Requirement, CLIENT_CERT_AUTH,
 };
-pub use error::ValidationError;
+pub use crate::plugins::{PluginConfig, PluginConfigs};
 pub use ocsp_stapling::OcspStapling;
-pub use online_revocation::OnlineRevocation;
 pub use pattern::{normalize_host, HostPattern, UriPattern};
-pub use plugin_configs::{PluginConfig, PluginConfigs};
-pub use plugins::check_mtls_auth;
-pub use revocation::Revocation;
 pub use route::{UpstreamRef, ValidRoute};
 pub use ssl::{CertKeyPair, ClientAuth, TlsVersion, ValidSsl};
 pub use upstream::{
@@ -59,6 +52,9 @@ pub enum Valid {
 /// `id` is refused.
 pub fn validate(kind: Kind, id: &str, value: &Value) -> Result<Valid, ValidationError> {
     crate::schema::check(kind, value)?;
+    if let (Kind::Routes, Some(Value::Object(plugins))) = (kind, value.get("plugins")) {
+        crate::plugins::check_schemas(plugins)?;
+    }
     check_id(id)?;
     check_body_id(id, value)?;
     Ok(match kind {
@@ -134,5 +130,7 @@ fn deserialize<T: DeserializeOwned>(value: &Value, id: Option<&str>) -> Result<T
     serde_json::from_value(value).map_err(|e| ValidationError::Json(e.to_string()))
 }
 
+#[cfg(test)]
+mod chain_tests;
 #[cfg(test)]
 mod tests;

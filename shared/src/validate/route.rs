@@ -10,7 +10,8 @@ use super::{
 };
 use crate::resource::Route;
 
-/// A validated route. Plugin configurations have passed their plugin's schema.
+/// A validated route. Plugin configurations are typed and checked
+/// ([`crate::plugins`]).
 ///
 /// Only what the gateway and the admin API read after validation is kept:
 /// a gateway may hold 100,000 routes, and the stored JSON itself is kept
@@ -45,7 +46,7 @@ pub(super) fn validate(id: &str, value: &Value) -> Result<ValidRoute, Validation
     let mut uris = uris(&spec)?;
     let mut hosts = hosts(&spec)?;
     let upstream = upstream_ref(&spec, value)?;
-    super::plugins::check(&spec.plugins)?;
+    let plugins = PluginConfigs::from_checked(&spec.plugins)?;
     let mut methods: Vec<String> = spec
         .methods
         .iter()
@@ -66,7 +67,7 @@ pub(super) fn validate(id: &str, value: &Value) -> Result<ValidRoute, Validation
         priority: spec.priority,
         enable_websocket: spec.enable_websocket,
         upstream,
-        plugins: PluginConfigs::new(&spec.plugins),
+        plugins,
     })
 }
 

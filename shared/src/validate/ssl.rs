@@ -9,9 +9,10 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::online_revocation::{online_revocation, OnlineRevocation};
-use super::revocation::{revocation, verify_depth, Revocation, RevocationSpec};
 use super::{deserialize, one_or_many, HostPattern, OcspStapling, ValidationError};
+use crate::client_chain::{
+    online_revocation, revocation, verify_depth, OnlineRevocation, Revocation, RevocationSpec,
+};
 use crate::resource::{ClientSettings, Ssl, SslType};
 use crate::x509::{self, CertSummary};
 

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use rustls_pki_types::CertificateDer;
+use shared::client_chain::Revocation;
 use shared::resource::CrlMode;
-use shared::validate::Revocation;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::context::PeerCert;
@@ -115,7 +115,7 @@ fn not_after(der: &CertificateDer<'_>) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
-    use shared::validate::ClientCertAuth;
+    use shared::plugins::client_cert_auth::ClientCertAuth;
 
     use super::*;
     use crate::plugins::testing::{peer, Pki};

@@ -1,7 +1,11 @@
 use rcgen::SanType;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::*;
+
+fn build(config: &serde_json::Value) -> Result<Box<dyn Plugin>, String> {
+    crate::plugins::testing::build(NAME, config)
+}
 use crate::plugins::testing::{ctx_with, peer, request, route_verified, values, Pki, TestCert};
 
 const SPOOFED: &str = "By=spiffe://evil;Hash=00;Subject=\"CN=admin\"";

@@ -6,18 +6,26 @@
 //! Parsed here, once, for both the admin API (which refuses a PEM that does
 //! not parse) and the gateway (which builds its verifier from the result).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use http::HeaderName;
 use ipnet::IpNet;
 use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::online_revocation::{online_revocation, OnlineRevocation};
-use super::revocation::{revocation, verify_depth, Revocation, RevocationSpec};
-use super::ValidationError;
+use super::PluginSpec;
+use crate::client_chain::{
+    online_revocation, revocation, verify_depth, OnlineRevocation, Revocation, RevocationSpec,
+};
+use crate::error::ValidationError;
 use crate::resource::{CrlMode, OnlineRevocationSettings, UnknownStatus};
+use crate::schema::{
+    crl_list_schema, crl_mode_schema, header_name, online_revocation_schema, pem_bundle,
+    unknown_status_schema,
+};
 use crate::x509;
 
 /// The plugin's name in a route's `plugins`.
@@ -58,8 +66,7 @@ pub enum Requirement {
 /// proxy, and believing it would let any client speak for any other.
 #[derive(Debug, Clone)]
 pub struct CertHeader {
-    /// As configured (header names are case-insensitive).
-    pub name: String,
+    pub name: HeaderName,
     pub encoding: CertEncoding,
     /// Peers whose header is believed.
     pub trusted_sources: Vec<IpNet>,
@@ -119,6 +126,56 @@ struct HeaderSpec {
     trusted_sources: Vec<String>,
     #[serde(default)]
     trusted_certificates: Vec<String>,
+}
+
+impl PluginSpec for ClientCertAuth {
+    const NAME: &'static str = CLIENT_CERT_AUTH;
+
+    /// WSO2 APK-style per-route client certificates.
+    fn schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "required": {"enum": ["mandatory", "optional"]},
+                "certificates": {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1, "maxLength": 65536},
+                    "minItems": 1,
+                    "maxItems": 256
+                },
+                "ca": {"type": "array", "items": pem_bundle(), "minItems": 1, "maxItems": 64},
+                "depth": {"type": "integer", "minimum": 1, "maximum": 100},
+                "crl": crl_list_schema(),
+                "crl_mode": crl_mode_schema(),
+                "unknown_status": unknown_status_schema(),
+                "revocation": online_revocation_schema(),
+                "cert_header": {
+                    "type": "object",
+                    "properties": {
+                        "name": header_name(),
+                        "encoding": {"enum": ["pem", "url-pem", "base64-der"]},
+                        "trusted_sources": {
+                            "type": "array",
+                            "items": {"type": "string", "minLength": 1, "maxLength": 64},
+                            "maxItems": 1024
+                        },
+                        "trusted_certificates": {
+                            "type": "array",
+                            "items": {"type": "string", "minLength": 1, "maxLength": 65536},
+                            "maxItems": 256
+                        }
+                    },
+                    "required": ["name"],
+                    "additionalProperties": false
+                }
+            },
+            "additionalProperties": false
+        })
+    }
+
+    fn validate(config: &Value, _: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {
+        ClientCertAuth::from_config(config)
+    }
 }
 
 impl ClientCertAuth {
@@ -249,8 +306,10 @@ fn cert_header(spec: HeaderSpec) -> Result<CertHeader, ValidationError> {
              (addresses) and/or `trusted_certificates` (their client certificates)",
         ));
     }
+    let name = HeaderName::from_bytes(spec.name.as_bytes())
+        .map_err(|_| ValidationError::field("cert_header.name", "is not a valid header name"))?;
     Ok(CertHeader {
-        name: spec.name,
+        name,
         encoding: spec.encoding,
         trusted_sources,
         trusted_certificates,

@@ -1,151 +1,8 @@
-//! The chain settings shared by an SSL object's `client` section and the
-//! `client-cert-auth` plugin: `depth`, `crl`, `crl_mode`, `unknown_status`.
-//! Checked here for both, so the two verifiers cannot drift apart.
-
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
-use x509_parser::prelude::{FromDer, X509Certificate};
-use x509_parser::revocation_list::CertificateRevocationList;
-
-use super::ValidationError;
-use crate::resource::{CrlMode, UnknownStatus};
-use crate::x509::{self, CrlSummary};
-
-/// Validated revocation settings: every CRL parsed.
-#[derive(Debug, Clone)]
-pub struct Revocation {
-    /// Every CRL of every `crl` entry, in order.
-    pub crls: Vec<CertificateRevocationListDer<'static>>,
-    pub summaries: Vec<CrlSummary>,
-    pub mode: CrlMode,
-    pub unknown_status: UnknownStatus,
-}
-
-impl Revocation {
-    /// One line per CRL past its `nextUpdate` at `now` (unix seconds): with
-    /// `crl_mode: strict` such a CRL refuses every certificate it covers.
-    pub fn stale_crls(&self, now: i64) -> Vec<String> {
-        self.summaries
-            .iter()
-            .filter(|crl| crl.is_stale_at(now))
-            .map(|crl| format!("the CRL of {} is past its nextUpdate", crl.issuer))
-            .collect()
-    }
-}
-
-/// Refuses a CRL that names one of `ca` as its issuer without being signed
-/// by it: such a CRL would make every certificate of that CA fail at
-/// verification time. (A CRL of another issuer, e.g. an intermediate CA, is
-/// checked when a chain through that issuer is verified.)
-fn check_signers(
-    field: &str,
-    revocation: &Revocation,
-    ca: &[CertificateDer<'_>],
-) -> Result<(), ValidationError> {
-    let anchors: Vec<X509Certificate<'_>> = ca
-        .iter()
-        .filter_map(|der| X509Certificate::from_der(der.as_ref()).ok())
-        .map(|(_, cert)| cert)
-        .collect();
-    for (i, der) in revocation.crls.iter().enumerate() {
-        let Ok((_, crl)) = CertificateRevocationList::from_der(der.as_ref()) else {
-            continue;
-        };
-        let mut named = anchors
-            .iter()
-            .filter(|cert| cert.subject().as_raw() == crl.issuer().as_raw())
-            .peekable();
-        if named.peek().is_some()
-            && !named.any(|cert| crl.verify_signature(cert.public_key()).is_ok())
-        {
-            return Err(ValidationError::field(
-                field,
-                format!(
-                    "CRL #{i} names {} as its issuer but is not signed by that CA",
-                    revocation
-                        .summaries
-                        .get(i)
-                        .map_or("its CA", |s| s.issuer.as_str())
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The raw settings, as found in the object.
-pub(super) struct RevocationSpec<'a> {
-    pub(super) crl: Option<&'a [String]>,
-    pub(super) mode: Option<CrlMode>,
-    pub(super) unknown_status: Option<UnknownStatus>,
-}
-
-/// nginx `ssl_verify_depth`: 1 unless given, never 0 (a chain always has
-/// its leaf). `prefix` as in [`revocation`].
-pub(super) fn verify_depth(prefix: &str, depth: Option<u32>) -> Result<u32, ValidationError> {
-    match depth.unwrap_or(1) {
-        0 => Err(ValidationError::field(
-            prefixed(prefix, "depth"),
-            "must be at least 1",
-        )),
-        depth => Ok(depth),
-    }
-}
-
-/// `None` without `crl`. A CRL naming one of `ca` as its issuer must be
-/// signed by it. `prefix` prefixes the field names in errors (`client` gives
-/// `client.crl[1]`; empty gives `crl[1]`).
-pub(super) fn revocation(
-    prefix: &str,
-    spec: RevocationSpec<'_>,
-    ca: &[CertificateDer<'_>],
-) -> Result<Option<Revocation>, ValidationError> {
-    let named = |name: &str| prefixed(prefix, name);
-    let crl = spec.crl.unwrap_or_default();
-    if crl.is_empty() {
-        for (set, name) in [
-            (spec.mode.is_some(), "crl_mode"),
-            (spec.unknown_status.is_some(), "unknown_status"),
-        ] {
-            if set {
-                return Err(ValidationError::field(
-                    named(name),
-                    "has no effect without `crl`",
-                ));
-            }
-        }
-        return Ok(None);
-    }
-    let mut crls = Vec::new();
-    for (i, pem) in crl.iter().enumerate() {
-        let parsed = x509::parse_crls(pem)
-            .map_err(|e| ValidationError::field(named(&format!("crl[{i}]")), e.to_string()))?;
-        crls.extend(parsed);
-    }
-    let summaries = crls
-        .iter()
-        .map(CrlSummary::from_der)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ValidationError::field(named("crl"), e.to_string()))?;
-    let revocation = Revocation {
-        crls,
-        summaries,
-        mode: spec.mode.unwrap_or_default(),
-        unknown_status: spec.unknown_status.unwrap_or_default(),
-    };
-    check_signers(&named("crl"), &revocation, ca)?;
-    Ok(Some(revocation))
-}
-
-fn prefixed(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{prefix}.{name}")
-    }
-}
+//! The client-certificate chain settings (`crate::client_chain`) as an SSL
+//! object and `client-cert-auth` see them, through [`super::validate`].
 
 #[cfg(test)]
-mod tests {
+mod crl {
     use rcgen::{
         CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber,
         PKCS_ECDSA_P256_SHA256,
@@ -277,5 +134,90 @@ mod tests {
             (parsed.depth, parsed.revocation.unwrap().crls.len()),
             (1, 1)
         );
+    }
+}
+
+#[cfg(test)]
+mod online {
+    use rcgen::PKCS_ECDSA_P256_SHA256;
+    use serde_json::{json, Value};
+
+    use crate::resource::{Kind, RevocationMode};
+    use crate::validate::{validate, ClientCertAuth, Valid, ValidationError};
+    use crate::x509::test_pki::TestCa;
+
+    fn ssl_with_revocation(revocation: Value) -> Result<Valid, ValidationError> {
+        let server_ca = TestCa::new("Server CA", &PKCS_ECDSA_P256_SHA256);
+        let server = server_ca.leaf("test.com", &["test.com"], vec![], &PKCS_ECDSA_P256_SHA256);
+        let ca = TestCa::new("Client CA", &PKCS_ECDSA_P256_SHA256);
+        let body = json!({"sni": "test.com", "cert": server.cert, "key": server.key,
+            "client": {"ca": ca.cert_pem(), "revocation": revocation}});
+        validate(Kind::Ssls, "1", &body)
+    }
+
+    fn online(
+        result: Result<Valid, ValidationError>,
+    ) -> Option<crate::client_chain::OnlineRevocation> {
+        match result {
+            Ok(Valid::Ssl(ssl)) => ssl.client.as_ref().unwrap().online_revocation,
+            other => panic!("expected an SSL object, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_documented_ones() {
+        let parsed = online(ssl_with_revocation(json!({}))).expect("on by default");
+        assert_eq!(parsed.mode, RevocationMode::SoftFail);
+        assert!(parsed.ocsp && parsed.crl_distribution_points && parsed.leaf_only);
+        assert_eq!(parsed.timeout.as_millis(), 2000);
+        assert_eq!(parsed.cache_ttl.as_secs(), 3600);
+        let parsed = online(ssl_with_revocation(
+            json!({"mode": "hard_fail", "ocsp": false, "leaf_only": false, "timeout_ms": 300, "cache_ttl": 5}),
+        ))
+        .unwrap();
+        assert!(parsed.hard() && !parsed.ocsp && !parsed.leaf_only);
+        assert_eq!(
+            (parsed.timeout.as_millis(), parsed.cache_ttl.as_secs()),
+            (300, 5)
+        );
+        assert!(online(ssl_with_revocation(json!({"mode": "off"}))).is_none());
+    }
+
+    #[test]
+    fn refuses_bad_settings_naming_the_field() {
+        let cases = [
+            (json!({"mode": "strict"}), "client.revocation.mode"),
+            (json!({"timeout_ms": 0}), "client.revocation.timeout_ms"),
+            (json!({"cache_ttl": 0}), "client.revocation.cache_ttl"),
+            (json!({"nonce": true}), "client.revocation"),
+            (
+                json!({"ocsp": false, "crl_distribution_points": false}),
+                "client.revocation",
+            ),
+        ];
+        for (revocation, field) in cases {
+            match ssl_with_revocation(revocation.clone()) {
+                Err(ValidationError::Field { field: blamed, .. }) => {
+                    assert_eq!(blamed, field, "{revocation}")
+                }
+                Err(ValidationError::Schema(reason)) => {
+                    assert!(reason.contains("revocation"), "{revocation}: {reason}")
+                }
+                other => panic!("{revocation}: expected an error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn client_cert_auth_takes_the_same_object() {
+        let ca = TestCa::new("Route CA", &PKCS_ECDSA_P256_SHA256);
+        let config = json!({"ca": [ca.cert_pem()], "revocation": {"mode": "hard_fail"}});
+        let parsed = ClientCertAuth::from_config(&config).unwrap();
+        assert!(parsed.online_revocation.unwrap().hard());
+        let config = json!({"ca": [ca.cert_pem()], "revocation": {"ocsp": false, "crl_distribution_points": false}});
+        match ClientCertAuth::from_config(&config) {
+            Err(ValidationError::Field { field, .. }) => assert_eq!(field, "revocation"),
+            other => panic!("expected a field error, got {other:?}"),
+        }
     }
 }

@@ -1,4 +1,6 @@
-//! The operator-facing reasons an object is refused.
+//! The operator-facing reasons an object is refused: at the bottom of the
+//! crate, so that [`crate::schema`], [`crate::client_chain`] and
+//! [`crate::validate`] all use it without importing one another.
 
 use thiserror::Error;
 
