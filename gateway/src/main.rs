@@ -149,7 +149,7 @@ async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     start_observability(&config)?;
     let data_plane = if role.serves_traffic() {
         let source = match store {
-            Some(store) => ConfigSource::etcd(&config, store, keyring),
+            Some(store) => ConfigSource::etcd(&config, store.reader().clone(), keyring),
             None => {
                 let file = config.deployment.standalone.path(config_path);
                 ConfigSource::standalone(&file, keyring).await?
@@ -266,8 +266,8 @@ fn load_keyring(config: &DataEncryption, provider: ConfigProvider) -> anyhow::Re
 /// Stops the start when etcd refuses us (TLS, credentials): that will not
 /// fix itself. An etcd that is merely down is waited for in the background.
 async fn probe_etcd(store: &Store) -> anyhow::Result<()> {
-    match store.probe().await {
-        Ok(()) => tracing::info!(endpoints = store.endpoints(), "etcd reachable"),
+    match store.reader().probe().await {
+        Ok(()) => tracing::info!(endpoints = store.reader().endpoints(), "etcd reachable"),
         Err(err) if err.is_fatal() => {
             return Err(err).context("etcd refuses this gateway: check deployment.etcd.tls against the etcd server's TLS settings")
         }

@@ -26,7 +26,7 @@ use crate::cache::Cache;
 use crate::keyring::Keyring;
 use crate::keys::KeyLayout;
 use crate::state::ConfigState;
-use crate::store::{RawEntry, Store};
+use crate::store::{RawEntry, StoreReader};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -108,7 +108,7 @@ impl SyncStatus {
 /// Starts the watch loop (and, with a cache, its writer) on the current
 /// runtime. `keyring` opens the private keys sealed in etcd (and in the
 /// cache, which holds them as etcd does).
-pub fn spawn(store: Store, keyring: Keyring, cache: Option<Cache>) -> Watch {
+pub fn spawn(store: StoreReader, keyring: Keyring, cache: Option<Cache>) -> Watch {
     let (states_tx, states) = watch::channel(None);
     let (status_tx, status) = watch::channel(SyncStatus::default());
     let to_cache = cache.clone().map(|cache| {
@@ -135,7 +135,7 @@ pub fn spawn(store: Store, keyring: Keyring, cache: Option<Cache>) -> Watch {
 
 /// The watch loop's state.
 struct Follower {
-    store: Store,
+    store: StoreReader,
     keyring: Keyring,
     cache: Option<Cache>,
     states: watch::Sender<Option<Arc<ConfigState>>>,
