@@ -9,7 +9,7 @@ WORKDIR /src
 COPY scripts/deps scripts/deps
 RUN ./scripts/deps build && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cargo build --release -p portcullis-gateway \
+RUN cargo build --release -p portcullis \
     && cp target/release/gateway /usr/local/bin/gateway
 
 FROM debian:bookworm-slim

@@ -9,11 +9,13 @@
 //! etcd (or a standalone file, see [`source`]) changes and swapped whole.
 //! [`status`] serves `/healthz`, `/readyz` and `/status` on a listener of its
 //! own, with the Prometheus [`metrics`]; [`access_log`] writes one line per
-//! request.
+//! request. [`DataPlane`] assembles them, from a read-only source: the data
+//! plane cannot write to etcd, and does not link the admin API.
 
 pub mod access_log;
 pub mod build_error;
 pub mod context;
+pub mod data_plane;
 pub mod listener;
 pub mod metrics;
 pub(crate) mod path;
@@ -27,3 +29,5 @@ pub mod source;
 pub mod status;
 pub mod tls;
 pub mod upstream;
+
+pub use data_plane::DataPlane;

@@ -26,7 +26,7 @@ use crate::cache::Cache;
 use crate::keyring::Keyring;
 use crate::keys::KeyLayout;
 use crate::state::ConfigState;
-use crate::store::{RawEntry, Store};
+use crate::store::{RawEntry, StoreReader};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -108,7 +108,7 @@ impl SyncStatus {
 /// Starts the watch loop (and, with a cache, its writer) on the current
 /// runtime. `keyring` opens the private keys sealed in etcd (and in the
 /// cache, which holds them as etcd does).
-pub fn spawn(store: Store, keyring: Keyring, cache: Option<Cache>) -> Watch {
+pub fn spawn(store: StoreReader, keyring: Keyring, cache: Option<Cache>) -> Watch {
     let (states_tx, states) = watch::channel(None);
     let (status_tx, status) = watch::channel(SyncStatus::default());
     let to_cache = cache.clone().map(|cache| {
@@ -133,9 +133,20 @@ pub fn spawn(store: Store, keyring: Keyring, cache: Option<Cache>) -> Watch {
     Watch { states, status }
 }
 
+/// Why one pass of list-then-watch ended, which says what comes next.
+#[derive(Debug)]
+enum Break {
+    /// The watch cannot go on but etcd is fine (it fell behind a
+    /// compaction): list again at once.
+    Relist,
+    /// etcd failed, or ended the watch, for this reason: back off, then
+    /// list again.
+    BackOff(String),
+}
+
 /// The watch loop's state.
 struct Follower {
-    store: Store,
+    store: StoreReader,
     keyring: Keyring,
     cache: Option<Cache>,
     states: watch::Sender<Option<Arc<ConfigState>>>,
@@ -150,8 +161,8 @@ impl Follower {
         let mut cache_tried = false;
         while !self.states.is_closed() {
             match self.sync_and_follow().await {
-                Ok(()) => backoff = MIN_BACKOFF,
-                Err(reason) => {
+                Break::Relist => backoff = MIN_BACKOFF,
+                Break::BackOff(reason) => {
                     self.disconnected(reason);
                     if !cache_tried && self.states.borrow().is_none() {
                         cache_tried = true;
@@ -168,10 +179,12 @@ impl Follower {
     }
 
     /// Lists everything, publishes it, then follows the watch until the
-    /// stream ends. `Ok` means "relist now" (e.g. after compaction), `Err`
-    /// means "back off first".
-    async fn sync_and_follow(&self) -> Result<(), String> {
-        let listing = self.store.load_all().await.map_err(|e| e.to_string())?;
+    /// stream ends; says what to do next.
+    async fn sync_and_follow(&self) -> Break {
+        let listing = match self.store.load_all().await {
+            Ok(listing) => listing,
+            Err(err) => return Break::BackOff(err.to_string()),
+        };
         let previous = self.states.borrow().clone();
         warn_if_restored(previous.as_deref(), listing.revision);
         let mut state = ConfigState::from_listing(
@@ -191,34 +204,28 @@ impl Follower {
         );
         self.publish(&state, Source::Etcd);
 
-        let mut stream = self
-            .store
-            .watch_from(listing.revision + 1)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.follow(&mut stream, &mut state).await
+        match self.store.watch_from(listing.revision + 1).await {
+            Ok(mut stream) => self.follow(&mut stream, &mut state).await,
+            Err(err) => Break::BackOff(err.to_string()),
+        }
     }
 
-    async fn follow(
-        &self,
-        stream: &mut WatchStream,
-        state: &mut ConfigState,
-    ) -> Result<(), String> {
+    async fn follow(&self, stream: &mut WatchStream, state: &mut ConfigState) -> Break {
         loop {
             let response = match stream.message().await {
                 Ok(Some(response)) => response,
-                Ok(None) => return Err("watch stream closed by etcd".into()),
-                Err(err) => return Err(format!("watch stream broken: {err}")),
+                Ok(None) => return Break::BackOff("watch stream closed by etcd".into()),
+                Err(err) => return Break::BackOff(format!("watch stream broken: {err}")),
             };
             if response.compact_revision() > 0 {
                 tracing::warn!(
                     compact_revision = response.compact_revision(),
                     "watch fell behind a compaction; relisting"
                 );
-                return Ok(());
+                return Break::Relist;
             }
             if response.canceled() {
-                return Err(format!(
+                return Break::BackOff(format!(
                     "watch canceled by etcd: {}",
                     response.cancel_reason()
                 ));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, Txn, TxnOp};
 use shared::config::EtcdConfig;
-use shared::store::Store;
+use shared::store::StoreReader;
 
 /// A throw-away single-node etcd, stopped when dropped.
 struct Etcd {
@@ -107,7 +107,7 @@ async fn a_configuration_larger_than_one_response_is_read_whole() {
         prefix: "/big".to_owned(),
         ..EtcdConfig::default()
     };
-    let store = Store::connect(&config).await.unwrap();
+    let store = StoreReader::connect(&config).await.unwrap();
     let listing = store.load_all().await.unwrap();
     let read: Vec<&str> = listing.kvs.iter().map(|kv| kv.key.as_str()).collect();
     assert_eq!(read, keys, "every key under the prefix, in order, once");

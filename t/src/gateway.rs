@@ -499,7 +499,7 @@ pub fn gateway_bin() -> crate::Result<PathBuf> {
         .find(|p| p.is_file())
         .with_context(|| {
             format!(
-                "the gateway binary is missing ({}): run `cargo build -p portcullis-gateway` first",
+                "the gateway binary is missing ({}): run `cargo build -p portcullis` (the crate of the `gateway` binary) first",
                 in_workspace.display()
             )
         })

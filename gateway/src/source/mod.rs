@@ -12,7 +12,7 @@ use anyhow::Context;
 use shared::cache::Cache;
 use shared::config::Config;
 use shared::keyring::Keyring;
-use shared::store::Store;
+use shared::store::StoreReader;
 use shared::watch::Watch;
 
 pub use commands::{seal_key, validate_file};
@@ -28,7 +28,7 @@ pub struct ConfigSource {
 
 impl ConfigSource {
     /// Follows etcd, with the last-known-good cache when configured.
-    pub fn etcd(config: &Config, store: Store, keyring: Keyring) -> ConfigSource {
+    pub fn etcd(config: &Config, store: StoreReader, keyring: Keyring) -> ConfigSource {
         let cache = config
             .deployment
             .etcd

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::probe;
+use super::cause;
 
 /// How long a call refused by every member it tried keeps being retried:
 /// long enough to find a live member among a few dead ones, short enough
@@ -50,7 +50,7 @@ const DNS_FAILURE: &str = "dns error";
 /// Whether `err` failed before a connection existed (refused, unreachable,
 /// unresolvable): the request was never sent.
 pub(super) fn never_sent(err: &etcd_client::Error) -> bool {
-    let mut cause: Option<&(dyn StdError + 'static)> = probe::inner(err);
+    let mut cause: Option<&(dyn StdError + 'static)> = cause::inner(err);
     while let Some(current) = cause {
         if let Some(io) = current.downcast_ref::<io::Error>() {
             if matches!(

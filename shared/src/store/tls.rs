@@ -1,13 +1,11 @@
-//! TLS to etcd: client settings built from `deployment.etcd.tls`, and a
-//! fresh etcd client whenever those files are rotated.
+//! TLS to etcd: client settings built from `deployment.etcd.tls` (a fresh
+//! client when those files are rotated is `rotate`'s).
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{Certificate, Identity, TlsOptions};
 use rustls::{ClientConfig, RootCertStore};
-use tokio::sync::watch;
 
 use crate::certfile::{CertFileError, Reloading, TlsMaterial};
 use crate::config::EtcdTls;
@@ -86,44 +84,4 @@ fn rustls_config(material: &TlsMaterial) -> Result<ClientConfig, CertFileError> 
     // etcd speaks gRPC, which is HTTP/2 only.
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
-}
-
-/// Replaces the client in `slot` whenever the TLS files change, so new
-/// requests present the new certificate. Files that etcd refuses (e.g. a
-/// certificate from a CA it does not trust) do not replace working ones.
-/// Ends when the store is dropped.
-pub(super) async fn rotate(
-    endpoints: Vec<String>,
-    options: ConnectOptions,
-    mut updates: watch::Receiver<Arc<EtcdTlsVersion>>,
-    slot: Weak<ArcSwap<Client>>,
-    timeout: Duration,
-) {
-    let joined = endpoints.join(",");
-    while updates.changed().await.is_ok() {
-        let version = Arc::clone(&updates.borrow_and_update());
-        if let Some(refused) = super::probe::first_refusal(&endpoints, &version, timeout).await {
-            tracing::error!(error = %refused, "refusing the changed etcd TLS files: etcd does not accept them; the ones loaded before stay in use");
-            continue;
-        }
-        let Some(slot) = slot.upgrade() else {
-            return;
-        };
-        match Client::connect(
-            &endpoints,
-            Some(options.clone().with_tls(version.options.clone())),
-        )
-        .await
-        {
-            Ok(client) => {
-                slot.store(Arc::new(client));
-                tracing::info!(endpoints = %joined, "etcd TLS files changed: new etcd requests use them");
-            }
-            Err(err) => tracing::error!(
-                endpoints = %joined,
-                error = %super::describe(&err),
-                "cannot use the changed etcd TLS files; the ones loaded before stay in use"
-            ),
-        }
-    }
 }

@@ -1,0 +1,113 @@
+//! The boundaries the dependency graph holds: the data plane (`gateway`)
+//! cannot reach the admin API, nor the admin API the data plane; only the
+//! binary (this crate) links both. Read from `cargo metadata`, so a
+//! dependency added anywhere, directly or through another crate, fails here.
+
+use std::collections::{HashMap, HashSet};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Each workspace crate and what it must never depend on.
+const FORBIDDEN: &[(&str, &str)] = &[
+    ("portcullis-gateway", "portcullis-admin"),
+    ("portcullis-admin", "portcullis-gateway"),
+    ("portcullis-shared", "portcullis-admin"),
+    ("portcullis-shared", "portcullis-gateway"),
+];
+
+#[test]
+fn no_crate_depends_on_what_it_must_not() {
+    let graph = Graph::of_workspace();
+    let broken: Vec<String> = FORBIDDEN
+        .iter()
+        .filter(|(from, to)| graph.reaches(from, to))
+        .map(|(from, to)| format!("{from} depends on {to}"))
+        .collect();
+    assert!(broken.is_empty(), "forbidden dependencies: {broken:?}");
+}
+
+#[test]
+fn the_binary_links_both_planes() {
+    let graph = Graph::of_workspace();
+    assert!(graph.reaches("portcullis", "portcullis-admin"));
+    assert!(graph.reaches("portcullis", "portcullis-gateway"));
+}
+
+/// Package name -> the names of its normal and build dependencies (dev
+/// dependencies are not linked into the library).
+struct Graph(HashMap<String, Vec<String>>);
+
+impl Graph {
+    fn of_workspace() -> Graph {
+        let output = Command::new(env!("CARGO"))
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--offline",
+                "--manifest-path",
+            ])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
+            .output()
+            .expect("cargo metadata runs");
+        assert!(
+            output.status.success(),
+            "cargo metadata: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let metadata: Value = serde_json::from_slice(&output.stdout).expect("metadata is JSON");
+        let names: HashMap<&str, &str> = metadata["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .map(|p| {
+                (
+                    p["id"].as_str().expect("id"),
+                    p["name"].as_str().expect("name"),
+                )
+            })
+            .collect();
+        let nodes = metadata["resolve"]["nodes"].as_array().expect("resolve");
+        let edges = nodes
+            .iter()
+            .map(|node| {
+                let deps = node["deps"].as_array().expect("deps").iter();
+                let linked = deps
+                    .filter(|dep| is_linked(dep))
+                    .map(|dep| names[dep["pkg"].as_str().expect("pkg")].to_owned());
+                (
+                    names[node["id"].as_str().expect("id")].to_owned(),
+                    linked.collect(),
+                )
+            })
+            .collect();
+        Graph(edges)
+    }
+
+    /// Whether `from` depends on `to`, directly or transitively.
+    fn reaches(&self, from: &str, to: &str) -> bool {
+        assert!(self.0.contains_key(from), "no package {from}");
+        let (mut seen, mut queue) = (HashSet::new(), vec![from]);
+        while let Some(name) = queue.pop() {
+            for dep in self.0.get(name).into_iter().flatten() {
+                if dep == to {
+                    return true;
+                }
+                if seen.insert(dep.as_str()) {
+                    queue.push(dep);
+                }
+            }
+        }
+        false
+    }
+}
+
+/// A normal or build dependency (`kind` null or "build"), not only a dev one.
+fn is_linked(dep: &Value) -> bool {
+    dep["dep_kinds"]
+        .as_array()
+        .expect("dep_kinds")
+        .iter()
+        .any(|kind| kind["kind"].as_str() != Some("dev"))
+}
