@@ -1,4 +1,4 @@
-//! The module structure holds: no two files of `gateway` (or `shared`)
+//! The module structure holds: no two files of a crate
 //! import each other, directly or around a circle, and `gateway`'s request
 //! path imports only downward through the layers of [`GATEWAY_LAYERS`].
 //!
@@ -11,7 +11,6 @@ mod graph;
 #[path = "layers/scan.rs"]
 mod scan;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use graph::Graph;
@@ -32,17 +31,6 @@ const GATEWAY_LAYERS: &[&[&str]] = &[
     &["reply", "path", "context", "shutdown", "build_error"],
 ];
 
-/// Cycles `shared` still has, each listed by its files. The test fails when
-/// one of them is gone too, so that this list only ever shrinks: empty it as
-/// `store/probe`/`store/tls` are split.
-const SHARED_KNOWN_CYCLES: &[&[&str]] = &[
-    // probe.rs takes tls.rs's EtcdTlsVersion; tls.rs runs the probe.
-    &["store/probe.rs", "store/tls.rs"],
-    // ocsp_stapling.rs takes CertKeyPair (ssl.rs) through validate/mod.rs,
-    // ssl.rs builds OcspStapling: a sibling cycle behind the same facade.
-    &["validate/ocsp_stapling.rs", "validate/ssl.rs"],
-];
-
 fn src(krate: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -50,25 +38,13 @@ fn src(krate: &str) -> PathBuf {
         .join("src")
 }
 
-/// The cycles found, beyond `allowed`, and the allowed ones not found.
-fn unexpected_cycles(graph: &Graph, allowed: &[&[&str]]) -> Vec<String> {
-    let found = graph.cycles();
-    let allowed: Vec<BTreeSet<String>> = allowed
+/// Each cycle found, as `file:line -> file:line -> ...`.
+fn cycles(graph: &Graph) -> Vec<String> {
+    graph
+        .cycles()
         .iter()
-        .map(|files| files.iter().map(|f| f.to_string()).collect())
-        .collect();
-    let mut problems: Vec<String> = found
-        .iter()
-        .filter(|(files, _)| !allowed.contains(files))
         .map(|(files, cycle)| format!("cycle between {files:?}: {cycle}"))
-        .collect();
-    problems.extend(
-        allowed
-            .iter()
-            .filter(|files| !found.contains_key(*files))
-            .map(|files| format!("{files:?} no longer form a cycle: remove them from the list")),
-    );
-    problems
+        .collect()
 }
 
 /// Each import from a layer to one above it, as `file:line imports file`.
@@ -92,14 +68,18 @@ fn upward_imports(graph: &Graph, layers: &[&[&str]]) -> Vec<String> {
         .collect()
 }
 
+/// Every crate of the workspace: no two files import each other, directly
+/// or around a circle.
 #[test]
-fn gateway_has_no_import_cycles() {
-    let problems = unexpected_cycles(&Graph::load(&src("gateway")), &[]);
-    assert!(
-        problems.is_empty(),
-        "import cycles in gateway:\n{}",
-        problems.join("\n")
-    );
+fn no_crate_has_import_cycles() {
+    for krate in ["shared", "admin", "gateway", "portcullis"] {
+        let problems = cycles(&Graph::load(&src(krate)));
+        assert!(
+            problems.is_empty(),
+            "import cycles in {krate}:\n{}",
+            problems.join("\n")
+        );
+    }
 }
 
 #[test]
@@ -108,16 +88,6 @@ fn gateway_imports_only_downward() {
     assert!(
         problems.is_empty(),
         "upward imports in gateway:\n{}",
-        problems.join("\n")
-    );
-}
-
-#[test]
-fn shared_has_only_the_known_cycles() {
-    let problems = unexpected_cycles(&Graph::load(&src("shared")), SHARED_KNOWN_CYCLES);
-    assert!(
-        problems.is_empty(),
-        "import cycles in shared:\n{}",
         problems.join("\n")
     );
 }

@@ -1,7 +1,7 @@
 //! The control plane: the admin API over the etcd store.
 
 use anyhow::Context;
-use gateway::listener::ShutdownSignal;
+use gateway::shutdown::ShutdownSignal;
 use shared::config::AdminConfig;
 use shared::keyring::Keyring;
 use shared::store::Store;

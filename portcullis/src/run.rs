@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use gateway::listener::ShutdownSignal;
+use gateway::shutdown::ShutdownSignal;
 use gateway::source::ConfigSource;
 use gateway::status::{DataPlaneStatus, StatusServer, StatusSources};
 use gateway::DataPlane;

@@ -9,6 +9,7 @@
 //! still referenced?) are not here: they need the store, and the admin API
 //! makes them.
 
+mod cert_key_pair;
 mod ocsp_stapling;
 mod pattern;
 mod route;
@@ -27,10 +28,11 @@ pub use crate::plugins::client_cert_auth::{
     CertEncoding, CertHeader, ClientCertAuth, Requirement, CLIENT_CERT_AUTH,
 };
 pub use crate::plugins::{PluginConfig, PluginConfigs};
+pub use cert_key_pair::CertKeyPair;
 pub use ocsp_stapling::OcspStapling;
 pub use pattern::{normalize_host, HostPattern, UriPattern};
 pub use route::{UpstreamRef, ValidRoute};
-pub use ssl::{CertKeyPair, ClientAuth, TlsVersion, ValidSsl};
+pub use ssl::{ClientAuth, TlsVersion, ValidSsl};
 pub use upstream::{
     ClientIdentity, Timeouts, Trust, UpstreamNode, UpstreamTlsPolicy, ValidUpstream,
 };
