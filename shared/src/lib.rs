@@ -12,7 +12,7 @@
 //!   would have accepted;
 //! * [`x509`]: PEM and X.509 helpers (parsing, key/cert matching, the
 //!   operator-facing certificate summary);
-//! * [`keys`]: the etcd key layout under the configured prefix;
+//! * [`etcd_layout`]: the etcd key layout under the configured prefix;
 //! * [`store`] and [`watch`]: the etcd client wrapper and the list-then-watch
 //!   loop that keeps a [`state::ConfigState`] up to date;
 //! * [`cache`]: the last-known-good configuration on disk, served when a data
@@ -26,8 +26,8 @@
 pub mod cache;
 pub mod certfile;
 pub mod config;
+pub mod etcd_layout;
 pub mod keyring;
-pub mod keys;
 pub mod resource;
 pub mod schema;
 pub mod standalone;

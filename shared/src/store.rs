@@ -30,7 +30,7 @@ use thiserror::Error;
 
 use crate::certfile::{CertFileError, Reloading};
 use crate::config::EtcdConfig;
-use crate::keys::KeyLayout;
+use crate::etcd_layout::KeyLayout;
 use crate::resource::Kind;
 
 pub use probe::ProbeError;

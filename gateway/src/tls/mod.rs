@@ -34,11 +34,11 @@
 //! * `accept`: the per-connection path and its errors.
 
 mod accept;
+mod cert_requests;
 mod entry;
 mod ocsp;
 mod online;
 mod policy;
-mod requests;
 mod resolve;
 mod revocation;
 // Also checks upstream handshake signatures under `tls.verify: false`.
@@ -59,7 +59,7 @@ use std::sync::{Arc, LazyLock};
 use rustls::crypto::CryptoProvider;
 
 pub use accept::{accept, AcceptError};
-pub use requests::RouteCertRequests;
+pub use cert_requests::RouteCertRequests;
 pub use table::SniTable;
 
 pub(crate) use policy::is_current as client_policy_is_current;
