@@ -13,15 +13,15 @@ use crate::error::AdminError;
 /// The header APISIX clients send the admin key in.
 pub(crate) const API_KEY_HEADER: &str = "x-api-key";
 
-/// The configured admin keys.
+/// The API keys the admin API accepts in `X-API-KEY` (`deployment.admin.keys`).
 #[derive(Clone)]
-pub(crate) struct KeyRing {
+pub(crate) struct ApiKeys {
     keys: Arc<[AdminKey]>,
 }
 
-impl KeyRing {
+impl ApiKeys {
     pub(crate) fn new(keys: Vec<AdminKey>) -> Self {
-        KeyRing { keys: keys.into() }
+        ApiKeys { keys: keys.into() }
     }
 
     /// Whether `presented` equals one of the configured keys.
@@ -43,7 +43,7 @@ impl KeyRing {
 
 /// Middleware: refuses requests without a valid `X-API-KEY` with 401.
 pub(crate) async fn require_api_key(
-    State(keys): State<KeyRing>,
+    State(keys): State<ApiKeys>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -61,8 +61,8 @@ pub(crate) async fn require_api_key(
 mod tests {
     use super::*;
 
-    fn ring(keys: &[&str]) -> KeyRing {
-        KeyRing::new(
+    fn api_keys(keys: &[&str]) -> ApiKeys {
+        ApiKeys::new(
             keys.iter()
                 .enumerate()
                 .map(|(i, key)| AdminKey {
@@ -75,14 +75,14 @@ mod tests {
 
     #[test]
     fn accepts_any_configured_key() {
-        let keys = ring(&["first-key", "second-key"]);
+        let keys = api_keys(&["first-key", "second-key"]);
         assert!(keys.accepts(b"first-key"));
         assert!(keys.accepts(b"second-key"));
     }
 
     #[test]
     fn refuses_wrong_prefix_and_empty_keys() {
-        let keys = ring(&["first-key"]);
+        let keys = api_keys(&["first-key"]);
         assert!(!keys.accepts(b"first-ke"));
         assert!(!keys.accepts(b"first-key "));
         assert!(!keys.accepts(b"FIRST-KEY"));
@@ -91,8 +91,8 @@ mod tests {
 
     #[test]
     fn an_empty_configured_key_never_matches() {
-        let keys = ring(&[""]);
+        let keys = api_keys(&[""]);
         assert!(!keys.accepts(b""));
-        assert!(!ring(&[]).accepts(b""));
+        assert!(!api_keys(&[]).accepts(b""));
     }
 }

@@ -41,7 +41,7 @@ pub use crate::server::{serve, serve_tls, Limits};
 pub use crate::tls::AdminTls;
 
 use crate::access::AllowList;
-use crate::auth::KeyRing;
+use crate::auth::ApiKeys;
 use crate::error::MAX_BODY_BYTES;
 use crate::ids::IdGenerator;
 
@@ -49,7 +49,7 @@ use crate::ids::IdGenerator;
 #[derive(Clone)]
 pub struct AdminState {
     store: Store,
-    keys: KeyRing,
+    keys: ApiKeys,
     allow: AllowList,
     ids: Arc<IdGenerator>,
     /// Seals private keys before they are written; opens them for PATCH.
@@ -61,7 +61,7 @@ impl AdminState {
     pub fn new(store: Store, keys: Vec<AdminKey>) -> Self {
         AdminState {
             store,
-            keys: KeyRing::new(keys),
+            keys: ApiKeys::new(keys),
             allow: AllowList::default(),
             ids: Arc::default(),
             keyring: Keyring::default(),

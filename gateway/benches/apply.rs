@@ -15,8 +15,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use gateway::snapshot::{Builder, Snapshot};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::json;
+use shared::etcd_layout::KeyLayout;
 use shared::keyring::Keyring;
-use shared::keys::KeyLayout;
 use shared::state::ConfigState;
 use shared::store::RawEntry;
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::keys::KeyLayout;
+use crate::etcd_layout::KeyLayout;
 use crate::store::{Listing, RawEntry};
 
 /// Bumped when the file layout changes; other formats are refused.

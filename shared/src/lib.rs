@@ -14,7 +14,7 @@
 //!   configuration and semantic checks), used by [`validate`];
 //! * [`x509`]: PEM and X.509 helpers (parsing, key/cert matching, the
 //!   operator-facing certificate summary);
-//! * [`keys`]: the etcd key layout under the configured prefix;
+//! * [`etcd_layout`]: the etcd key layout under the configured prefix;
 //! * [`store`] and [`watch`]: the etcd client wrapper and the list-then-watch
 //!   loop that keeps a [`state::ConfigState`] up to date;
 //! * [`cache`]: the last-known-good configuration on disk, served when a data
@@ -30,8 +30,8 @@ pub mod certfile;
 pub mod client_chain;
 pub mod config;
 pub mod error;
+pub mod etcd_layout;
 pub mod keyring;
-pub mod keys;
 pub mod plugins;
 pub mod resource;
 pub mod schema;

@@ -9,8 +9,8 @@ use imbl::OrdMap;
 
 use serde_json::Value;
 
+use crate::etcd_layout::KeyLayout;
 use crate::keyring::Keyring;
-use crate::keys::KeyLayout;
 use crate::resource::Kind;
 use crate::store::RawEntry;
 use crate::validate::{self, Valid, ValidRoute, ValidSsl, ValidUpstream};

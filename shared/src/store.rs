@@ -33,7 +33,7 @@ use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, Txn
 use serde_json::Value;
 
 use crate::config::EtcdConfig;
-use crate::keys::KeyLayout;
+use crate::etcd_layout::KeyLayout;
 use crate::resource::Kind;
 
 pub use entry::{Entry, Listing, PutOutcome, RawEntry};

@@ -23,8 +23,8 @@ use etcd_client::{EventType, WatchResponse, WatchStream};
 use tokio::sync::watch;
 
 use crate::cache::Cache;
+use crate::etcd_layout::KeyLayout;
 use crate::keyring::Keyring;
-use crate::keys::KeyLayout;
 use crate::state::ConfigState;
 use crate::store::{RawEntry, StoreReader};
 

@@ -1,7 +1,7 @@
 use http::Method;
 use serde_json::{json, Value};
+use shared::etcd_layout::KeyLayout;
 use shared::keyring::Keyring;
-use shared::keys::KeyLayout;
 use shared::store::RawEntry;
 
 use super::*;

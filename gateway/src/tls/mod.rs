@@ -35,11 +35,11 @@
 
 mod accept;
 mod cert_error;
+mod cert_requests;
 mod entry;
 mod ocsp;
 mod online;
 mod policy;
-mod requests;
 mod resolve;
 mod revocation;
 // Also checks upstream handshake signatures under `tls.verify: false`.
@@ -60,7 +60,7 @@ use std::sync::{Arc, LazyLock};
 use rustls::crypto::CryptoProvider;
 
 pub use accept::{accept, AcceptError};
-pub use requests::RouteCertRequests;
+pub use cert_requests::RouteCertRequests;
 pub use table::SniTable;
 
 pub(crate) use cert_error::ClientCertError;

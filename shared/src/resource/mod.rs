@@ -2,10 +2,12 @@
 //! admin API (minus private keys). These types are the *unvalidated* shape:
 //! [`crate::validate`] turns them into the `Valid*` types the gateway uses.
 
+mod metadata;
 mod route;
 mod ssl;
 mod upstream;
 
+pub use metadata::Metadata;
 pub use route::Route;
 pub use ssl::{
     ClientSettings, CrlMode, OcspStaplingSettings, OnlineRevocationSettings, RevocationMode, Ssl,
@@ -62,3 +64,6 @@ fn optional_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Stri
         Id::Number(n) => n.to_string(),
     }))
 }
+
+#[cfg(test)]
+mod tests;

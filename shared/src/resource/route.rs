@@ -3,23 +3,15 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Upstream;
+use super::{Metadata, Upstream};
 
 /// A route (APISIX `routes`): what to match, which plugins to run, where to send.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Route {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "super::optional_id"
-    )]
-    pub id: Option<String>,
+    #[serde(flatten)]
+    pub metadata: Metadata,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desc: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,10 +40,6 @@ pub struct Route {
     pub upstream_id: Option<String>,
     #[serde(default = "enabled")]
     pub status: u8,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create_time: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub update_time: Option<i64>,
 }
 
 fn enabled() -> u8 {

@@ -1,23 +1,16 @@
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use super::Metadata;
 
 /// An SSL object (APISIX `ssls`): server certificates for a set of SNIs, with
 /// optional client-certificate verification; or (`type: client`) a client
 /// identity used towards upstreams.
 #[derive(Clone, Default, Serialize, Deserialize)]
 pub struct Ssl {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "super::optional_id"
-    )]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desc: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    pub metadata: Metadata,
     #[serde(rename = "type", default)]
     pub kind: SslType,
     pub cert: String,
@@ -41,10 +34,6 @@ pub struct Ssl {
     /// OCSP stapling of the server certificates (APISIX's field names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ocsp_stapling: Option<OcspStaplingSettings>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create_time: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub update_time: Option<i64>,
 }
 
 impl fmt::Debug for Ssl {
@@ -52,9 +41,9 @@ impl fmt::Debug for Ssl {
     /// PEM.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ssl")
-            .field("id", &self.id)
-            .field("desc", &self.desc)
-            .field("labels", &self.labels)
+            .field("id", &self.metadata.id)
+            .field("desc", &self.metadata.desc)
+            .field("labels", &self.metadata.labels)
             .field("kind", &self.kind)
             .field("cert", &"<PEM>")
             .field("key", &"<redacted>")
@@ -69,8 +58,8 @@ impl fmt::Debug for Ssl {
             .field("status", &self.status)
             .field("ssl_protocols", &self.ssl_protocols)
             .field("ocsp_stapling", &self.ocsp_stapling)
-            .field("create_time", &self.create_time)
-            .field("update_time", &self.update_time)
+            .field("create_time", &self.metadata.create_time)
+            .field("update_time", &self.metadata.update_time)
             .finish()
     }
 }
@@ -192,7 +181,10 @@ mod tests {
     fn debug_never_prints_a_private_key() {
         let key = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n";
         let ssl = Ssl {
-            id: Some("1".into()),
+            metadata: Metadata {
+                id: Some("1".into()),
+                ..Metadata::default()
+            },
             cert: "-----BEGIN CERTIFICATE-----\nY2VydA==\n-----END CERTIFICATE-----\n".into(),
             key: key.into(),
             certs: vec!["C2".into()],

@@ -3,21 +3,15 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::Metadata;
+
 /// An upstream (APISIX `upstreams`, or inline in a route).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Upstream {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "super::optional_id"
-    )]
-    pub id: Option<String>,
+    #[serde(flatten)]
+    pub metadata: Metadata,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desc: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<BTreeMap<String, String>>,
     pub nodes: Nodes,
     /// Load-balancing algorithm; only `roundrobin` (weighted) is supported.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
@@ -35,10 +29,6 @@ pub struct Upstream {
     /// TLS towards `scheme: https` nodes: client identity, trust, SNI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTls>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create_time: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub update_time: Option<i64>,
 }
 
 /// `nodes`: either `{"host:port": weight}` or `[{"host", "port", "weight"}]`.

@@ -17,7 +17,7 @@ use super::tls::{self, EtcdTlsVersion};
 use super::{failover, handshake, retry, rotate};
 use crate::certfile::Reloading;
 use crate::config::EtcdConfig;
-use crate::keys::KeyLayout;
+use crate::etcd_layout::KeyLayout;
 
 /// A cheap-to-clone, read-only handle on etcd.
 #[derive(Clone)]
