@@ -1,9 +1,8 @@
 //! The content of access-log lines and their two formats. A line is
-//! formatted on the worker that served the request, into a per-thread
-//! buffer, from what the request already holds (borrowed, not copied), and
-//! handed to the writer as one string: one allocation per line. What
-//! describes the connection (addresses, TLS, client certificate) is
-//! formatted once per connection.
+//! formatted on the worker that served the request, straight into the
+//! worker's batch, from what the request already holds (borrowed, not
+//! copied). What describes the connection (addresses, TLS, client
+//! certificate) is formatted once per connection.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
