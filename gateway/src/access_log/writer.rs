@@ -1,8 +1,9 @@
 //! The access-log writer thread: every tick, takes each worker's batch of
-//! lines and writes it, then flushes.
+//! lines and writes it whole. A batch is its own buffer: written in one
+//! call, not copied into a `BufWriter` first.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ impl Writer {
 /// Standard output, or a file opened for appending.
 struct Sink {
     path: Option<PathBuf>,
-    out: Option<BufWriter<Box<dyn Write + Send>>>,
+    out: Option<Box<dyn Write + Send>>,
     last_attempt: Option<Instant>,
     /// Whether the current failure was logged already.
     failing: bool,
@@ -79,7 +80,7 @@ impl Sink {
                     tracing::info!(path = ?self.path, "access log writable again");
                 }
                 self.failing = false;
-                self.out = Some(BufWriter::with_capacity(64 * 1024, out));
+                self.out = Some(out);
             }
             Err(err) => self.failed(&err),
         }
