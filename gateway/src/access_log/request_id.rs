@@ -77,11 +77,14 @@ impl Ids {
     }
 
     fn make_block(&mut self) -> Bytes {
+        let mut prefix = [0u8; ID_LEN / 2];
+        let hex = hex::encode_to_slice(self.prefix.to_be_bytes(), &mut prefix);
+        debug_assert!(hex.is_ok(), "16 hex digits fit");
         let mut block = vec![0u8; ID_LEN * IDS_PER_BLOCK];
         for id in block.chunks_exact_mut(ID_LEN) {
             let (high, low) = id.split_at_mut(ID_LEN / 2);
-            let hex = hex::encode_to_slice(self.prefix.to_be_bytes(), high)
-                .and_then(|()| hex::encode_to_slice(self.count.to_be_bytes(), low));
+            high.copy_from_slice(&prefix);
+            let hex = hex::encode_to_slice(self.count.to_be_bytes(), low);
             debug_assert!(hex.is_ok(), "16 hex digits fit");
             self.count = self.count.wrapping_add(1);
         }
