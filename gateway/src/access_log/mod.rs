@@ -3,7 +3,7 @@
 //!
 //! Requests never wait for it: a worker formats the line of a finished
 //! request ([`RequestLine`]) at the end of its own batch and goes on; a
-//! thread of its own takes every worker's batch each [`writer`] tick and
+//! thread of its own takes every worker's batch each tick (10 ms) and
 //! writes it. When the writer falls behind (a slow disk, a full pipe), a
 //! worker's batch fills up (`proxy.access_log.buffer` lines per worker
 //! thread) and lines are dropped and counted
