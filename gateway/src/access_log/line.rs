@@ -1,9 +1,8 @@
 //! The content of access-log lines and their two formats. A line is
-//! formatted on the worker that served the request, into a per-thread
-//! buffer, from what the request already holds (borrowed, not copied), and
-//! handed to the writer as one string: one allocation per line. What
-//! describes the connection (addresses, TLS, client certificate) is
-//! formatted once per connection.
+//! formatted on the worker that served the request, straight into the
+//! worker's batch, from what the request already holds (borrowed, not
+//! copied). What describes the connection (addresses, TLS, client
+//! certificate) is formatted once per connection.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -20,12 +19,15 @@ use crate::context::{ClientCert, ConnInfo};
 use crate::metrics::HandshakeFailure;
 
 /// The request line and the headers a line shows, copied: a reference
-/// would keep the connection's read buffer from being reused.
+/// would keep the connection's read buffer from being reused. Path and host
+/// share one allocation.
 pub(crate) struct RequestHead {
     method: Method,
     version: Version,
-    path: Box<str>,
-    host: Option<Box<str>>,
+    /// The path (with its query), then the host if any.
+    path_host: Box<str>,
+    path_len: usize,
+    has_host: bool,
     /// `combined` only.
     referer: Option<Box<str>>,
     user_agent: Option<Box<str>>,
@@ -33,24 +35,36 @@ pub(crate) struct RequestHead {
 
 impl RequestHead {
     pub(crate) fn of<B>(req: &Request<B>, format: AccessLogFormat) -> RequestHead {
-        let header = |name| {
-            let value = req.headers().get(name)?.to_str().ok()?;
-            Some(Box::from(value))
-        };
+        let header = |name| req.headers().get(name)?.to_str().ok();
         // HTTP/2 names the host in `:authority`.
-        let authority = req
+        let host = req
             .uri()
             .authority()
-            .map(|authority| authority.as_str().into());
+            .map(|authority| authority.as_str())
+            .or_else(|| header(HOST));
+        let path = path(req.uri());
+        let mut path_host = String::with_capacity(path.len() + host.map_or(0, str::len));
+        path_host.push_str(path);
+        path_host.push_str(host.unwrap_or_default());
         let combined = format == AccessLogFormat::Combined;
+        let copy = |name| combined.then(|| header(name).map(Box::from)).flatten();
         RequestHead {
             method: req.method().clone(),
             version: req.version(),
-            path: path(req.uri()).into(),
-            host: authority.or_else(|| header(HOST)),
-            referer: combined.then(|| header(REFERER)).flatten(),
-            user_agent: combined.then(|| header(USER_AGENT)).flatten(),
+            path_host: path_host.into(),
+            path_len: path.len(),
+            has_host: host.is_some(),
+            referer: copy(REFERER),
+            user_agent: copy(USER_AGENT),
         }
+    }
+
+    fn path(&self) -> &str {
+        &self.path_host[..self.path_len]
+    }
+
+    fn host(&self) -> Option<&str> {
+        self.has_host.then(|| &self.path_host[self.path_len..])
     }
 }
 
@@ -161,12 +175,14 @@ impl RequestLine<'_> {
         out.push_str(",\"route_id\":");
         json_str(out, self.route_id);
         let head = &self.head;
-        out.push_str(",\"method\":");
-        json_str(out, Some(head.method.as_str()));
+        // A method is a token: nothing in it to escape.
+        out.push_str(",\"method\":\"");
+        out.push_str(head.method.as_str());
+        out.push('"');
         out.push_str(",\"host\":");
-        json_str(out, head.host.as_deref());
+        json_str(out, head.host());
         out.push_str(",\"path\":");
-        json_str(out, Some(&head.path));
+        json_str(out, Some(head.path()));
         out.push_str(",\"status\":");
         push_u64(out, self.status.into());
         out.push_str(",\"bytes_in\":");
@@ -201,7 +217,7 @@ impl RequestLine<'_> {
             self.conn.remote_addr.ip().to_canonical(),
             self.head.method,
         );
-        escape_into(out, &self.head.path);
+        escape_into(out, self.head.path());
         let _ = write!(
             out,
             " {:?}\" {} {} \"",

@@ -2,9 +2,11 @@
 //! `combined`, to standard output or a file.
 //!
 //! Requests never wait for it: a worker formats the line of a finished
-//! request ([`RequestLine`]), hands it to a bounded channel and goes on; a
-//! thread of its own writes the lines. When the writer falls behind (a slow
-//! disk, a full pipe), lines are dropped and counted
+//! request ([`RequestLine`]) at the end of its own batch and goes on; a
+//! thread of its own takes every worker's batch each tick (10 ms) and
+//! writes it. When the writer falls behind (a slow disk, a full pipe), a
+//! worker's batch fills up (`proxy.access_log.buffer` lines per worker
+//! thread) and lines are dropped and counted
 //! (`portcullis_access_log_dropped_total`), never requests; a file that
 //! cannot be opened or written is reported and counted
 //! (`portcullis_access_log_write_errors_total`), and traffic goes on.
@@ -12,16 +14,16 @@
 //! Refused TLS handshakes get a line each too (with the reason), at most
 //! [`HANDSHAKE_LINES_PER_SECOND`] a second: a scanner must not flood the log.
 
+mod batch;
 mod digits;
 mod line;
 mod request_id;
 mod writer;
 
-use std::cell::RefCell;
+use std::cell::OnceCell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shared::config::{AccessLogConfig, AccessLogFormat};
@@ -29,6 +31,7 @@ use shared::config::{AccessLogConfig, AccessLogFormat};
 pub(crate) use line::{RequestHead, RequestLine};
 pub(crate) use request_id::ensure as ensure_request_id;
 
+use batch::{Batch, Batches};
 use line::{Clock, HandshakeLine};
 
 use crate::metrics::{self, HandshakeFailure};
@@ -37,11 +40,10 @@ use crate::tls::AcceptError;
 /// Refused handshakes logged per second at most; the rest are only counted.
 pub const HANDSHAKE_LINES_PER_SECOND: u64 = 20;
 
-/// What the writer thread is sent: one formatted line, newline included.
-type Line = Box<str>;
-
 struct AccessLog {
-    sender: SyncSender<Line>,
+    batches: Arc<Batches>,
+    /// Lines a worker's batch holds at most.
+    max_lines: usize,
     format: AccessLogFormat,
 }
 
@@ -53,10 +55,11 @@ pub fn start(config: &AccessLogConfig) -> std::io::Result<()> {
     if !config.enabled || LOG.get().is_some() {
         return Ok(());
     }
-    let (sender, receiver) = sync_channel(config.buffer);
-    writer::spawn(config, receiver)?;
+    let batches = Arc::new(Batches::default());
+    writer::spawn(config, batches.clone())?;
     let _ = LOG.set(AccessLog {
-        sender,
+        batches,
+        max_lines: config.buffer,
         format: config.format,
     });
     Ok(())
@@ -68,8 +71,8 @@ pub(crate) fn format() -> Option<AccessLogFormat> {
 }
 
 thread_local! {
-    /// Each worker formats its lines here, then copies them out.
-    static SCRATCH: RefCell<(Clock, String)> = RefCell::new((Clock::default(), String::with_capacity(1024)));
+    /// This thread's batch, registered with the writer on first use.
+    static BATCH: OnceCell<Arc<Mutex<Batch>>> = const { OnceCell::new() };
 }
 
 /// Logs a finished request.
@@ -82,25 +85,15 @@ pub(crate) fn request(line: &RequestLine<'_>) {
     }
 }
 
-/// Formats a line with the thread's clock and buffer and hands it to the
-/// writer; drops it (counted) when the writer is behind.
+/// Formats a line into the thread's batch; drops it (counted) when the
+/// writer is behind.
 fn send(log: &AccessLog, format: impl FnOnce(&mut Clock, &mut String) -> bool) {
-    let line = SCRATCH.with(|scratch| {
-        let (clock, out) = &mut *scratch.borrow_mut();
-        out.clear();
-        format(clock, out).then(|| {
-            out.push('\n');
-            Box::from(out.as_str())
-        })
+    let taken = BATCH.with(|batch| {
+        let batch = batch.get_or_init(|| log.batches.register());
+        batch::lock(batch).push(log.max_lines, format)
     });
-    let Some(line) = line else {
-        return;
-    };
-    match log.sender.try_send(line) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => metrics::metrics().access_log_dropped.inc(),
-        // The writer is gone: nothing to log to.
-        Err(TrySendError::Disconnected(_)) => metrics::metrics().access_log_errors.inc(),
+    if !taken {
+        metrics::metrics().access_log_dropped.inc();
     }
 }
 

@@ -1,31 +1,32 @@
-//! The access-log writer thread: writes the lines in batches, flushes
-//! whenever the channel runs dry.
+//! The access-log writer thread: every tick, takes each worker's batch of
+//! lines and writes it whole. A batch is its own buffer: written in one
+//! call, not copied into a `BufWriter` first.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shared::config::AccessLogConfig;
 
-use super::Line;
+use super::batch::Batches;
 use crate::metrics::metrics;
 
-/// How long the writer sleeps once it has written everything: the most a
-/// line waits before it is written.
+/// How long the writer sleeps once it has written everything: about the
+/// most a line waits before it is written.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How often a file that cannot be opened is tried again.
 const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
-pub(super) fn spawn(config: &AccessLogConfig, lines: Receiver<Line>) -> io::Result<()> {
+pub(super) fn spawn(config: &AccessLogConfig, batches: Arc<Batches>) -> io::Result<()> {
     let mut writer = Writer {
         sink: Sink::new(config.path.clone()),
     };
     std::thread::Builder::new()
         .name("access-log".into())
-        .spawn(move || writer.run(&lines))?;
+        .spawn(move || writer.run(&batches))?;
     Ok(())
 }
 
@@ -34,19 +35,14 @@ struct Writer {
 }
 
 impl Writer {
-    /// Polls rather than waits in `recv`: a sender wakes a waiting receiver
-    /// with a system call, which would cost every request that; a sleeping
-    /// poller costs nothing to the senders. Ends when every sender is gone.
-    fn run(&mut self, lines: &Receiver<Line>) {
+    /// Polls rather than being woken: a wake-up is a system call, which
+    /// every request would pay; a sleeping poller costs the workers nothing.
+    fn run(&mut self, batches: &Batches) {
+        let mut spare = String::new();
         loop {
-            match lines.try_recv() {
-                Ok(line) => self.sink.write_line(&line),
-                Err(TryRecvError::Empty) => {
-                    self.sink.flush();
-                    std::thread::sleep(POLL_INTERVAL);
-                }
-                Err(TryRecvError::Disconnected) => return self.sink.flush(),
-            }
+            batches.take(&mut spare, |text, lines| self.sink.write(text, lines));
+            self.sink.flush();
+            std::thread::sleep(POLL_INTERVAL);
         }
     }
 }
@@ -54,7 +50,7 @@ impl Writer {
 /// Standard output, or a file opened for appending.
 struct Sink {
     path: Option<PathBuf>,
-    out: Option<BufWriter<Box<dyn Write + Send>>>,
+    out: Option<Box<dyn Write + Send>>,
     last_attempt: Option<Instant>,
     /// Whether the current failure was logged already.
     failing: bool,
@@ -84,13 +80,14 @@ impl Sink {
                     tracing::info!(path = ?self.path, "access log writable again");
                 }
                 self.failing = false;
-                self.out = Some(BufWriter::with_capacity(64 * 1024, out));
+                self.out = Some(out);
             }
             Err(err) => self.failed(&err),
         }
     }
 
-    fn write_line(&mut self, text: &str) {
+    /// Writes `lines` lines, or counts them as lost.
+    fn write(&mut self, text: &str, lines: usize) {
         if self.out.is_none()
             && self
                 .last_attempt
@@ -98,12 +95,13 @@ impl Sink {
         {
             self.open();
         }
+        let lost = lines as u64;
         let Some(out) = &mut self.out else {
-            metrics().access_log_errors.inc();
+            metrics().access_log_errors.inc_by(lost);
             return;
         };
         if let Err(err) = out.write_all(text.as_bytes()) {
-            metrics().access_log_errors.inc();
+            metrics().access_log_errors.inc_by(lost);
             self.out = None;
             self.failed(&err);
         }

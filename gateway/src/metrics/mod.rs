@@ -14,6 +14,7 @@
 //! `proxy.metrics.enabled: false` stops the counting (see [`set_enabled`]).
 
 pub mod expiry;
+mod latency;
 pub mod request;
 pub mod scrape;
 pub mod tls;
@@ -23,21 +24,17 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
-    exponential_buckets, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+pub(crate) use latency::{Kind as LatencyKind, Latency};
 
 pub use request::RouteMetrics;
 pub use tls::HandshakeFailure;
 
 /// The `Content-Type` of a scrape.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// APISIX's latency buckets, in milliseconds.
-const LATENCY_BUCKETS_MS: &[f64] = &[
-    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0,
-    60000.0,
-];
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -58,7 +55,7 @@ pub(crate) struct Metrics {
     pub(crate) requests: IntCounter,
     pub(crate) status: IntCounterVec,
     /// `type` = request, upstream, portcullis.
-    pub(crate) latency: [Histogram; 3],
+    pub(crate) latency: Latency,
     pub(crate) bandwidth: IntCounterVec,
     pub(crate) handshakes: IntCounterVec,
     pub(crate) handshake_failures: IntCounterVec,
@@ -85,16 +82,6 @@ pub(crate) fn metrics() -> &'static Metrics {
 impl Metrics {
     fn new() -> Metrics {
         let registry = Registry::new();
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "portcullis_http_latency",
-                "HTTP request latency in milliseconds: request (whole request, to the response \
-                 head), upstream (the upstream's share), portcullis (the rest)",
-            )
-            .buckets(LATENCY_BUCKETS_MS.to_vec()),
-            &["type"],
-        )
-        .expect("valid histogram");
         let metrics = Metrics {
             requests: IntCounter::new(
                 "portcullis_http_requests_total",
@@ -113,8 +100,11 @@ impl Metrics {
                     "node",
                 ],
             ),
-            latency: ["request", "upstream", "portcullis"]
-                .map(|kind| latency.with_label_values(&[kind])),
+            latency: Latency::new(
+                "portcullis_http_latency",
+                "HTTP request latency in milliseconds: request (whole request, to the response \
+                 head), upstream (the upstream's share), portcullis (the rest)",
+            ),
             bandwidth: counter_vec(
                 "portcullis_bandwidth",
                 "Total bandwidth in bytes per route",
@@ -199,15 +189,15 @@ impl Metrics {
             .expect("valid gauge"),
             registry,
         };
-        metrics.register(latency);
+        metrics.register();
         metrics
     }
 
-    fn register(&self, latency: HistogramVec) {
+    fn register(&self) {
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(self.requests.clone()),
             Box::new(self.status.clone()),
-            Box::new(latency),
+            Box::new(self.latency.clone()),
             Box::new(self.bandwidth.clone()),
             Box::new(self.handshakes.clone()),
             Box::new(self.handshake_failures.clone()),

@@ -16,7 +16,7 @@ use std::time::Duration;
 use prometheus::IntCounter;
 use shared::validate::HostPattern;
 
-use super::metrics;
+use super::{metrics, LatencyKind};
 
 /// Distinct status label sets a worker thread remembers; past it the cache
 /// starts over (the counters themselves stay registered).
@@ -87,13 +87,16 @@ impl RequestSample<'_> {
         let metrics = metrics();
         metrics.requests.inc();
         self.count_status();
-        let [request, upstream, own] = &metrics.latency;
-        request.observe(millis(self.total));
+        let latency = &metrics.latency;
+        latency.observe(LatencyKind::Request, millis(self.total));
         if let Some(took) = self.upstream {
-            upstream.observe(millis(took));
-            own.observe(millis(self.total.saturating_sub(took)));
+            latency.observe(LatencyKind::Upstream, millis(took));
+            latency.observe(
+                LatencyKind::Portcullis,
+                millis(self.total.saturating_sub(took)),
+            );
         } else {
-            own.observe(millis(self.total));
+            latency.observe(LatencyKind::Portcullis, millis(self.total));
         }
         self.route.bytes_in.inc_by(self.bytes_in);
         self.route.bytes_out.inc_by(self.bytes_out);
