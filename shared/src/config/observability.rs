@@ -18,8 +18,8 @@ pub struct AccessLogConfig {
     pub path: Option<PathBuf>,
     #[serde(default)]
     pub format: AccessLogFormat,
-    /// Lines waiting for the writer; beyond it lines are dropped (and
-    /// counted), never the request.
+    /// Lines waiting for the writer, per worker thread; beyond it lines are
+    /// dropped (and counted), never the request.
     #[serde(default = "default_buffer")]
     pub buffer: usize,
 }
