@@ -1,6 +1,8 @@
 //! The boundaries the dependency graph holds: the data plane (`gateway`)
 //! cannot reach the admin API, nor the admin API the data plane; only the
-//! binary (this crate) links both. Read from `cargo metadata`, so a
+//! binary (this crate) links both. Read from `cargo metadata --no-deps`
+//! (the workspace's own manifests: no download, so it runs offline on a
+//! fresh machine; crates from the registry cannot depend on ours), so a
 //! dependency added anywhere, directly or through another crate, fails here.
 
 use std::collections::{HashMap, HashSet};
@@ -34,8 +36,8 @@ fn the_binary_links_both_planes() {
     assert!(graph.reaches("portcullis", "portcullis-gateway"));
 }
 
-/// Package name -> the names of its normal and build dependencies (dev
-/// dependencies are not linked into the library).
+/// Workspace package name -> the workspace packages it lists as normal or
+/// build dependencies (dev dependencies are not linked into the library).
 struct Graph(HashMap<String, Vec<String>>);
 
 impl Graph {
@@ -45,9 +47,10 @@ impl Graph {
                 "metadata",
                 "--format-version",
                 "1",
+                "--no-deps",
                 "--offline",
-                "--manifest-path",
             ])
+            .arg("--manifest-path")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
             .output()
             .expect("cargo metadata runs");
@@ -57,27 +60,23 @@ impl Graph {
             String::from_utf8_lossy(&output.stderr)
         );
         let metadata: Value = serde_json::from_slice(&output.stdout).expect("metadata is JSON");
-        let names: HashMap<&str, &str> = metadata["packages"]
-            .as_array()
-            .expect("packages")
+        let packages = metadata["packages"].as_array().expect("packages");
+        let members: HashSet<&str> = packages
             .iter()
-            .map(|p| {
-                (
-                    p["id"].as_str().expect("id"),
-                    p["name"].as_str().expect("name"),
-                )
-            })
+            .map(|p| p["name"].as_str().expect("name"))
             .collect();
-        let nodes = metadata["resolve"]["nodes"].as_array().expect("resolve");
-        let edges = nodes
+        let edges = packages
             .iter()
-            .map(|node| {
-                let deps = node["deps"].as_array().expect("deps").iter();
+            .map(|package| {
+                let deps = package["dependencies"].as_array().expect("dependencies");
                 let linked = deps
-                    .filter(|dep| is_linked(dep))
-                    .map(|dep| names[dep["pkg"].as_str().expect("pkg")].to_owned());
+                    .iter()
+                    .filter(|dep| dep["kind"].as_str() != Some("dev"))
+                    .filter_map(|dep| dep["name"].as_str())
+                    .filter(|name| members.contains(name))
+                    .map(str::to_owned);
                 (
-                    names[node["id"].as_str().expect("id")].to_owned(),
+                    package["name"].as_str().expect("name").to_owned(),
                     linked.collect(),
                 )
             })
@@ -101,13 +100,4 @@ impl Graph {
         }
         false
     }
-}
-
-/// A normal or build dependency (`kind` null or "build"), not only a dev one.
-fn is_linked(dep: &Value) -> bool {
-    dep["dep_kinds"]
-        .as_array()
-        .expect("dep_kinds")
-        .iter()
-        .any(|kind| kind["kind"].as_str() != Some("dev"))
 }
