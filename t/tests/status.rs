@@ -176,6 +176,11 @@ async fn status_lists_routes_that_cannot_serve_with_the_kind_of_error() -> harne
             "reason": "upstream_id \"later\" does not exist",
         }])
     );
+    assert_eq!(
+        unbuildable_count(&gw.metrics().await?, "route", "upstream_missing"),
+        Some(1.0),
+        "counted by kind in the metrics"
+    );
     eventually_status("the route to answer 503", 503, || {
         curl_http(&gw, "/dangling", &[])
     })
@@ -191,7 +196,22 @@ async fn status_lists_routes_that_cannot_serve_with_the_kind_of_error() -> harne
     .await?;
     let status = gw.status().await?;
     assert_eq!(status["config"]["unbuildable"], json!([]));
+    assert_eq!(
+        unbuildable_count(&gw.metrics().await?, "route", "upstream_missing"),
+        None,
+        "a cleared kind leaves the metrics"
+    );
     Ok(())
+}
+
+/// The value of `portcullis_config_unbuildable{object, kind}`, if present.
+fn unbuildable_count(metrics: &str, object: &str, kind: &str) -> Option<f64> {
+    let (object, kind) = (format!("object=\"{object}\""), format!("kind=\"{kind}\""));
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("portcullis_config_unbuildable{"))
+        .find(|line| line.contains(&object) && line.contains(&kind))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
 }
 
 #[tokio::test]

@@ -69,6 +69,7 @@ pub(crate) struct Metrics {
     pub(crate) node_info: IntGaugeVec,
     pub(crate) config_revision: IntGaugeVec,
     pub(crate) config_source_error: IntGaugeVec,
+    pub(crate) config_unbuildable: IntGaugeVec,
     pub(crate) cert_expiry: GaugeVec,
     pub(crate) earliest_expiry: Gauge,
 }
@@ -174,6 +175,12 @@ impl Metrics {
                  or a standalone file refused): the previous configuration is served",
                 &["source"],
             ),
+            config_unbuildable: gauge_vec(
+                "portcullis_config_unbuildable",
+                "Routes and upstreams that are stored but cannot serve, by kind of error \
+                 (listed with their ids in /status, config.unbuildable)",
+                &["object", "kind"],
+            ),
             cert_expiry: GaugeVec::new(
                 Opts::new(
                     "portcullis_certificate_expiry_seconds",
@@ -211,6 +218,7 @@ impl Metrics {
             Box::new(self.node_info.clone()),
             Box::new(self.config_revision.clone()),
             Box::new(self.config_source_error.clone()),
+            Box::new(self.config_unbuildable.clone()),
             Box::new(self.cert_expiry.clone()),
             Box::new(self.earliest_expiry.clone()),
         ];

@@ -1,11 +1,14 @@
 //! What a scrape reads at the moment it is served: connections, etcd, the
-//! configuration revisions, node information and certificate expiry.
+//! configuration revisions and what of it cannot serve, node information and
+//! certificate expiry.
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use shared::state::ConfigState;
 
 use super::{expiry, metrics};
+use crate::router::RouteTable;
 use crate::status::sources::StatusSources;
 
 /// The whole scrape, in the Prometheus text format.
@@ -36,6 +39,7 @@ pub(crate) fn render(sources: &StatusSources) -> String {
         revisions
             .with_label_values(&["applied"])
             .set(dp.snapshot.load().revision);
+        unbuildable(&dp.snapshot.load().routes);
         metrics
             .connections
             .with_label_values(&["active"])
@@ -46,6 +50,20 @@ pub(crate) fn render(sources: &StatusSources) -> String {
     }
     expiry::publish(state.as_deref(), unix_now());
     metrics.encode()
+}
+
+/// How many objects cannot serve, per (object, kind); kinds that cleared
+/// are dropped, not left at their last count.
+fn unbuildable(routes: &RouteTable) {
+    let gauge = &metrics().config_unbuildable;
+    let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for item in routes.unbuildable() {
+        *counts.entry((item.object, item.error.kind())).or_default() += 1;
+    }
+    gauge.reset();
+    for ((object, kind), count) in counts {
+        gauge.with_label_values(&[object, kind]).set(count);
+    }
 }
 
 /// APISIX's `etcd_modify_indexes`: the highest `mod_revision` per kind.
