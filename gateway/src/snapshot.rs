@@ -37,7 +37,37 @@ pub struct Snapshot {
     pub routes: RouteTable,
 }
 
+/// A stored object that cannot serve, and why (`/status`, metrics).
+pub struct Unbuildable {
+    /// `route`, `ssl` or `upstream`.
+    pub object: &'static str,
+    pub id: String,
+    /// A short fixed name of the cause, usable as a label.
+    pub kind: &'static str,
+    pub reason: String,
+}
+
 impl Snapshot {
+    /// The routes, SSL objects and upstreams that are stored but cannot
+    /// serve, in that order, each by id.
+    pub fn unbuildable(&self) -> Vec<Unbuildable> {
+        let routes = self.routes.unbuildable().into_iter().map(|u| Unbuildable {
+            object: u.object,
+            id: u.id,
+            kind: u.error.kind(),
+            reason: u.error.to_string(),
+        });
+        let ssls = self.tls.unserved().map(|(id, why)| Unbuildable {
+            object: "ssl",
+            id: id.to_owned(),
+            kind: why.kind,
+            reason: why.reason.to_string(),
+        });
+        let mut all: Vec<Unbuildable> = routes.chain(ssls).collect();
+        all.sort_by(|a, b| (a.object, &a.id).cmp(&(b.object, &b.id)));
+        all
+    }
+
     /// What is served before the first configuration arrives: nothing.
     pub fn empty(fallback_sni: Option<&str>) -> Snapshot {
         Snapshot {

@@ -177,8 +177,8 @@ impl Metrics {
             ),
             config_unbuildable: gauge_vec(
                 "portcullis_config_unbuildable",
-                "Routes and upstreams that are stored but cannot serve, by kind of error \
-                 (listed with their ids in /status, config.unbuildable)",
+                "Routes, SSL objects and upstreams that are stored but cannot serve, by kind \
+                 of error (listed with their ids in /status, config.unbuildable)",
                 &["object", "kind"],
             ),
             cert_expiry: GaugeVec::new(

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use shared::state::ConfigState;
 
 use super::{expiry, metrics};
-use crate::router::RouteTable;
+use crate::snapshot::Snapshot;
 use crate::status::sources::StatusSources;
 
 /// The whole scrape, in the Prometheus text format.
@@ -39,7 +39,7 @@ pub(crate) fn render(sources: &StatusSources) -> String {
         revisions
             .with_label_values(&["applied"])
             .set(dp.snapshot.load().revision);
-        unbuildable(&dp.snapshot.load().routes);
+        unbuildable(&dp.snapshot.load());
         metrics
             .connections
             .with_label_values(&["active"])
@@ -54,11 +54,11 @@ pub(crate) fn render(sources: &StatusSources) -> String {
 
 /// How many objects cannot serve, per (object, kind); kinds that cleared
 /// are dropped, not left at their last count.
-fn unbuildable(routes: &RouteTable) {
+fn unbuildable(snapshot: &Snapshot) {
     let gauge = &metrics().config_unbuildable;
     let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-    for item in routes.unbuildable() {
-        *counts.entry((item.object, item.error.kind())).or_default() += 1;
+    for item in snapshot.unbuildable() {
+        *counts.entry((item.object, item.kind)).or_default() += 1;
     }
     gauge.reset();
     for ((object, kind), count) in counts {

@@ -111,15 +111,8 @@ impl DataPlaneStatus {
             })
             .unwrap_or_default();
         let snapshot = self.snapshot.load();
-        let unbuildable: Vec<Value> = (snapshot.routes.unbuildable().into_iter())
-            .map(|u| {
-                json!({
-                    "object": u.object,
-                    "id": u.id,
-                    "kind": u.error.kind(),
-                    "reason": u.error.to_string(),
-                })
-            })
+        let unbuildable: Vec<Value> = (snapshot.unbuildable().into_iter())
+            .map(|u| json!({ "object": u.object, "id": u.id, "kind": u.kind, "reason": u.reason }))
             .collect();
         report["stale"] = json!(sync.stale());
         report["config"] = json!({

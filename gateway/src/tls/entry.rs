@@ -33,6 +33,19 @@ pub(crate) enum EntryError {
     Ticketer(rustls::Error),
 }
 
+impl EntryError {
+    /// A short fixed name of the cause, usable as a label.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            EntryError::NoCertificate => "no_certificate",
+            EntryError::Certificate { .. } => "certificate",
+            EntryError::Client(_) => "client_ca",
+            EntryError::Protocols(_) => "ssl_protocols",
+            EntryError::Ticketer(_) => "ticketer",
+        }
+    }
+}
+
 /// A built SSL object: its rustls configuration and client-certificate
 /// policy.
 pub(crate) struct Entry {

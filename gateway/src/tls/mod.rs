@@ -61,7 +61,7 @@ use rustls::crypto::CryptoProvider;
 
 pub use accept::{accept, AcceptError};
 pub use cert_requests::RouteCertRequests;
-pub use table::SniTable;
+pub use table::{SniTable, UnservedSsl};
 
 pub(crate) use cert_error::ClientCertError;
 pub(crate) use resolve::CertResolver;

@@ -36,6 +36,17 @@ pub struct SniTable {
     /// Every serving entry by SSL object id: what the next update or build
     /// starts from.
     by_id: imbl::HashMap<String, Arc<Entry>>,
+    /// The SSL objects that should serve but cannot, by id (for `/status`).
+    unserved: imbl::OrdMap<String, UnservedSsl>,
+}
+
+/// Why an SSL object that should serve handshakes cannot: a valid object
+/// rustls still refuses (a CA webpki cannot anchor, unusable protocols).
+#[derive(Clone, Debug)]
+pub struct UnservedSsl {
+    /// A short fixed name of the cause (`client_ca`, `ssl_protocols`, ...).
+    pub kind: &'static str,
+    pub reason: Arc<str>,
 }
 
 /// The entries of the SSL objects claiming one SNI pattern, in id order.
@@ -85,8 +96,11 @@ impl SniTable {
                 continue;
             }
             let built = previous.and_then(|table| table.by_id.get(&ssl.id));
-            if let Some(entry) = reuse_or_build(ssl, requests, built) {
-                table.insert(entry);
+            match reuse_or_build(ssl, requests, built) {
+                Ok(entry) => table.insert(entry),
+                Err(unserved) => {
+                    table.unserved.insert(ssl.id.clone(), unserved);
+                }
             }
         }
         table.fallback = fallback_sni.and_then(|name| table.fallback_entry(name));
@@ -130,6 +144,11 @@ impl SniTable {
         self.by_id.is_empty()
     }
 
+    /// The SSL objects that should serve handshakes but cannot, by id.
+    pub fn unserved(&self) -> impl Iterator<Item = (&str, &UnservedSsl)> {
+        self.unserved.iter().map(|(id, why)| (id.as_str(), why))
+    }
+
     /// The entry for a ClientHello's normalised SNI; `None` SNI means the
     /// fallback.
     pub(crate) fn for_sni(&self, sni: Option<&str>) -> Option<&Arc<Entry>> {
@@ -150,9 +169,17 @@ impl SniTable {
     /// Makes object `id` serve as `ssl` now describes it (`None`: deleted).
     fn replace(&mut self, id: &str, ssl: Option<&Arc<ValidSsl>>, requests: &RouteCertRequests) {
         let old = self.by_id.get(id).cloned();
-        let new = ssl
-            .filter(|ssl| serves(ssl))
-            .and_then(|ssl| reuse_or_build(ssl, requests, old.as_ref()));
+        self.unserved.remove(id);
+        let new = match ssl.filter(|ssl| serves(ssl)) {
+            Some(ssl) => match reuse_or_build(ssl, requests, old.as_ref()) {
+                Ok(entry) => Some(entry),
+                Err(unserved) => {
+                    self.unserved.insert(id.to_owned(), unserved);
+                    None
+                }
+            },
+            None => None,
+        };
         if let (Some(old), Some(new)) = (&old, &new) {
             if Arc::ptr_eq(old, new) {
                 return;
@@ -272,18 +299,18 @@ fn serves(ssl: &ValidSsl) -> bool {
 
 /// The entry for `ssl`: `built` (its entry in the table being replaced) while
 /// it is still for the same `Arc` with the same route CA names, else a new
-/// one; `None`, with a warning, when `ssl` cannot serve.
+/// one; why not, with a warning, when `ssl` cannot serve.
 fn reuse_or_build(
     ssl: &Arc<ValidSsl>,
     requests: &RouteCertRequests,
     built: Option<&Arc<Entry>>,
-) -> Option<Arc<Entry>> {
+) -> Result<Arc<Entry>, UnservedSsl> {
     let route_names = requests.names_for(&ssl.snis);
     let unchanged = built.filter(|entry| {
         Arc::ptr_eq(&entry.ssl, ssl) && entry.route_names.as_deref() == route_names.as_deref()
     });
     if let Some(entry) = unchanged {
-        return Some(Arc::clone(entry));
+        return Ok(Arc::clone(entry));
     }
     match Entry::build(ssl, route_names.as_deref()) {
         Ok(entry) => {
@@ -291,11 +318,14 @@ fn reuse_or_build(
             for warning in &ssl.warnings {
                 tracing::warn!(ssl_id = %ssl.id, %warning, "SSL object loaded with a warning");
             }
-            Some(Arc::new(entry))
+            Ok(Arc::new(entry))
         }
         Err(error) => {
             tracing::warn!(ssl_id = %ssl.id, %error, "SSL object skipped");
-            None
+            Err(UnservedSsl {
+                kind: error.kind(),
+                reason: error.to_string().into(),
+            })
         }
     }
 }

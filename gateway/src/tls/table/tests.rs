@@ -205,6 +205,10 @@ fn served(table: &SniTable) -> BTreeMap<String, Vec<String>> {
     let mut serving: Vec<String> = table.by_id.keys().cloned().collect();
     serving.sort();
     all.insert("ids".to_owned(), serving);
+    let unserved = table
+        .unserved()
+        .map(|(id, why)| format!("{id}: {}", why.kind));
+    all.insert("unserved".to_owned(), unserved.collect());
     all
 }
 
@@ -250,6 +254,40 @@ fn a_released_name_goes_to_the_next_smallest_claimant() {
     run.apply(&Step::Objects(vec![("b", Some(disabled))]));
     assert_eq!(run.table.ssl_id_for("other"), None);
     assert_eq!(run.table.len(), 1);
+}
+
+#[test]
+fn objects_that_cannot_serve_are_listed_until_fixed_or_deleted() {
+    let unserved = |run: &Run| -> Vec<(String, &'static str)> {
+        let list = run.table.unserved();
+        list.map(|(id, why)| (id.to_owned(), why.kind)).collect()
+    };
+    let broken = Spec {
+        broken: true,
+        ..Spec::server(&["a.test"])
+    };
+    let mut run = Run::new(None);
+    run.apply(&Step::Objects(vec![
+        ("a", Some(broken.clone())),
+        ("b", Some(broken)),
+    ]));
+    assert_eq!(
+        unserved(&run),
+        [
+            ("a".to_owned(), "certificate"),
+            ("b".to_owned(), "certificate")
+        ]
+    );
+    let reason = run.table.unserved().next().unwrap().1.reason.to_string();
+    assert!(
+        reason.starts_with("certificate pair 0 cannot be loaded"),
+        "{reason}"
+    );
+
+    run.apply(&put("a", &["a.test"]));
+    run.apply(&Step::Objects(vec![("b", None)]));
+    assert_eq!(unserved(&run), []);
+    assert_eq!(run.table.ssl_id_for("a.test"), Some("a"));
 }
 
 #[test]
