@@ -16,6 +16,7 @@ pub mod access_log;
 pub mod build_error;
 pub mod context;
 pub mod data_plane;
+pub mod json_text;
 pub mod listener;
 pub mod metrics;
 pub(crate) mod path;

@@ -28,7 +28,14 @@ const GATEWAY_LAYERS: &[&[&str]] = &[
     &["router", "plugins"],
     &["upstream"],
     &["tls"],
-    &["reply", "path", "context", "shutdown", "build_error"],
+    &[
+        "reply",
+        "path",
+        "context",
+        "shutdown",
+        "build_error",
+        "json_text",
+    ],
 ];
 
 fn src(krate: &str) -> PathBuf {

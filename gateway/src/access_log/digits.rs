@@ -6,14 +6,14 @@ pub(super) fn push_u64(out: &mut String, n: u64) {
     out.push_str(itoa::Buffer::new().format(n));
 }
 
-/// Appends `n` in decimal, left-padded with zeros to `width` digits; wider
-/// numbers are written whole.
+/// Appends `n` in decimal, left-padded with zeros to `width` digits (at
+/// most 20); wider numbers are written whole.
 pub(super) fn push_padded(out: &mut String, n: u64, width: usize) {
+    const ZEROS: &str = "00000000000000000000";
     let mut buffer = itoa::Buffer::new();
     let digits = buffer.format(n);
-    for _ in digits.len()..width {
-        out.push('0');
-    }
+    let pad = width.saturating_sub(digits.len()).min(ZEROS.len());
+    out.push_str(&ZEROS[..pad]);
     out.push_str(digits);
 }
 

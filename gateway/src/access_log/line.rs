@@ -9,13 +9,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{HOST, REFERER, USER_AGENT};
-use http::{HeaderValue, Method, Request, Uri, Version};
+use http::{Method, Request, Uri, Version};
 use shared::config::AccessLogFormat;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
 use super::digits::{push_padded, push_u64};
+use super::request_id::RequestId;
 use crate::context::{ClientCert, ConnInfo};
+use crate::json_text::{self, JsonText};
 use crate::metrics::HandshakeFailure;
 
 /// The request line and the headers a line shows, copied: a reference
@@ -71,14 +73,16 @@ impl RequestHead {
 /// One served request.
 pub(crate) struct RequestLine<'a> {
     pub(crate) time: SystemTime,
-    pub(crate) request_id: Option<&'a HeaderValue>,
+    pub(crate) request_id: Option<&'a RequestId>,
     pub(crate) conn: &'a ConnInfo,
-    pub(crate) route_id: Option<&'a str>,
+    /// Escaped when the route was built.
+    pub(crate) route_id: Option<&'a JsonText>,
     pub(crate) head: &'a RequestHead,
     pub(crate) status: u16,
     pub(crate) bytes_in: u64,
     pub(crate) bytes_out: u64,
-    pub(crate) upstream_addr: Option<&'a str>,
+    /// Escaped when the upstream was built.
+    pub(crate) upstream_addr: Option<&'a JsonText>,
     pub(crate) upstream_status: Option<u16>,
     pub(crate) request_time: Duration,
     pub(crate) upstream_time: Option<Duration>,
@@ -121,7 +125,7 @@ impl HandshakeLine {
             self.peer.port(),
             self.reason.as_str(),
         );
-        json_str(out, Some(&self.error));
+        json_text::push(out, &self.error);
         out.push('}');
         true
     }
@@ -169,20 +173,28 @@ impl RequestLine<'_> {
         out.push_str("{\"time\":\"");
         clock.write(self.time, out);
         out.push_str("\",\"request_id\":");
-        json_str(out, text(self.request_id));
+        // An id needs no escaping (see `RequestId`).
+        match self.request_id {
+            Some(id) => {
+                out.push('"');
+                out.push_str(id.as_str());
+                out.push('"');
+            }
+            None => out.push_str("null"),
+        }
         out.push(',');
         out.push_str(conn_fields(self.conn));
         out.push_str(",\"route_id\":");
-        json_str(out, self.route_id);
+        push_json_or_null(out, self.route_id);
         let head = &self.head;
         // A method is a token: nothing in it to escape.
         out.push_str(",\"method\":\"");
         out.push_str(head.method.as_str());
         out.push('"');
         out.push_str(",\"host\":");
-        json_str(out, head.host());
+        json_text::push_opt(out, head.host());
         out.push_str(",\"path\":");
-        json_str(out, Some(head.path()));
+        json_text::push(out, head.path());
         out.push_str(",\"status\":");
         push_u64(out, self.status.into());
         out.push_str(",\"bytes_in\":");
@@ -190,7 +202,7 @@ impl RequestLine<'_> {
         out.push_str(",\"bytes_out\":");
         push_u64(out, self.bytes_out);
         out.push_str(",\"upstream_addr\":");
-        json_str(out, self.upstream_addr);
+        push_json_or_null(out, self.upstream_addr);
         out.push_str(",\"upstream_status\":");
         match self.upstream_status {
             Some(status) => push_u64(out, status.into()),
@@ -239,16 +251,16 @@ fn conn_fields(conn: &ConnInfo) -> &str {
 fn format_conn_fields(conn: &ConnInfo) -> Box<str> {
     let mut out = String::new();
     out.push_str("\"client_addr\":");
-    json_str(&mut out, conn.client_ip().to_str().ok());
+    json_text::push_opt(&mut out, conn.client_ip().to_str().ok());
     let _ = write!(out, ",\"client_port\":{}", conn.remote_addr.port());
     let Some(tls) = &conn.tls else {
         out.push_str(",\"sni\":null,\"ssl_id\":null,\"tls_protocol\":null,\"tls_resumed\":null,\"client_cert\":null");
         return out.into();
     };
     out.push_str(",\"sni\":");
-    json_str(&mut out, tls.server_name.as_deref());
+    json_text::push_opt(&mut out, tls.server_name.as_deref());
     out.push_str(",\"ssl_id\":");
-    json_str(&mut out, Some(&tls.ssl_id));
+    json_text::push(&mut out, &tls.ssl_id);
     let _ = write!(
         out,
         ",\"tls_protocol\":\"{}\",\"tls_resumed\":{},\"client_cert\":",
@@ -266,14 +278,14 @@ fn client_cert(out: &mut String, cert: &ClientCert) {
     };
     let summary = &cert.summary;
     out.push_str("{\"verify\":");
-    json_str(out, Some(&verify));
+    json_text::push(out, &verify);
     for (name, value) in [
         ("subject", &summary.subject),
         ("serial", &summary.serial),
         ("sha256", &summary.fingerprint_sha256),
     ] {
         let _ = write!(out, ",\"{name}\":");
-        json_str(out, Some(value));
+        json_text::push(out, value);
     }
     out.push('}');
 }
@@ -282,63 +294,8 @@ fn path(uri: &Uri) -> &str {
     uri.path_and_query().map_or("/", |p| p.as_str())
 }
 
-fn text(value: Option<&HeaderValue>) -> Option<&str> {
-    value.and_then(|value| value.to_str().ok())
-}
-
-/// A JSON string (or `null`), escaped.
-fn json_str(out: &mut String, value: Option<&str>) {
-    let Some(value) = value else {
-        return out.push_str("null");
-    };
-    out.push('"');
-    let mut rest = value;
-    // Every byte to escape is ASCII, so the split points are char boundaries.
-    while let Some(at) = first_to_escape(rest.as_bytes()) {
-        out.push_str(&rest[..at]);
-        match rest.as_bytes()[at] {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b => {
-                out.push_str("\\u00");
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 0xf)]));
-            }
-        }
-        rest = &rest[at + 1..];
-    }
-    out.push_str(rest);
-    out.push('"');
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Where the first byte JSON must escape is (`"`, `\`, below 0x20), eight
-/// bytes at a time: a byte at a time cost more than the rest of a line.
-fn first_to_escape(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // The high bit of each byte below `n` (n <= 0x80); the lowest flag set
-    // is exact (a borrow only flags bytes above a real one).
-    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH;
-    let mut chunks = bytes.chunks_exact(8);
-    for (index, chunk) in (&mut chunks).enumerate() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        let found = below(word, b' ')
-            | below(word ^ (ONES * u64::from(b'"')), 1)
-            | below(word ^ (ONES * u64::from(b'\\')), 1);
-        if found != 0 {
-            return Some(index * 8 + found.trailing_zeros() as usize / 8);
-        }
-    }
-    let done = bytes.len() - chunks.remainder().len();
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < b' ')
-        .map(|at| done + at)
+fn push_json_or_null(out: &mut String, value: Option<&JsonText>) {
+    out.push_str(value.map_or("null", JsonText::as_json));
 }
 
 /// `"` and `\` escaped, control characters as `\xHH`, as nginx does.
@@ -358,14 +315,24 @@ fn escape_into(out: &mut String, text: &str) {
 }
 
 /// Seconds with microseconds, as nginx `$request_time`; `null` for none.
+/// The microseconds are written as one number, the point put in after.
 fn seconds(out: &mut String, took: Option<Duration>) {
-    match took {
-        Some(took) => {
-            push_u64(out, took.as_secs());
+    let Some(took) = took else {
+        return out.push_str("null");
+    };
+    let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(micros);
+    match digits.len().checked_sub(6) {
+        Some(whole) if whole > 0 => {
+            out.push_str(&digits[..whole]);
             out.push('.');
-            push_padded(out, took.subsec_micros().into(), 6);
+            out.push_str(&digits[whole..]);
         }
-        None => out.push_str("null"),
+        _ => {
+            out.push_str("0.");
+            push_padded(out, micros, 6);
+        }
     }
 }
 
@@ -374,36 +341,6 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-
-    #[test]
-    fn the_first_byte_to_escape_is_found_in_any_position() {
-        for len in 0..20 {
-            let plain = "é".repeat(len / 2) + &"a".repeat(len % 2);
-            assert_eq!(first_to_escape(plain.as_bytes()), None, "{plain}");
-            for special in ['"', '\\', '\n', '\u{1f}', '\0'] {
-                for at in 0..=plain.len() {
-                    if !plain.is_char_boundary(at) {
-                        continue;
-                    }
-                    let mut text = plain.clone();
-                    text.insert(at, special);
-                    text.push('"');
-                    assert_eq!(first_to_escape(text.as_bytes()), Some(at), "{text:?}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn json_strings_are_escaped() {
-        let mut out = String::new();
-        json_str(&mut out, Some("a\"b\\c\nd\u{1}é"));
-        let back: String = serde_json::from_str(&out).unwrap();
-        assert_eq!(back, "a\"b\\c\nd\u{1}é");
-        out.clear();
-        json_str(&mut out, None);
-        assert_eq!(out, "null");
-    }
 
     #[test]
     fn a_request_line_is_one_json_object() {
@@ -420,17 +357,19 @@ mod tests {
                 .unwrap(),
             AccessLogFormat::Combined,
         );
-        let id = HeaderValue::from_static("id-1");
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-request-id", http::HeaderValue::from_static("id-1"));
+        let id = super::super::request_id::ensure(&mut headers);
         let line = RequestLine {
             time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             request_id: Some(&id),
             conn: &conn,
-            route_id: Some("r1"),
+            route_id: Some(&JsonText::new("r1")),
             head: &head,
             status: 502,
             bytes_in: 0,
             bytes_out: 42,
-            upstream_addr: Some("127.0.0.1:1"),
+            upstream_addr: Some(&JsonText::new("127.0.0.1:1")),
             upstream_status: None,
             request_time: Duration::from_micros(1_500),
             upstream_time: None,
@@ -439,6 +378,9 @@ mod tests {
         line.format(AccessLogFormat::Json, &mut Clock::default(), &mut out);
         let parsed: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(parsed["time"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(parsed["request_id"], "id-1");
+        assert_eq!(parsed["route_id"], "r1");
+        assert_eq!(parsed["upstream_addr"], "127.0.0.1:1");
         assert_eq!(parsed["path"], "/a?b=c");
         assert_eq!(parsed["client_addr"], "127.0.0.1");
         assert_eq!(parsed["client_cert"], Value::Null);
@@ -451,5 +393,23 @@ mod tests {
             out,
             r#"127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] "GET /a?b=c HTTP/1.1" 502 42 "-" "say \"hi\"""#
         );
+    }
+
+    #[test]
+    fn durations_are_seconds_with_six_decimals() {
+        for (micros, text) in [
+            (0, "0.000000"),
+            (651, "0.000651"),
+            (999_999, "0.999999"),
+            (1_000_000, "1.000000"),
+            (12_345_678, "12.345678"),
+        ] {
+            let mut out = String::new();
+            seconds(&mut out, Some(Duration::from_micros(micros)));
+            assert_eq!(out, text);
+        }
+        let mut out = String::new();
+        seconds(&mut out, None);
+        assert_eq!(out, "null");
     }
 }

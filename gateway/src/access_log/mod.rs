@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use shared::config::{AccessLogConfig, AccessLogFormat};
 
 pub(crate) use line::{RequestHead, RequestLine};
-pub(crate) use request_id::ensure as ensure_request_id;
+pub(crate) use request_id::{ensure as ensure_request_id, RequestId};
 
 use batch::{Batch, Batches};
 use line::{Clock, HandshakeLine};

@@ -1,5 +1,7 @@
 //! `X-Request-Id`: kept when the client sent a usable one, otherwise
-//! generated, and forwarded upstream either way.
+//! generated, and forwarded upstream either way. A usable id is text a log
+//! line can hold as it is: visible ASCII without `"` or `\`, at most
+//! [`MAX_LEN`] bytes.
 
 use std::cell::RefCell;
 use std::hash::{BuildHasher, RandomState};
@@ -13,20 +15,36 @@ pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-
 /// Longer client ids are replaced: a log field must stay small.
 const MAX_LEN: usize = 128;
 
+/// A request's id: text that needs no escaping in a log line.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId(HeaderValue);
+
+impl RequestId {
+    pub(crate) fn header(&self) -> &HeaderValue {
+        &self.0
+    }
+
+    /// The id as text (checked a word at a time: it is ASCII).
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
+    }
+}
+
 /// The request's id, set in `headers` when absent, unusable or repeated.
 /// The header is looked up once (an entry), not once to read and once to set.
-pub(crate) fn ensure(headers: &mut HeaderMap) -> HeaderValue {
-    match headers.entry(&X_REQUEST_ID) {
+pub(crate) fn ensure(headers: &mut HeaderMap) -> RequestId {
+    let id = match headers.entry(&X_REQUEST_ID) {
         Entry::Occupied(mut sent) => {
             if let Some(copy) = usable(&sent) {
-                return copy;
+                return RequestId(copy);
             }
             let id = generate();
             sent.insert(id.clone());
             id
         }
         Entry::Vacant(slot) => slot.insert(generate()).clone(),
-    }
+    };
+    RequestId(id)
 }
 
 /// A copy of the one id the client sent, if usable: a clone would keep the
@@ -36,7 +54,8 @@ fn usable(sent: &OccupiedEntry<'_, HeaderValue>) -> Option<HeaderValue> {
     let (Some(id), None) = (values.next(), values.next()) else {
         return None;
     };
-    if id.is_empty() || id.len() > MAX_LEN || id.to_str().is_err() {
+    let loggable = |b: &u8| (b.is_ascii_graphic() && !matches!(b, b'"' | b'\\')) || *b == b' ';
+    if id.is_empty() || id.len() > MAX_LEN || !id.as_bytes().iter().all(loggable) {
         return None;
     }
     HeaderValue::from_bytes(id.as_bytes()).ok()
@@ -104,15 +123,22 @@ mod tests {
     #[test]
     fn keeps_a_sent_id_and_generates_unique_ones() {
         let mut headers = HeaderMap::new();
-        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-1"));
-        assert_eq!(ensure(&mut headers), "abc-1");
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("abc 1"));
+        assert_eq!(ensure(&mut headers).as_str(), "abc 1");
+        for unloggable in ["a\"b", "a\\b", "a\tb", ""] {
+            let mut headers = HeaderMap::new();
+            headers.insert(&X_REQUEST_ID, HeaderValue::from_str(unloggable).unwrap());
+            let id = ensure(&mut headers);
+            assert_eq!(id.as_str().len(), 32, "{unloggable:?} replaced");
+            assert_eq!(headers.get(&X_REQUEST_ID), Some(id.header()));
+        }
 
         let mut headers = HeaderMap::new();
-        let first = ensure(&mut headers);
+        let first = ensure(&mut headers).header().clone();
         assert_eq!(headers.get(&X_REQUEST_ID), Some(&first));
         assert_eq!(first.len(), 32);
         let others: Vec<_> = (0..2 * IDS_PER_BLOCK)
-            .map(|_| ensure(&mut HeaderMap::new()))
+            .map(|_| ensure(&mut HeaderMap::new()).header().clone())
             .collect();
         assert!(others
             .iter()
@@ -127,6 +153,6 @@ mod tests {
         repeated.append(&X_REQUEST_ID, HeaderValue::from_static("b"));
         let id = ensure(&mut repeated);
         assert_eq!(repeated.get_all(&X_REQUEST_ID).iter().count(), 1);
-        assert_eq!(id.len(), 32);
+        assert_eq!(id.as_str().len(), 32);
     }
 }

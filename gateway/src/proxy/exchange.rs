@@ -6,15 +6,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Body as _;
 
-use crate::access_log::{self, RequestHead, RequestLine};
+use crate::access_log::{self, RequestHead, RequestId, RequestLine};
 use crate::context::ConnInfo;
 use crate::metrics::{self, request::RequestSample, RouteMetrics};
 use crate::plugins::LogCtx;
 use crate::reply::ProxyBody;
 use crate::router::RouteEntry;
+use crate::upstream::Node;
 
 /// What one request did; `'s` is the snapshot serving it.
 pub(super) struct Exchange<'s> {
@@ -22,12 +23,12 @@ pub(super) struct Exchange<'s> {
     /// Only when the access log is on.
     request: Option<RequestHead>,
     bytes_in: u64,
-    pub(super) request_id: Option<HeaderValue>,
+    pub(super) request_id: Option<RequestId>,
     pub(super) route: Option<&'s Arc<RouteEntry>>,
     /// The route's host pattern the request matched.
     pub(super) matched_host: &'s str,
     /// The upstream node of the last attempt.
-    pub(super) node: Option<&'s str>,
+    pub(super) node: Option<&'s Node>,
     /// The upstream's status and how long it took to answer.
     pub(super) upstream: Option<(StatusCode, Duration)>,
 }
@@ -58,16 +59,17 @@ impl<'s> Exchange<'s> {
         let status = response.status();
         let hint = response.body().size_hint();
         let bytes_out = hint.exact().unwrap_or(hint.lower());
-        let route_id = self.route.map(|route| route.id.as_str());
-        if let Some(pipeline) = self.route.and_then(|route| route.pipeline().ok()) {
-            pipeline.plugins.log(&LogCtx {
-                conn,
-                route_id: route_id.unwrap_or_default(),
-                status,
-                request_id: self.request_id.as_ref(),
-                duration: took,
-                upstream_status: self.upstream.map(|(status, _)| status),
-            });
+        if let Some(route) = self.route {
+            if let Ok(pipeline) = route.pipeline() {
+                pipeline.plugins.log(&LogCtx {
+                    conn,
+                    route_id: &route.id,
+                    status,
+                    request_id: self.request_id.as_ref().map(RequestId::header),
+                    duration: took,
+                    upstream_status: self.upstream.map(|(status, _)| status),
+                });
+            }
         }
         if metrics::enabled() {
             RequestSample {
@@ -77,7 +79,7 @@ impl<'s> Exchange<'s> {
                 },
                 matched_host: self.matched_host,
                 code: status.as_u16(),
-                node: self.node.unwrap_or_default(),
+                node: self.node.map_or("", Node::address),
                 consumer: "",
                 bytes_in: self.bytes_in,
                 bytes_out,
@@ -93,12 +95,12 @@ impl<'s> Exchange<'s> {
             time: SystemTime::now(),
             request_id: self.request_id.as_ref(),
             conn,
-            route_id,
+            route_id: self.route.map(|route| &route.log_id),
             head,
             status: status.as_u16(),
             bytes_in: self.bytes_in,
             bytes_out,
-            upstream_addr: self.node,
+            upstream_addr: self.node.map(Node::log_address),
             upstream_status: self.upstream.map(|(status, _)| status.as_u16()),
             request_time: took,
             upstream_time: self.upstream.map(|(_, took)| took),

@@ -52,7 +52,7 @@ pub(super) async fn forward<'s>(
             upstream: upstream.name.to_string(),
         })?;
         let node = upstream.node(index);
-        exchange.node = Some(node.address());
+        exchange.node = Some(node);
         let last_attempt = failed.len() >= upstream.retries as usize;
         let mut parts = request
             .for_node(upstream, node, last_attempt)

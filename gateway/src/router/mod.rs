@@ -36,6 +36,7 @@ use shared::validate::{ClientIdentity, Trust, UpstreamRef, ValidRoute, ValidSsl,
 use index::Index;
 
 use crate::build_error::BuildError;
+use crate::json_text::JsonText;
 use crate::metrics::RouteMetrics;
 use crate::plugins::PluginChain;
 use crate::upstream::{BuildContext, SslObjects, UpstreamPools, UpstreamTarget};
@@ -79,6 +80,8 @@ pub struct RouteEntry {
     pipeline: Result<Pipeline, BuildError>,
     /// Its metric handles, resolved once.
     pub(crate) metrics: RouteMetrics,
+    /// `id` as the access log writes it.
+    pub(crate) log_id: JsonText,
 }
 
 /// What a route that can serve runs: its plugins, then its upstream.
@@ -384,6 +387,7 @@ impl RouteEntry {
             methods: methods.unwrap_or_default(),
             pipeline,
             metrics: RouteMetrics::new(&route.id, &route.hosts),
+            log_id: JsonText::new(&route.id),
         }
     }
 

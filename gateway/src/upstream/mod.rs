@@ -36,6 +36,7 @@ pub(crate) use profile::SslObjects;
 use profile::TlsProfile;
 
 use crate::build_error::BuildError;
+use crate::json_text::JsonText;
 
 /// What upstreams are built with, besides their own spec.
 pub(crate) struct BuildContext<'a> {
@@ -78,6 +79,8 @@ pub(crate) struct Node {
     authority: Authority,
     /// `host`, plus `:port` unless the scheme's default.
     host_header: HeaderValue,
+    /// The address as the access log writes it.
+    log_address: JsonText,
 }
 
 impl UpstreamTarget {
@@ -230,14 +233,20 @@ impl Node {
         }
         .map_err(|_| invalid())?;
         Ok(Node {
+            log_address: JsonText::new(authority.as_str()),
             authority,
             host_header,
         })
     }
 
-    /// `host:port`, for logs.
+    /// `host:port`, for logs and metrics.
     pub(crate) fn address(&self) -> &str {
         self.authority.as_str()
+    }
+
+    /// `host:port` as a JSON string.
+    pub(crate) fn log_address(&self) -> &JsonText {
+        &self.log_address
     }
 }
 
