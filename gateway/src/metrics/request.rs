@@ -10,6 +10,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ const STATUS_CACHE_MAX: usize = 4096;
 /// The metric handles and labels of one route, built with the route.
 #[derive(Debug)]
 pub struct RouteMetrics {
+    /// This build of the route, unique for the life of the process: what
+    /// the status counters are found by.
+    build: u64,
     route: Box<str>,
     /// The route's host patterns, each with its label (`*.example.com`).
     hosts: Box<[(HostPattern, Box<str>)]>,
@@ -34,8 +38,10 @@ pub struct RouteMetrics {
 
 impl RouteMetrics {
     pub fn new(route: &str, hosts: &[HostPattern]) -> RouteMetrics {
+        static BUILDS: AtomicU64 = AtomicU64::new(0);
         let bandwidth = &metrics().bandwidth;
         RouteMetrics {
+            build: BUILDS.fetch_add(1, Ordering::Relaxed),
             route: route.into(),
             hosts: hosts
                 .iter()
@@ -104,6 +110,7 @@ impl RequestSample<'_> {
 
     fn count_status(&self) {
         let labels = StatusLabels {
+            build: self.route.build,
             code: self.code,
             route: &self.route.route,
             matched_host: self.matched_host,
@@ -122,8 +129,10 @@ thread_local! {
     static STATUS: RefCell<StatusCache> = RefCell::new(StatusCache::default());
 }
 
-#[derive(Hash, PartialEq, Eq)]
+/// A request's status labels. `matched_host` and `node` must be owned by
+/// the route's build (see [`StatusCache`]).
 struct StatusLabels<'a> {
+    build: u64,
     code: u16,
     route: &'a str,
     matched_host: &'a str,
@@ -131,49 +140,71 @@ struct StatusLabels<'a> {
     node: &'a str,
 }
 
-/// Status counters by label set, per thread. Keyed by a hash of the labels
-/// (so a lookup allocates nothing), each entry keeping its labels to tell
-/// collisions apart.
+/// Status counters by label set, per thread. A lookup hashes and compares
+/// identities, not label text: the route's build ([`RouteMetrics::build`],
+/// never reused) and the addresses of the node and matched-host labels,
+/// which that build owns and keeps in place for its whole life. Once a
+/// build is gone its entries can no longer match; they go when the cache
+/// starts over. The consumer is compared by text: it is not the route's.
 #[derive(Default)]
 struct StatusCache {
-    entries: HashMap<u64, Vec<(OwnedLabels, IntCounter)>, BuildHasherDefault<LabelHasher>>,
+    entries: HashMap<u64, Vec<(StatusKey, IntCounter)>, BuildHasherDefault<LabelHasher>>,
     len: usize,
 }
 
-/// Labels kept by the cache.
-struct OwnedLabels {
+/// The identity of a label set.
+struct StatusKey {
+    build: u64,
     code: u16,
-    strings: [Box<str>; 4],
+    matched_host: (usize, usize),
+    node: (usize, usize),
+    consumer: Box<str>,
 }
 
-impl OwnedLabels {
-    fn of(labels: &StatusLabels<'_>) -> OwnedLabels {
-        OwnedLabels {
-            code: labels.code,
-            strings: [
-                labels.route.into(),
-                labels.matched_host.into(),
-                labels.consumer.into(),
-                labels.node.into(),
-            ],
-        }
+/// Where a label's text is, and how long it is.
+fn place(label: &str) -> (usize, usize) {
+    (label.as_ptr() as usize, label.len())
+}
+
+impl StatusKey {
+    fn is(&self, labels: &StatusLabels<'_>) -> bool {
+        self.build == labels.build
+            && self.code == labels.code
+            && self.matched_host == place(labels.matched_host)
+            && self.node == place(labels.node)
+            && *self.consumer == *labels.consumer
     }
 
-    fn is(&self, labels: &StatusLabels<'_>) -> bool {
-        let [route, host, consumer, node] = &self.strings;
-        self.code == labels.code
-            && **route == *labels.route
-            && **host == *labels.matched_host
-            && **consumer == *labels.consumer
-            && **node == *labels.node
+    fn of(labels: &StatusLabels<'_>) -> StatusKey {
+        StatusKey {
+            build: labels.build,
+            code: labels.code,
+            matched_host: place(labels.matched_host),
+            node: place(labels.node),
+            consumer: labels.consumer.into(),
+        }
+    }
+}
+
+impl StatusLabels<'_> {
+    /// Hashes what [`StatusKey::is`] compares.
+    fn key_hash(&self) -> u64 {
+        let mut hasher = LabelHasher::default();
+        hasher.add(self.build);
+        hasher.add(self.code.into());
+        for label in [self.matched_host, self.node] {
+            let (at, len) = place(label);
+            hasher.add(at as u64);
+            hasher.add(len as u64);
+        }
+        self.consumer.hash(&mut hasher);
+        hasher.finish()
     }
 }
 
 impl StatusCache {
     fn inc(&mut self, labels: &StatusLabels<'_>) {
-        let mut hasher = LabelHasher::default();
-        labels.hash(&mut hasher);
-        let key = hasher.finish();
+        let key = labels.key_hash();
         if let Some((_, counter)) = self
             .entries
             .get(&key)
@@ -197,7 +228,7 @@ impl StatusCache {
         self.entries
             .entry(key)
             .or_default()
-            .push((OwnedLabels::of(labels), counter.clone()));
+            .push((StatusKey::of(labels), counter.clone()));
         self.len += 1;
         counter.inc();
     }
@@ -254,40 +285,65 @@ impl Hasher for LabelHasher {
 mod tests {
     use super::*;
 
-    fn hash(labels: &StatusLabels<'_>) -> u64 {
-        let mut hasher = LabelHasher::default();
-        labels.hash(&mut hasher);
-        hasher.finish()
-    }
-
     #[test]
     fn label_sets_that_differ_hash_apart() {
+        let (node, other_node) = ("127.0.0.1:8080".to_owned(), "127.0.0.1:8080".to_owned());
         let base = StatusLabels {
+            build: 7,
             code: 200,
             route: "r1",
             matched_host: "",
             consumer: "",
-            node: "127.0.0.1:8080",
+            node: &node,
         };
         let others = [
             StatusLabels { code: 502, ..base },
+            StatusLabels { build: 8, ..base },
+            // The same text elsewhere is another label.
             StatusLabels {
-                route: "r2",
+                node: &other_node,
                 ..base
             },
             StatusLabels {
-                node: "127.0.0.1:8081",
-                ..base
-            },
-            // The boundary between two strings is part of the hash.
-            StatusLabels {
-                route: "r",
-                matched_host: "1",
+                consumer: "c",
                 ..base
             },
         ];
+        let key = StatusKey::of(&base);
+        assert!(key.is(&base));
         for other in &others {
-            assert_ne!(hash(&base), hash(other));
+            assert_ne!(base.key_hash(), other.key_hash());
+            assert!(!key.is(other));
         }
+    }
+
+    #[test]
+    fn each_build_of_a_route_counts_into_the_same_series() {
+        let hosts = [HostPattern::Exact("a.test".into())];
+        let (first, second) = (
+            RouteMetrics::new("rm1", &hosts),
+            RouteMetrics::new("rm1", &hosts),
+        );
+        assert_ne!(first.build, second.build);
+        let node = "127.0.0.1:1";
+        for route in [&first, &second, &first] {
+            RequestSample {
+                route,
+                matched_host: route.matched_host(Some("a.test")),
+                code: 201,
+                node,
+                consumer: "",
+                bytes_in: 0,
+                bytes_out: 0,
+                total: Duration::ZERO,
+                upstream: None,
+            }
+            .record();
+        }
+        let count = metrics()
+            .status
+            .with_label_values(&["201", "rm1", "a.test", "", "", node])
+            .get();
+        assert_eq!(count, 3);
     }
 }
