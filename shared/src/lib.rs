@@ -38,6 +38,9 @@ pub mod schema;
 pub mod standalone;
 pub mod state;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
 pub mod validate;
 pub mod watch;
 pub mod x509;

@@ -5,11 +5,14 @@
 
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use harness::fixtures::{
     curl_http, eventually_status, plain_route, plain_ssl, PROPAGATION_TIMEOUT,
 };
 use harness::pki::Ca;
 use harness::{wait_until, EchoServer, Etcd, Gateway, GatewayOptions};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::{json, Value};
 
 fn with_status() -> GatewayOptions {
@@ -202,6 +205,99 @@ async fn status_lists_routes_that_cannot_serve_with_the_kind_of_error() -> harne
         "a cleared kind leaves the metrics"
     );
     Ok(())
+}
+
+#[tokio::test]
+async fn status_lists_ssl_objects_that_cannot_serve_with_the_kind_of_error() -> harness::Result<()>
+{
+    let etcd = Etcd::start().await?;
+    let gw = Gateway::start_with(&etcd, with_status()).await?;
+    let server = Ca::new("Server CA").server("odd.test", &["odd.test"]);
+    let ssl_with_client_ca = |ca_pem: &str| {
+        let mut ssl = plain_ssl("odd.test", &server);
+        ssl["client"] = json!({ "ca": ca_pem });
+        ssl
+    };
+    // The admin API reads the CA (it parses as X.509), but webpki refuses
+    // to anchor a certificate that names two signature algorithms.
+    gw.admin()
+        .create(
+            "ssls/odd",
+            ssl_with_client_ca(&ca_with_mismatched_signature_algorithm()),
+        )
+        .await?;
+    let status = status_until(&gw, "the SSL object to be listed as unbuildable", |s| {
+        s["config"]["unbuildable"]
+            .as_array()
+            .is_some_and(|list| !list.is_empty())
+    })
+    .await?;
+    let unbuildable = &status["config"]["unbuildable"];
+    assert_eq!(unbuildable.as_array().map(Vec::len), Some(1), "{status:#}");
+    let listed = &unbuildable[0];
+    assert_eq!(
+        (&listed["object"], &listed["id"], &listed["kind"]),
+        (&json!("ssl"), &json!("odd"), &json!("client_ca")),
+        "{listed:#}"
+    );
+    let reason = listed["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("client: CA certificate #0 is not a usable trust anchor"),
+        "{reason}"
+    );
+    assert_eq!(
+        unbuildable_count(&gw.metrics().await?, "ssl", "client_ca"),
+        Some(1.0),
+        "counted by kind in the metrics"
+    );
+
+    let ca = Ca::new("Client CA");
+    gw.admin()
+        .put_expecting(
+            "/apisix/admin/ssls/odd",
+            ssl_with_client_ca(&ca.cert_pem),
+            200,
+        )
+        .await?;
+    status_until(&gw, "the fixed SSL object to leave the list", |s| {
+        s["config"]["unbuildable"] == json!([])
+    })
+    .await?;
+    assert_eq!(
+        unbuildable_count(&gw.metrics().await?, "ssl", "client_ca"),
+        None,
+        "a cleared kind leaves the metrics"
+    );
+    Ok(())
+}
+
+/// A self-signed CA certificate whose signature algorithm (ECDSA with
+/// SHA-384) contradicts the one its signed part names (ECDSA with SHA-256).
+fn ca_with_mismatched_signature_algorithm() -> String {
+    const ECDSA_SHA256: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, "Odd CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().expect("an ECDSA P-256 CA key");
+    let mut der = params
+        .self_signed(&key)
+        .expect("self-sign a CA")
+        .der()
+        .to_vec();
+    // The outer algorithm follows the signed part, which names it first.
+    let outer = der
+        .windows(ECDSA_SHA256.len())
+        .rposition(|window| window == ECDSA_SHA256)
+        .expect("signed with ECDSA with SHA-256");
+    der[outer + ECDSA_SHA256.len() - 1] = 0x03;
+    let base64 = STANDARD.encode(der);
+    let lines: Vec<&str> = (base64.as_bytes().chunks(64))
+        .map(|line| std::str::from_utf8(line).expect("base64 is ASCII"))
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
 
 /// The value of `portcullis_config_unbuildable{object, kind}`, if present.

@@ -47,11 +47,11 @@ pub(crate) enum ProxyError {
     RouteUnavailable { route: String, reason: String },
     #[error("route {route}: {upstream} has no node to send to")]
     NoNode { route: String, upstream: String },
-    #[error("route {route}: cannot build the request for {upstream}: {reason}")]
+    #[error("route {route}: cannot build the request for {upstream}: {source}")]
     UpstreamRequest {
         route: String,
         upstream: String,
-        reason: String,
+        source: http::Error,
     },
     #[error("route {route}: {upstream}, node {node}: {source}")]
     Upstream {

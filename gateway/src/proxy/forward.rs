@@ -56,10 +56,10 @@ pub(super) async fn forward<'s>(
         let last_attempt = failed.len() >= upstream.retries as usize;
         let mut parts = request
             .for_node(upstream, node, last_attempt)
-            .map_err(|reason| ProxyError::UpstreamRequest {
+            .map_err(|source| ProxyError::UpstreamRequest {
                 route: ctx.route_id.to_owned(),
                 upstream: upstream.name.to_string(),
-                reason,
+                source,
             })?;
         if let ControlFlow::Break(response) =
             pipeline.plugins.upstream_request_filter(ctx, &mut parts)
@@ -126,10 +126,8 @@ impl UpstreamRequest {
         upstream: &UpstreamTarget,
         node: &Node,
         last: bool,
-    ) -> Result<Parts, String> {
-        let uri = upstream
-            .uri(node, self.path_and_query.clone())
-            .map_err(|err| err.to_string())?;
+    ) -> Result<Parts, http::Error> {
+        let uri = upstream.uri(node, self.path_and_query.clone())?;
         let (mut parts, ()) = Request::new(()).into_parts();
         parts.method = self.method.clone();
         parts.uri = uri;

@@ -66,8 +66,8 @@ pub use table::{SniTable, UnservedSsl};
 pub(crate) use cert_error::ClientCertError;
 pub(crate) use resolve::CertResolver;
 pub(crate) use table::is_current as client_policy_is_current;
-pub use trust::TrustError;
 pub(crate) use trust::TrustSet;
+pub use trust::{AnchorError, TrustError};
 
 /// The data plane's crypto provider, chosen explicitly rather than relying on
 /// a process-wide default that another crate could install.

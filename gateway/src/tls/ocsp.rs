@@ -26,7 +26,7 @@ use x509_cert::Certificate;
 use x509_ocsp::builder::OcspRequestBuilder;
 use x509_ocsp::{BasicOcspResponse, CertId, CertStatus, OcspResponse, OcspResponseStatus, Request};
 
-pub(crate) use fetch::{get, post};
+pub(crate) use fetch::{get, post, FetchError};
 
 /// A `thisUpdate` this far in the future still counts (clock skew).
 const CLOCK_SKEW: Duration = Duration::from_secs(300);

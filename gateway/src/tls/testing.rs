@@ -104,23 +104,10 @@ impl Ca {
     /// A client certificate naming `ocsp` (Authority Information Access)
     /// and `crl` (CRL Distribution Points) as where its status is published.
     pub(crate) fn client_publishing(&self, cn: &str, ocsp: &str, crl: &str) -> Identity {
-        fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-            assert!(content.len() < 128, "short form only");
-            [&[tag, content.len() as u8][..], content].concat()
-        }
-        let ocsp_method = [0x2b, 6, 1, 5, 5, 7, 48, 1];
-        let access = tlv(
-            0x30,
-            &[tlv(6, &ocsp_method), tlv(0x86, ocsp.as_bytes())].concat(),
-        );
-        let aia = tlv(0x30, &access);
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
-            &[1, 3, 6, 1, 5, 5, 7, 1, 1],
-            aia,
-        )];
+        params.custom_extensions = vec![shared::testing::ocsp_aia(ocsp)];
         params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
             uris: vec![crl.to_owned()],
         }];

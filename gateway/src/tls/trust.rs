@@ -28,12 +28,26 @@ use super::v1::{self, V1Issuer, V1Leaf};
 /// Why a trust set cannot be built from its configuration.
 #[derive(Debug, Error)]
 pub enum TrustError {
-    #[error("CA certificate #{index} is not a usable trust anchor: {reason}")]
-    Anchor { index: usize, reason: String },
+    #[error("CA certificate #{index} is not a usable trust anchor: {source}")]
+    Anchor {
+        index: usize,
+        #[source]
+        source: AnchorError,
+    },
     #[error("no CA certificate")]
     NoAnchor,
     #[error("CRL #{index} cannot be used: {reason}")]
     Crl { index: usize, reason: String },
+}
+
+/// Why one CA certificate cannot anchor client chains.
+#[derive(Debug, Error)]
+pub enum AnchorError {
+    #[error(transparent)]
+    Webpki(#[from] webpki::Error),
+    /// webpki took it, but it does not parse as X.509 for the v1-leaf check.
+    #[error(transparent)]
+    X509(#[from] x509_parser::nom::Err<x509_parser::error::X509Error>),
 }
 
 /// Trusted issuers, depth and CRLs.
@@ -60,14 +74,14 @@ impl TrustSet {
         if ca.is_empty() {
             return Err(TrustError::NoAnchor);
         }
-        let anchor_error = |index, reason: String| TrustError::Anchor { index, reason };
+        let anchor_error = |index, source: AnchorError| TrustError::Anchor { index, source };
         let mut anchors = Vec::with_capacity(ca.len());
         let mut v1_issuers = Vec::with_capacity(ca.len());
         for (index, der) in ca.iter().enumerate() {
-            let anchor = webpki::anchor_from_trusted_cert(der)
-                .map_err(|e| anchor_error(index, e.to_string()))?;
+            let anchor =
+                webpki::anchor_from_trusted_cert(der).map_err(|e| anchor_error(index, e.into()))?;
             anchors.push(anchor.to_owned());
-            v1_issuers.push(V1Issuer::from_ca(der).map_err(|e| anchor_error(index, e))?);
+            v1_issuers.push(V1Issuer::from_ca(der).map_err(|e| anchor_error(index, e.into()))?);
         }
         let crls = match revocation {
             Some(revocation) => Crls::new(revocation, ca)

@@ -8,6 +8,7 @@
 //! are never accepted as intermediates (webpki refuses them there too).
 
 use rustls_pki_types::{CertificateDer, UnixTime};
+use x509_parser::error::X509Error;
 use x509_parser::prelude::{FromDer, X509Certificate, X509Version};
 use x509_parser::x509::SubjectPublicKeyInfo;
 
@@ -22,8 +23,10 @@ pub(crate) struct V1Issuer {
 }
 
 impl V1Issuer {
-    pub(crate) fn from_ca(der: &CertificateDer<'_>) -> Result<V1Issuer, String> {
-        let (_, ca) = X509Certificate::from_der(der.as_ref()).map_err(|e| e.to_string())?;
+    pub(crate) fn from_ca(
+        der: &CertificateDer<'_>,
+    ) -> Result<V1Issuer, x509_parser::nom::Err<X509Error>> {
+        let (_, ca) = X509Certificate::from_der(der.as_ref())?;
         Ok(V1Issuer {
             subject: ca.subject().as_raw().to_vec(),
             spki: ca.public_key().raw.to_vec(),

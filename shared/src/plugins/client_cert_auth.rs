@@ -99,14 +99,12 @@ pub enum CertEncoding {
     Base64Der,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A setting left out takes its default.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 struct Spec {
-    #[serde(default)]
     required: Requirement,
-    #[serde(default)]
     certificates: Vec<String>,
-    #[serde(default)]
     ca: Vec<String>,
     depth: Option<u32>,
     crl: Option<Vec<String>>,

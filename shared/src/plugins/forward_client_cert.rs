@@ -12,16 +12,13 @@ use crate::error::ValidationError;
 
 pub const NAME: &str = "forward-client-cert";
 
-/// `forward-client-cert`, validated.
+/// `forward-client-cert`, validated. A setting left out takes its default.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ForwardClientCert {
-    #[serde(default)]
     pub mode: Mode,
-    #[serde(default)]
     pub format: Format,
     /// In Envoy's order, each once.
-    #[serde(default)]
     pub details: Vec<Detail>,
     /// This proxy's own identity, one header token.
     pub by: Option<String>,
@@ -114,5 +111,14 @@ mod tests {
         assert_eq!(parsed.details, [Detail::Cert, Detail::Dns]);
         assert!(parsed.format.xfcc() && parsed.format.rfc9440());
         assert_eq!(parsed.mode, Mode::Sanitize);
+    }
+
+    #[test]
+    fn settings_left_out_take_their_defaults_and_unknown_ones_are_refused() {
+        let parsed = ForwardClientCert::validate(&json!({}), &BTreeMap::new()).unwrap();
+        assert_eq!((parsed.mode, parsed.format), (Mode::Sanitize, Format::Xfcc));
+        assert!(parsed.details.is_empty() && parsed.by.is_none());
+        let unknown = json!({"mode": "sanitize", "nope": 1});
+        assert!(ForwardClientCert::validate(&unknown, &BTreeMap::new()).is_err());
     }
 }

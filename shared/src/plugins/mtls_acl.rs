@@ -111,22 +111,11 @@ impl PluginSpec for MtlsAcl {
     /// everyone).
     fn validate(config: &Value, route: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {
         let spec = Spec::deserialize(config).map_err(|e| ValidationError::Json(e.to_string()))?;
-        let (allow, entries) = match (spec.allow, spec.deny) {
-            (Some(_), Some(_)) => {
-                return Err(ValidationError::field(
-                    "allow",
-                    "give either `allow` or `deny`, not both",
-                ))
-            }
-            (None, None) => {
-                return Err(ValidationError::field(
-                    "allow",
-                    "one of `allow` or `deny` is required",
-                ))
-            }
-            (Some(allow), None) => (true, allow),
-            (None, Some(deny)) => (false, deny),
-        };
+        let (allow, entries) =
+            match exactly_one(("allow", spec.allow), ("deny", spec.deny), "allow")? {
+                OneOf::First(allow) => (true, allow),
+                OneOf::Second(deny) => (false, deny),
+            };
         let source = source(spec.certificate_header_name, spec.attribute, route)?;
         let entries: HashSet<String> = entries
             .iter()
@@ -149,21 +138,13 @@ fn source(
     attribute: Option<Attribute>,
     route: &BTreeMap<String, Value>,
 ) -> Result<Source, ValidationError> {
-    let header = match (header, attribute) {
-        (Some(_), Some(_)) => {
-            return Err(ValidationError::field(
-                "attribute",
-                "give either `certificate_header_name` or `attribute`, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(ValidationError::field(
-                "attribute",
-                "one of `certificate_header_name` or `attribute` is required",
-            ))
-        }
-        (None, Some(attribute)) => return Ok(Source::Attribute(attribute)),
-        (Some(header), None) => header,
+    let header = match exactly_one(
+        ("certificate_header_name", header),
+        ("attribute", attribute),
+        "attribute",
+    )? {
+        OneOf::First(header) => header,
+        OneOf::Second(attribute) => return Ok(Source::Attribute(attribute)),
     };
     if !mtls_auth::sets_header(route, &header) {
         return Err(ValidationError::field(
@@ -179,6 +160,32 @@ fn source(
         .map_err(|_| {
             ValidationError::field("certificate_header_name", "is not a valid header name")
         })
+}
+
+/// Which of two mutually exclusive settings a config gave.
+enum OneOf<A, B> {
+    First(A),
+    Second(B),
+}
+
+/// Exactly one of two named settings, the error reported on `field`.
+fn exactly_one<A, B>(
+    (first_name, first): (&str, Option<A>),
+    (second_name, second): (&str, Option<B>),
+    field: &str,
+) -> Result<OneOf<A, B>, ValidationError> {
+    match (first, second) {
+        (Some(first), None) => Ok(OneOf::First(first)),
+        (None, Some(second)) => Ok(OneOf::Second(second)),
+        (Some(_), Some(_)) => Err(ValidationError::field(
+            field,
+            format!("give either `{first_name}` or `{second_name}`, not both"),
+        )),
+        (None, None) => Err(ValidationError::field(
+            field,
+            format!("one of `{first_name}` or `{second_name}` is required"),
+        )),
+    }
 }
 
 #[cfg(test)]

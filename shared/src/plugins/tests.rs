@@ -159,12 +159,23 @@ fn mtls_acl_needs_one_list_and_one_source() {
         "invalid plugins.mtls-acl.allow: give either `allow` or `deny`, not both"
     );
     let neither = json!({"attribute": "subject_o"});
-    assert!(check_one("mtls-acl", neither).is_err());
+    assert_eq!(
+        check_one("mtls-acl", neither).unwrap_err().to_string(),
+        "invalid plugins.mtls-acl.allow: one of `allow` or `deny` is required"
+    );
     let two_sources =
         json!({"attribute": "subject_o", "certificate_header_name": "X-O", "allow": ["a"]});
-    assert!(check_one("mtls-acl", two_sources).is_err());
+    assert_eq!(
+        check_one("mtls-acl", two_sources).unwrap_err().to_string(),
+        "invalid plugins.mtls-acl.attribute: give either `certificate_header_name` or \
+         `attribute`, not both"
+    );
     let no_source = json!({"allow": ["a"]});
-    assert!(check_one("mtls-acl", no_source).is_err());
+    assert_eq!(
+        check_one("mtls-acl", no_source).unwrap_err().to_string(),
+        "invalid plugins.mtls-acl.attribute: one of `certificate_header_name` or \
+         `attribute` is required"
+    );
 }
 
 #[test]

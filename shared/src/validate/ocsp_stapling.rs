@@ -71,33 +71,19 @@ fn responder(field: &str, pair: &CertKeyPair) -> Result<String, ValidationError>
 
 #[cfg(test)]
 mod tests {
-    use rcgen::{CertificateParams, CustomExtension, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
+    use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
     use serde_json::json;
 
     use crate::resource::Kind;
+    use crate::testing::ocsp_aia;
     use crate::validate::{validate, Valid, ValidationError};
     use crate::x509::test_pki::TestCa;
-
-    /// DER of an Authority Information Access extension naming `url` as
-    /// OCSP responder.
-    fn aia(url: &str) -> CustomExtension {
-        fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-            assert!(content.len() < 128, "short form only");
-            [&[tag, content.len() as u8][..], content].concat()
-        }
-        let ocsp_oid = [0x2b, 6, 1, 5, 5, 7, 48, 1];
-        let desc = tlv(
-            0x30,
-            &[tlv(6, &ocsp_oid), tlv(0x86, url.as_bytes())].concat(),
-        );
-        CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], tlv(0x30, &desc))
-    }
 
     /// A leaf for a.test with `url` as its responder, and its key.
     fn leaf(ca: &TestCa, url: Option<&str>) -> (String, String) {
         let mut params = CertificateParams::new(vec!["a.test".to_owned()]).expect("params");
         params.distinguished_name.push(DnType::CommonName, "a.test");
-        params.custom_extensions.extend(url.map(aia));
+        params.custom_extensions.extend(url.map(ocsp_aia));
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
         let cert = params.signed_by(&key, &ca.issuer).expect("cert");
         (cert.pem(), key.serialize_pem())

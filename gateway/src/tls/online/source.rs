@@ -9,13 +9,15 @@ use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
+use thiserror::Error;
 use tokio::time::Instant;
+use x509_parser::error::X509Error;
 use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
 use x509_parser::oid_registry::OID_PKIX_ACCESS_DESCRIPTOR_OCSP;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
-use super::super::ocsp::{self, CertState, OcspTarget};
+use super::super::ocsp::{self, CertState, FetchError, OcspError, OcspTarget};
 
 /// A failed fetch is remembered this long, so that a responder that is down
 /// costs one attempt per interval rather than one per handshake.
@@ -155,19 +157,55 @@ pub(super) async fn fetch(
     }
 }
 
+/// Why a fetch gave no answer (logged; the answer is then `Failed`).
+#[derive(Debug, Error)]
+pub(super) enum NoAnswer {
+    /// The OCSP request for the certificate cannot be built.
+    #[error(transparent)]
+    Request(OcspError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("{url}: {source}")]
+    Ocsp {
+        url: String,
+        #[source]
+        source: OcspError,
+    },
+    #[error("{url}: {source}")]
+    Crl {
+        url: String,
+        #[source]
+        source: CrlError,
+    },
+}
+
+/// Why a fetched CRL is not used.
+#[derive(Debug, Error)]
+pub(super) enum CrlError {
+    #[error("not a CRL: {0}")]
+    NotACrl(#[source] x509_parser::nom::Err<X509Error>),
+    #[error("the issuer's certificate does not parse: {0}")]
+    Issuer(#[source] x509_parser::nom::Err<X509Error>),
+    #[error("the CRL is not signed by the certificate's issuer")]
+    NotSignedByIssuer,
+    #[error("the CRL is past its nextUpdate")]
+    Expired,
+}
+
 async fn fetch_ocsp(
     url: &str,
     cert: &CertificateDer<'_>,
     issuer: &CertificateDer<'_>,
     timeout: Duration,
-) -> Result<(Answer, Instant), String> {
-    let target = OcspTarget::new(cert, issuer, url).map_err(|e| e.to_string())?;
-    let der = ocsp::post(url, target.request(), timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(Answer, Instant), NoAnswer> {
+    let target = OcspTarget::new(cert, issuer, url).map_err(NoAnswer::Request)?;
+    let der = ocsp::post(url, target.request(), timeout).await?;
     let checked = target
         .check(&der, SystemTime::now())
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|source| NoAnswer::Ocsp {
+            url: url.to_owned(),
+            source,
+        })?;
     Ok((Answer::Ocsp(checked.state), expiry(checked.next_update)))
 }
 
@@ -175,9 +213,12 @@ async fn fetch_crl(
     url: &str,
     issuer: &CertificateDer<'_>,
     timeout: Duration,
-) -> Result<(Answer, Instant), String> {
-    let der = ocsp::get(url, timeout).await.map_err(|e| e.to_string())?;
-    let (list, next_update) = verified_crl(&der, issuer).map_err(|e| format!("{url}: {e}"))?;
+) -> Result<(Answer, Instant), NoAnswer> {
+    let der = ocsp::get(url, timeout).await?;
+    let (list, next_update) = verified_crl(&der, issuer).map_err(|source| NoAnswer::Crl {
+        url: url.to_owned(),
+        source,
+    })?;
     Ok((Answer::Crl(Arc::new(list)), expiry(next_update)))
 }
 
@@ -186,7 +227,7 @@ async fn fetch_crl(
 fn verified_crl(
     der: &[u8],
     issuer: &CertificateDer<'_>,
-) -> Result<(RevokedSerials, Option<SystemTime>), String> {
+) -> Result<(RevokedSerials, Option<SystemTime>), CrlError> {
     let pem;
     let der = match x509_parser::pem::parse_x509_pem(der) {
         Ok((_, block)) if block.label == "X509 CRL" => {
@@ -195,20 +236,18 @@ fn verified_crl(
         }
         _ => der,
     };
-    let (_, crl) =
-        CertificateRevocationList::from_der(der).map_err(|e| format!("not a CRL: {e}"))?;
-    let (_, issuer) =
-        X509Certificate::from_der(issuer.as_ref()).map_err(|e| format!("issuer: {e}"))?;
+    let (_, crl) = CertificateRevocationList::from_der(der).map_err(CrlError::NotACrl)?;
+    let (_, issuer) = X509Certificate::from_der(issuer.as_ref()).map_err(CrlError::Issuer)?;
     if crl.issuer().as_raw() != issuer.subject().as_raw()
         || crl.verify_signature(issuer.public_key()).is_err()
     {
-        return Err("the CRL is not signed by the certificate's issuer".into());
+        return Err(CrlError::NotSignedByIssuer);
     }
     let next_update = crl
         .next_update()
         .map(|at| SystemTime::UNIX_EPOCH + Duration::from_secs(at.timestamp().max(0) as u64));
     if next_update.is_some_and(|next| next <= SystemTime::now()) {
-        return Err("the CRL is past its nextUpdate".into());
+        return Err(CrlError::Expired);
     }
     let list = RevokedSerials {
         issuer: crl.issuer().as_raw().to_vec(),
@@ -280,10 +319,31 @@ mod tests {
         assert!(matches!(judge(&other.client("x")), Judged::Unknown(_)));
 
         let impostor = Ca::new("Client CA");
-        assert!(verified_crl(impostor.crl(&[], days_ago(1)).as_ref(), &ca.cert()).is_err());
+        assert!(matches!(
+            verified_crl(impostor.crl(&[], days_ago(1)).as_ref(), &ca.cert()),
+            Err(CrlError::NotSignedByIssuer)
+        ));
         let stale = ca.crl(&[], days_ago(31));
-        assert!(verified_crl(stale.as_ref(), &ca.cert()).is_err());
-        assert!(verified_crl(b"not a crl", &ca.cert()).is_err());
+        assert!(matches!(
+            verified_crl(stale.as_ref(), &ca.cert()),
+            Err(CrlError::Expired)
+        ));
+        assert!(matches!(
+            verified_crl(b"not a crl", &ca.cert()),
+            Err(CrlError::NotACrl(_))
+        ));
+    }
+
+    #[test]
+    fn a_failed_fetch_names_the_url_and_the_reason() {
+        let stale = NoAnswer::Crl {
+            url: "http://127.0.0.1:2/ca.crl".into(),
+            source: CrlError::Expired,
+        };
+        assert_eq!(
+            stale.to_string(),
+            "http://127.0.0.1:2/ca.crl: the CRL is past its nextUpdate"
+        );
     }
 
     #[test]

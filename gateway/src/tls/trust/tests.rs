@@ -178,8 +178,17 @@ fn refuses_unusable_configurations() {
         Err(TrustError::NoAnchor)
     ));
     let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+    let err = TrustSet::new(&[garbage], 1, None, None, algs())
+        .err()
+        .unwrap();
     assert!(matches!(
-        TrustSet::new(&[garbage], 1, None, None, algs()),
-        Err(TrustError::Anchor { index: 0, .. })
+        err,
+        TrustError::Anchor {
+            index: 0,
+            source: AnchorError::Webpki(_)
+        }
     ));
+    assert!(err
+        .to_string()
+        .starts_with("CA certificate #0 is not a usable trust anchor: "));
 }
