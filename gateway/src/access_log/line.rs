@@ -14,7 +14,7 @@ use shared::config::AccessLogFormat;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-use super::digits::{push_padded, push_u64};
+use super::digits::{push_six, push_u64, triple};
 use super::request_id::RequestId;
 use crate::context::{ClientCert, ConnInfo};
 use crate::json_text::{self, JsonText};
@@ -156,7 +156,7 @@ impl Clock {
         };
         out.push_str(text);
         out.push('.');
-        push_padded(out, since.subsec_millis().into(), 3);
+        out.push_str(triple(since.subsec_millis()));
         out.push('Z');
     }
 }
@@ -196,7 +196,7 @@ impl RequestLine<'_> {
         out.push_str(",\"path\":");
         json_text::push(out, head.path());
         out.push_str(",\"status\":");
-        push_u64(out, self.status.into());
+        push_status(out, self.status);
         out.push_str(",\"bytes_in\":");
         push_u64(out, self.bytes_in);
         out.push_str(",\"bytes_out\":");
@@ -205,7 +205,7 @@ impl RequestLine<'_> {
         push_json_or_null(out, self.upstream_addr);
         out.push_str(",\"upstream_status\":");
         match self.upstream_status {
-            Some(status) => push_u64(out, status.into()),
+            Some(status) => push_status(out, status),
             None => out.push_str("null"),
         }
         out.push_str(",\"request_time\":");
@@ -314,26 +314,22 @@ fn escape_into(out: &mut String, text: &str) {
     }
 }
 
+/// An HTTP status: three digits (`http::StatusCode` holds 100 to 999).
+fn push_status(out: &mut String, status: u16) {
+    out.push_str(triple(status.into()));
+}
+
 /// Seconds with microseconds, as nginx `$request_time`; `null` for none.
-/// The microseconds are written as one number, the point put in after.
 fn seconds(out: &mut String, took: Option<Duration>) {
     let Some(took) = took else {
         return out.push_str("null");
     };
-    let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-    let mut buffer = itoa::Buffer::new();
-    let digits = buffer.format(micros);
-    match digits.len().checked_sub(6) {
-        Some(whole) if whole > 0 => {
-            out.push_str(&digits[..whole]);
-            out.push('.');
-            out.push_str(&digits[whole..]);
-        }
-        _ => {
-            out.push_str("0.");
-            push_padded(out, micros, 6);
-        }
+    match took.as_secs() {
+        secs @ 0..=9 => out.push(char::from(b'0' + secs as u8)),
+        secs => push_u64(out, secs),
     }
+    out.push('.');
+    push_six(out, took.subsec_micros());
 }
 
 #[cfg(test)]
@@ -403,6 +399,7 @@ mod tests {
             (999_999, "0.999999"),
             (1_000_000, "1.000000"),
             (12_345_678, "12.345678"),
+            (100_000_001, "100.000001"),
         ] {
             let mut out = String::new();
             seconds(&mut out, Some(Duration::from_micros(micros)));
