@@ -201,6 +201,18 @@ async fn requests_are_counted_and_logged_by_status() -> harness::Result<()> {
         sample(&metrics, "portcullis_etcd_reachable", &[]),
         Some(1.0)
     );
+    // Each curl above was a connection of its own.
+    let connections = |state| {
+        sample(
+            &metrics,
+            "portcullis_http_current_connections",
+            &[("state", state)],
+        )
+    };
+    let handled = connections("handled").expect("handled connections");
+    assert!(handled >= requests, "{handled} < {requests}");
+    assert_eq!(connections("accepted"), Some(handled), "none refused");
+    assert!(connections("active").is_some());
     assert!(sample(&metrics, "portcullis_node_info", &[]).is_some());
     assert!(
         sample(&metrics, "portcullis_config_apply_seconds_count", &[]).is_some_and(|n| n >= 1.0)

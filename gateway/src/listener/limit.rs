@@ -17,6 +17,8 @@ const WARNING_INTERVAL_SECS: u64 = 10;
 pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
     max: usize,
+    /// Connections admitted since start.
+    handled: AtomicU64,
     refused: AtomicU64,
     /// Unix seconds of the last "refusing connections" warning.
     last_warning: AtomicU64,
@@ -28,6 +30,7 @@ impl ConnectionLimit {
         Arc::new(ConnectionLimit {
             permits: Arc::new(Semaphore::new(max)),
             max,
+            handled: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             last_warning: AtomicU64::new(0),
         })
@@ -47,10 +50,23 @@ impl ConnectionLimit {
         self.refused.load(Ordering::Relaxed)
     }
 
+    /// Connections admitted since start (nginx's `handled`).
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted since start, admitted or refused (nginx's
+    /// `accepted`).
+    pub fn accepted(&self) -> u64 {
+        self.handled() + self.refused()
+    }
+
     /// A permit for one more connection, or `None` (counted) at the cap.
     pub(crate) fn admit(&self) -> Option<OwnedSemaphorePermit> {
         let permit = Arc::clone(&self.permits).try_acquire_owned().ok();
-        if permit.is_none() {
+        if permit.is_some() {
+            self.handled.fetch_add(1, Ordering::Relaxed);
+        } else {
             let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
             if self.warning_due() {
                 tracing::warn!(
@@ -94,5 +110,6 @@ mod tests {
             limit.admit().is_some(),
             "a closed connection frees its slot"
         );
+        assert_eq!((limit.handled(), limit.accepted()), (3, 5));
     }
 }

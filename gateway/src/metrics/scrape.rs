@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use shared::state::ConfigState;
 
 use super::{expiry, metrics};
+use crate::listener::ConnectionLimit;
 use crate::snapshot::Snapshot;
 use crate::status::sources::StatusSources;
 
@@ -40,16 +41,24 @@ pub(crate) fn render(sources: &StatusSources) -> String {
             .with_label_values(&["applied"])
             .set(dp.snapshot.load().revision);
         unbuildable(&dp.snapshot.load());
-        metrics
-            .connections
-            .with_label_values(&["active"])
-            .set(i64::try_from(dp.connections.current()).unwrap_or(i64::MAX));
+        connections(&dp.connections);
         if let Some(state) = &state {
             modify_indexes(state);
         }
     }
     expiry::publish(state.as_deref(), unix_now());
     metrics.encode()
+}
+
+/// `portcullis_http_current_connections`: the states of APISIX's metric
+/// that a connection cap can tell (nginx's stub_status `active`, `accepted`
+/// and `handled`).
+fn connections(limit: &ConnectionLimit) {
+    let gauge = &metrics().connections;
+    let set = |state, n: Option<i64>| gauge.with_label_values(&[state]).set(n.unwrap_or(i64::MAX));
+    set("active", i64::try_from(limit.current()).ok());
+    set("accepted", i64::try_from(limit.accepted()).ok());
+    set("handled", i64::try_from(limit.handled()).ok());
 }
 
 /// How many objects cannot serve, per (object, kind); kinds that cleared
