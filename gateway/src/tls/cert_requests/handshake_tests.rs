@@ -34,6 +34,26 @@ fn two_routes(a: &Ca, b: &Ca) -> RouteCertRequests {
     requests
 }
 
+/// A server for `test.com` whose SSL object trusts its own CA (certificates
+/// optional on `public` paths) and whose routes trust CA A and CA B; returns
+/// the own CA, CA A, CA B and the server.
+async fn sni_with_own_ca_and_two_routes(public: &[&str]) -> (Ca, Ca, Ca, TestServer) {
+    let (server_ca, own, a, b) = (
+        Ca::new("Server CA"),
+        Ca::new("Own CA"),
+        Ca::new("CA A"),
+        Ca::new("CA B"),
+    );
+    let objects = [ssl(
+        "1",
+        &["test.com"],
+        &[&server_ca.server(&["test.com"])],
+        Some(client_auth(&[own.cert()], 1, public)),
+    )];
+    let table = SniTable::build_for_routes(&objects, None, None, &two_routes(&a, &b));
+    (own, a, b, TestServer::start(table).await)
+}
+
 #[tokio::test]
 async fn a_plain_sni_asks_for_an_optional_certificate_for_its_routes() {
     let (server_ca, a, b) = (Ca::new("Server CA"), Ca::new("CA A"), Ca::new("CA B"));
@@ -77,20 +97,16 @@ async fn a_plain_sni_asks_for_an_optional_certificate_for_its_routes() {
     assert!(matches!(info.mtls, MtlsPolicy::Off));
 
     // No certificate: the handshake still succeeds.
-    TestClient::new(ClientOptions::default())
-        .connect(server.addr, Some("test.com"))
-        .await
-        .unwrap();
-    assert!(matches!(
-        server.next_info().await.client_cert,
-        ClientCert::None
-    ));
+    let anonymous = TestClient::new(ClientOptions::default());
+    connects_without_a_certificate(&anonymous, &mut server, "test.com").await;
 
     // An SNI no such route can be reached through asks for nothing.
-    client
-        .connect(server.addr, Some("other.test"))
-        .await
-        .unwrap();
+    connects_without_a_certificate(&client, &mut server, "other.test").await;
+}
+
+/// `client` completes the handshake on `sni` and the server sees no certificate.
+async fn connects_without_a_certificate(client: &TestClient, server: &mut TestServer, sni: &str) {
+    client.connect(server.addr, Some(sni)).await.unwrap();
     assert!(matches!(
         server.next_info().await.client_cert,
         ClientCert::None
@@ -99,20 +115,7 @@ async fn a_plain_sni_asks_for_an_optional_certificate_for_its_routes() {
 
 #[tokio::test]
 async fn a_mandatory_sni_stays_mandatory_and_lists_its_own_ca_only() {
-    let (server_ca, own, a, b) = (
-        Ca::new("Server CA"),
-        Ca::new("Own CA"),
-        Ca::new("CA A"),
-        Ca::new("CA B"),
-    );
-    let objects = [ssl(
-        "1",
-        &["test.com"],
-        &[&server_ca.server(&["test.com"])],
-        Some(client_auth(&[own.cert()], 1, &[])),
-    )];
-    let table = SniTable::build_for_routes(&objects, None, None, &two_routes(&a, &b));
-    let mut server = TestServer::start(table).await;
+    let (own, a, _b, mut server) = sni_with_own_ca_and_two_routes(&[]).await;
     let client = presenting(&a.client("alice"));
     assert!(client
         .connect(server.addr, Some("test.com"))
@@ -127,20 +130,7 @@ async fn a_mandatory_sni_stays_mandatory_and_lists_its_own_ca_only() {
 
 #[tokio::test]
 async fn an_optional_sni_lists_its_ca_and_the_routes_cas() {
-    let (server_ca, own, a, b) = (
-        Ca::new("Server CA"),
-        Ca::new("Own CA"),
-        Ca::new("CA A"),
-        Ca::new("CA B"),
-    );
-    let objects = [ssl(
-        "1",
-        &["test.com"],
-        &[&server_ca.server(&["test.com"])],
-        Some(client_auth(&[own.cert()], 1, &["^/public"])),
-    )];
-    let table = SniTable::build_for_routes(&objects, None, None, &two_routes(&a, &b));
-    let mut server = TestServer::start(table).await;
+    let (own, a, b, mut server) = sni_with_own_ca_and_two_routes(&["^/public"]).await;
     let client = presenting(&b.client("bob"));
     client.connect(server.addr, Some("test.com")).await.unwrap();
     assert!(matches!(
