@@ -36,6 +36,19 @@ fn the_binary_links_both_planes() {
     assert!(graph.reaches("portcullis", "portcullis-gateway"));
 }
 
+/// The check above can fail: a dependency two steps away is found, and
+/// only in its own direction.
+#[test]
+fn a_transitive_dependency_is_found() {
+    let graph = Graph(HashMap::from([
+        ("a".to_owned(), vec!["b".to_owned()]),
+        ("b".to_owned(), vec!["c".to_owned()]),
+        ("c".to_owned(), vec![]),
+    ]));
+    assert!(graph.reaches("a", "c"));
+    assert!(!graph.reaches("c", "a"));
+}
+
 /// Workspace package name -> the workspace packages it lists as normal or
 /// build dependencies (dev dependencies are not linked into the library).
 struct Graph(HashMap<String, Vec<String>>);
@@ -86,7 +99,9 @@ impl Graph {
 
     /// Whether `from` depends on `to`, directly or transitively.
     fn reaches(&self, from: &str, to: &str) -> bool {
-        assert!(self.0.contains_key(from), "no package {from}");
+        for name in [from, to] {
+            assert!(self.0.contains_key(name), "no package {name}");
+        }
         let (mut seen, mut queue) = (HashSet::new(), vec![from]);
         while let Some(name) = queue.pop() {
             for dep in self.0.get(name).into_iter().flatten() {
