@@ -55,7 +55,11 @@ fn cycles(graph: &Graph) -> Vec<String> {
 }
 
 /// Each import from a layer to one above it, as `file:line imports file`.
+/// Panics on a layer naming no module, which would hold vacuously.
 fn upward_imports(graph: &Graph, layers: &[&[&str]]) -> Vec<String> {
+    for name in layers.iter().copied().flatten() {
+        assert!(graph.has_top_module(name), "no module {name} in the layers");
+    }
     let layer = |file: usize| {
         let module = graph.top_module(file)?;
         layers.iter().position(|names| names.contains(&module))
@@ -126,4 +130,13 @@ fn a_planted_cycle_and_upward_import_are_found() {
         upward,
         ["b.rs:2 imports a/inner.rs", "b.rs:2 imports a/mod.rs"]
     );
+}
+
+#[test]
+#[should_panic(expected = "no module c in the layers")]
+fn a_layer_naming_no_module_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lib.rs"), "mod a;\n").unwrap();
+    std::fs::write(dir.path().join("a.rs"), "pub struct A;\n").unwrap();
+    upward_imports(&Graph::load(dir.path()), &[&["a"], &["c"]]);
 }

@@ -95,6 +95,13 @@ impl Graph {
         self.nodes[file].module.first().map(String::as_str)
     }
 
+    /// Whether some file belongs to the top-level module `name`.
+    pub(crate) fn has_top_module(&self, name: &str) -> bool {
+        self.nodes
+            .iter()
+            .any(|node| node.module.first().is_some_and(|m| m == name))
+    }
+
     /// Whether `to` is `from`'s ancestor module.
     fn is_ancestor(&self, from: usize, to: usize) -> bool {
         let (from, to) = (&self.nodes[from].module, &self.nodes[to].module);
