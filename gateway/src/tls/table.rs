@@ -96,11 +96,8 @@ impl SniTable {
                 continue;
             }
             let built = previous.and_then(|table| table.by_id.get(&ssl.id));
-            match reuse_or_build(ssl, requests, built) {
-                Ok(entry) => table.insert(entry),
-                Err(unserved) => {
-                    table.unserved.insert(ssl.id.clone(), unserved);
-                }
+            if let Some(entry) = table.entry_for(&ssl.id, ssl, requests, built) {
+                table.insert(entry);
             }
         }
         table.fallback = fallback_sni.and_then(|name| table.fallback_entry(name));
@@ -170,16 +167,9 @@ impl SniTable {
     fn replace(&mut self, id: &str, ssl: Option<&Arc<ValidSsl>>, requests: &RouteCertRequests) {
         let old = self.by_id.get(id).cloned();
         self.unserved.remove(id);
-        let new = match ssl.filter(|ssl| serves(ssl)) {
-            Some(ssl) => match reuse_or_build(ssl, requests, old.as_ref()) {
-                Ok(entry) => Some(entry),
-                Err(unserved) => {
-                    self.unserved.insert(id.to_owned(), unserved);
-                    None
-                }
-            },
-            None => None,
-        };
+        let new = ssl
+            .filter(|ssl| serves(ssl))
+            .and_then(|ssl| self.entry_for(id, ssl, requests, old.as_ref()));
         if let (Some(old), Some(new)) = (&old, &new) {
             if Arc::ptr_eq(old, new) {
                 return;
@@ -190,6 +180,23 @@ impl SniTable {
         }
         if let Some(new) = new {
             self.insert(new);
+        }
+    }
+
+    /// [`reuse_or_build`], recording why object `id` cannot serve, if so.
+    fn entry_for(
+        &mut self,
+        id: &str,
+        ssl: &Arc<ValidSsl>,
+        requests: &RouteCertRequests,
+        built: Option<&Arc<Entry>>,
+    ) -> Option<Arc<Entry>> {
+        match reuse_or_build(ssl, requests, built) {
+            Ok(entry) => Some(entry),
+            Err(unserved) => {
+                self.unserved.insert(id.to_owned(), unserved);
+                None
+            }
         }
     }
 
