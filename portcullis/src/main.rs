@@ -102,7 +102,7 @@ fn init_tracing() {
 
 /// The control runtime: etcd, the admin API, the status endpoints and the
 /// snapshot builder. Proxy traffic runs on worker threads of its own
-/// ([`Workers`]), so one thread is plenty here.
+/// ([`gateway::listener::Workers`]), so one thread is plenty here.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
