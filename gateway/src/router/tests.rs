@@ -404,11 +404,11 @@ fn broken_routes_still_match_and_say_why() {
         .is_ok());
 
     let listed = |table: &RouteTable| -> Vec<(String, &'static str)> {
-        let unbuildable = table.unbuildable();
-        unbuildable
-            .iter()
-            .map(|u| (u.id.clone(), u.error.kind()))
-            .collect()
+        let mut listed: Vec<_> = (table.unbuildable())
+            .map(|(_, id, error)| (id.to_owned(), error.kind()))
+            .collect();
+        listed.sort();
+        listed
     };
     assert_eq!(
         listed(&table),
