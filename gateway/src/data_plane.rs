@@ -15,8 +15,9 @@ use shared::config::{Config, ProxyConfig};
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::listener::{ConnectionLimit, Listener, Protocol, Server, ShutdownSignal, Workers};
+use crate::listener::{ConnectionLimit, Listener, Protocol, Server, Workers};
 use crate::proxy::Proxy;
+use crate::shutdown::ShutdownSignal;
 use crate::snapshot::{self, Snapshot};
 use crate::source::ConfigSource;
 use crate::status::DataPlaneStatus;

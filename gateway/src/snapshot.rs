@@ -51,12 +51,15 @@ impl Snapshot {
     /// The routes, SSL objects and upstreams that are stored but cannot
     /// serve, in that order, each by id.
     pub fn unbuildable(&self) -> Vec<Unbuildable> {
-        let routes = self.routes.unbuildable().into_iter().map(|u| Unbuildable {
-            object: u.object,
-            id: u.id,
-            kind: u.error.kind(),
-            reason: u.error.to_string(),
-        });
+        let routes = self
+            .routes
+            .unbuildable()
+            .map(|(object, id, error)| Unbuildable {
+                object,
+                id: id.to_owned(),
+                kind: error.kind(),
+                reason: error.to_string(),
+            });
         let ssls = self.tls.unserved().map(|(id, why)| Unbuildable {
             object: "ssl",
             id: id.to_owned(),

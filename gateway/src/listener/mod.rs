@@ -41,8 +41,7 @@ pub use limit::ConnectionLimit;
 pub(crate) use socket::bind as bind_socket;
 pub use workers::Workers;
 
-/// Listeners serve until it fires; re-exported as part of their interface.
-pub use crate::shutdown::ShutdownSignal;
+use crate::shutdown::ShutdownSignal;
 
 /// How long in-flight requests may take to finish after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);

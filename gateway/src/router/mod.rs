@@ -60,15 +60,6 @@ pub struct RouteTable {
     broken: imbl::HashMap<Arc<str>, BuildError>,
 }
 
-/// A route or stored upstream of the table that cannot serve.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unbuildable {
-    /// `route` or `upstream`.
-    pub object: &'static str,
-    pub id: String,
-    pub error: BuildError,
-}
-
 /// One matchable route, with what it runs once matched.
 pub struct RouteEntry {
     pub id: String,
@@ -233,23 +224,15 @@ impl RouteTable {
     }
 
     /// The routes, then the stored upstreams, that cannot serve (a route
-    /// whose inline upstream has no TLS client included), each by id.
-    pub fn unbuildable(&self) -> Vec<Unbuildable> {
-        let routes = (self.broken.iter()).map(|(id, error)| ("route", id, error));
+    /// whose inline upstream has no TLS client included): `route` or
+    /// `upstream`, the id and why, in no particular order.
+    pub fn unbuildable(&self) -> impl Iterator<Item = (&'static str, &str, &BuildError)> {
+        let routes = (self.broken.iter()).map(|(id, error)| ("route", &**id, error));
         let upstreams = (self.targets.iter()).filter_map(|(id, built)| match &built.target {
-            Ok(target) => Some(("upstream", id, target.tls_error()?)),
-            Err(error) => Some(("upstream", id, error)),
+            Ok(target) => Some(("upstream", &**id, target.tls_error()?)),
+            Err(error) => Some(("upstream", &**id, error)),
         });
-        let mut all: Vec<Unbuildable> = routes
-            .chain(upstreams)
-            .map(|(object, id, error)| Unbuildable {
-                object,
-                id: id.to_string(),
-                error: error.clone(),
-            })
-            .collect();
-        all.sort_by(|a, b| (a.object, &a.id).cmp(&(b.object, &b.id)));
-        all
+        routes.chain(upstreams)
     }
 
     /// Builds `route` and registers it (replacing any route of the same id);

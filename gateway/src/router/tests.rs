@@ -404,11 +404,11 @@ fn broken_routes_still_match_and_say_why() {
         .is_ok());
 
     let listed = |table: &RouteTable| -> Vec<(String, &'static str)> {
-        let unbuildable = table.unbuildable();
-        unbuildable
-            .iter()
-            .map(|u| (u.id.clone(), u.error.kind()))
-            .collect()
+        let mut listed: Vec<_> = (table.unbuildable())
+            .map(|(_, id, error)| (id.to_owned(), error.kind()))
+            .collect();
+        listed.sort();
+        listed
     };
     assert_eq!(
         listed(&table),
@@ -670,4 +670,47 @@ fn upstream_changes_rebuild_the_routes_naming_them() {
         Err("upstream_id \"u1\" does not exist".to_owned())
     );
     assert_eq!(target(&first).as_deref(), Ok("127.0.0.1:8080"));
+}
+
+#[test]
+fn a_route_is_listed_for_its_inline_upstream_tls_not_for_a_stored_one() {
+    use serde_json::{json, Value};
+    use shared::validate::{validate, Valid};
+    use shared::Kind;
+
+    let upstream = json!({
+        "nodes": {"b.internal:443": 1},
+        "scheme": "https",
+        "tls": {"client_cert_id": "gone"},
+    });
+    let valid = |kind, id: &str, value: Value| match validate(kind, id, &value) {
+        Ok(valid) => valid,
+        Err(err) => panic!("{id}: {err}"),
+    };
+    let route = |id: &str, value: Value| match valid(Kind::Routes, id, value) {
+        Valid::Route(route) => route,
+        _ => panic!("not a route"),
+    };
+    let Valid::Upstream(stored) = valid(Kind::Upstreams, "u1", upstream.clone()) else {
+        panic!("not an upstream")
+    };
+    let table = RouteTable::build(
+        &[
+            route("inline", json!({"uri": "/a", "upstream": upstream})),
+            route("by-id", json!({"uri": "/b", "upstream_id": "u1"})),
+        ],
+        &BTreeMap::from([("u1".to_owned(), stored)]),
+    );
+    let mut listed: Vec<_> = (table.unbuildable())
+        .map(|(object, id, error)| (object, id.to_owned(), error.kind()))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            ("route", "inline".to_owned(), "upstream_tls"),
+            ("upstream", "u1".to_owned(), "upstream_tls"),
+        ],
+        "the stored upstream is listed once, as itself"
+    );
 }
