@@ -217,9 +217,9 @@ impl StoreReader {
     }
 }
 
-/// Keys per page of [`Store::load_all`].
+/// Keys per page of [`StoreReader::load_all`].
 const LOAD_PAGE: i64 = 500;
-/// The largest page [`Store::load_all`] accepts: 500 objects of 512 KiB.
+/// The largest page [`StoreReader::load_all`] accepts: 500 objects of 512 KiB.
 /// (etcd refuses values over 1.5 MiB by default; real objects are a few KiB.)
 const MAX_PAGE_BYTES: usize = 256 * 1024 * 1024;
 
