@@ -235,3 +235,16 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     // Only 0xff bytes: every key from the prefix on (etcd's "\0" end).
     vec![0]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn the_range_end_of_a_prefix() {
+        assert_eq!(prefix_end(b"/apisix"), b"/apisiy");
+        assert_eq!(prefix_end(b"/a\xfe"), b"/a\xff");
+        assert_eq!(prefix_end(b"/a\xff"), b"/b");
+        assert_eq!(prefix_end(b"\xff\xff"), [0]);
+    }
+}
