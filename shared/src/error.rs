@@ -39,3 +39,30 @@ impl ValidationError {
         }
     }
 }
+
+/// Which of two mutually exclusive settings an object gave (see
+/// [`exactly_one`]).
+pub(crate) enum OneOf<A, B> {
+    First(A),
+    Second(B),
+}
+
+/// Exactly one of two named settings, the error reported on `field`.
+pub(crate) fn exactly_one<A, B>(
+    (first_name, first): (&str, Option<A>),
+    (second_name, second): (&str, Option<B>),
+    field: &str,
+) -> Result<OneOf<A, B>, ValidationError> {
+    match (first, second) {
+        (Some(first), None) => Ok(OneOf::First(first)),
+        (None, Some(second)) => Ok(OneOf::Second(second)),
+        (Some(_), Some(_)) => Err(ValidationError::field(
+            field,
+            format!("give either `{first_name}` or `{second_name}`, not both"),
+        )),
+        (None, None) => Err(ValidationError::field(
+            field,
+            format!("one of `{first_name}` or `{second_name}` is required"),
+        )),
+    }
+}

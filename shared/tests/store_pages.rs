@@ -1,5 +1,5 @@
 //! A full read of a configuration larger than one gRPC response may be
-//! (4 MiB): `Store::load_all` reads it in pages, at one revision. Runs a
+//! (4 MiB): `StoreReader::load_all` reads it in pages, at one revision. Runs a
 //! real `etcd` (installed by `./scripts/deps`).
 
 use std::net::TcpListener;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{mtls_auth, PluginSpec};
-use crate::error::ValidationError;
+use crate::error::{exactly_one, OneOf, ValidationError};
 use crate::schema::header_name;
 
 pub const NAME: &str = "mtls-acl";
@@ -160,32 +160,6 @@ fn source(
         .map_err(|_| {
             ValidationError::field("certificate_header_name", "is not a valid header name")
         })
-}
-
-/// Which of two mutually exclusive settings a config gave.
-enum OneOf<A, B> {
-    First(A),
-    Second(B),
-}
-
-/// Exactly one of two named settings, the error reported on `field`.
-fn exactly_one<A, B>(
-    (first_name, first): (&str, Option<A>),
-    (second_name, second): (&str, Option<B>),
-    field: &str,
-) -> Result<OneOf<A, B>, ValidationError> {
-    match (first, second) {
-        (Some(first), None) => Ok(OneOf::First(first)),
-        (None, Some(second)) => Ok(OneOf::Second(second)),
-        (Some(_), Some(_)) => Err(ValidationError::field(
-            field,
-            format!("give either `{first_name}` or `{second_name}`, not both"),
-        )),
-        (None, None) => Err(ValidationError::field(
-            field,
-            format!("one of `{first_name}` or `{second_name}` is required"),
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -41,9 +41,7 @@ impl fmt::Debug for Ssl {
     /// PEM.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ssl")
-            .field("id", &self.metadata.id)
-            .field("desc", &self.metadata.desc)
-            .field("labels", &self.metadata.labels)
+            .field("metadata", &self.metadata)
             .field("kind", &self.kind)
             .field("cert", &"<PEM>")
             .field("key", &"<redacted>")
@@ -58,8 +56,6 @@ impl fmt::Debug for Ssl {
             .field("status", &self.status)
             .field("ssl_protocols", &self.ssl_protocols)
             .field("ocsp_stapling", &self.ocsp_stapling)
-            .field("create_time", &self.metadata.create_time)
-            .field("update_time", &self.metadata.update_time)
             .finish()
     }
 }
@@ -197,5 +193,6 @@ mod tests {
         assert!(!printed.contains("c2VjcmV0"), "{printed}");
         assert!(printed.contains(r#"key: "<redacted>""#), "{printed}");
         assert!(printed.contains(r#"sni: Some("test.com")"#), "{printed}");
+        assert!(printed.contains(r#"id: Some("1")"#), "{printed}");
     }
 }

@@ -81,3 +81,16 @@ fn host(authority: &str) -> &str {
 fn tls_reason(err: &std::io::Error) -> Option<String> {
     tls_error(err).map(|tls| format!("TLS: {tls}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::host;
+
+    #[test]
+    fn the_host_of_an_authority() {
+        assert_eq!(host("etcd.test:2379"), "etcd.test");
+        assert_eq!(host("127.0.0.1:2379"), "127.0.0.1");
+        assert_eq!(host("[::1]:2379"), "::1");
+        assert_eq!(host("etcd.test"), "etcd.test");
+    }
+}

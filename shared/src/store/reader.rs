@@ -217,9 +217,9 @@ impl StoreReader {
     }
 }
 
-/// Keys per page of [`Store::load_all`].
+/// Keys per page of [`StoreReader::load_all`].
 const LOAD_PAGE: i64 = 500;
-/// The largest page [`Store::load_all`] accepts: 500 objects of 512 KiB.
+/// The largest page [`StoreReader::load_all`] accepts: 500 objects of 512 KiB.
 /// (etcd refuses values over 1.5 MiB by default; real objects are a few KiB.)
 const MAX_PAGE_BYTES: usize = 256 * 1024 * 1024;
 
@@ -234,4 +234,17 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     }
     // Only 0xff bytes: every key from the prefix on (etcd's "\0" end).
     vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn the_range_end_of_a_prefix() {
+        assert_eq!(prefix_end(b"/apisix"), b"/apisiy");
+        assert_eq!(prefix_end(b"/a\xfe"), b"/a\xff");
+        assert_eq!(prefix_end(b"/a\xff"), b"/b");
+        assert_eq!(prefix_end(b"\xff\xff"), [0]);
+    }
 }

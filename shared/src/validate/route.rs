@@ -8,6 +8,7 @@ use super::{
     deserialize, one_or_many, upstream, HostPattern, PluginConfigs, UriPattern, ValidUpstream,
     ValidationError,
 };
+use crate::error::{exactly_one, OneOf};
 use crate::resource::Route;
 
 /// A validated route. Plugin configurations are typed and checked
@@ -94,18 +95,15 @@ fn hosts(spec: &Route) -> Result<Vec<HostPattern>, ValidationError> {
 /// Exactly one of `upstream` (validated here) / `upstream_id` (checked for
 /// existence by the admin API, resolved by the gateway).
 fn upstream_ref(spec: &Route, value: &Value) -> Result<UpstreamRef, ValidationError> {
-    match (value.get("upstream"), &spec.upstream_id) {
-        (Some(_), Some(_)) => Err(ValidationError::field(
-            "upstream",
-            "give either `upstream` or `upstream_id`, not both",
-        )),
-        (None, None) => Err(ValidationError::field(
-            "upstream",
-            "one of `upstream` or `upstream_id` is required",
-        )),
-        (None, Some(upstream_id)) => Ok(UpstreamRef::Id(upstream_id.clone())),
-        (Some(inline), None) => upstream::validate(None, inline)
+    let given = exactly_one(
+        ("upstream", value.get("upstream")),
+        ("upstream_id", spec.upstream_id.as_ref()),
+        "upstream",
+    )?;
+    match given {
+        OneOf::First(inline) => upstream::validate(None, inline)
             .map(|valid| UpstreamRef::Inline(Arc::new(valid)))
             .map_err(|e| e.within("upstream")),
+        OneOf::Second(upstream_id) => Ok(UpstreamRef::Id(upstream_id.clone())),
     }
 }

@@ -362,10 +362,15 @@ fn route_field_combinations() {
         ))),
         "hosts[1]"
     );
-    assert_eq!(blamed_field(route(json!({"uri": "/"}))), "upstream");
     assert_eq!(
-        blamed_field(route(with(walkthrough_route(), upstream_id))),
-        "upstream"
+        route(json!({"uri": "/"})).unwrap_err().to_string(),
+        "invalid upstream: one of `upstream` or `upstream_id` is required"
+    );
+    assert_eq!(
+        route(with(walkthrough_route(), upstream_id))
+            .unwrap_err()
+            .to_string(),
+        "invalid upstream: give either `upstream` or `upstream_id`, not both"
     );
 
     let valid = route(with(
